@@ -1,0 +1,294 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/cenkalti/backoff/v4"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ocipull/registry/oci"
+)
+
+// clientSource is the oci.Source of refs read by a Client: manifests and
+// blobs of the client's repository, by digest.
+type clientSource struct{ c *Client }
+
+func (c *Client) source() oci.RangeSource { return clientSource{c} }
+
+// Manifest implements oci.Source. The bytes are checked against desc's
+// digest here already, so a lying registry is retried-not; oci verifies
+// again with size and media type.
+func (s clientSource) Manifest(ctx context.Context, desc v1.Descriptor) ([]byte, error) {
+	if err := validateDigest(string(desc.Digest)); err != nil {
+		return nil, err
+	}
+	raw, _, err := s.c.fetchManifest(ctx, string(desc.Digest), desc.Digest, desc.MediaType)
+	return raw, err
+}
+
+// Blob implements oci.Source with a resumable stream.
+func (s clientSource) Blob(ctx context.Context, desc v1.Descriptor) (io.ReadCloser, error) {
+	return s.BlobAt(ctx, desc, 0)
+}
+
+// BlobAt implements oci.RangeSource: the stream starts at offset.
+func (s clientSource) BlobAt(ctx context.Context, desc v1.Descriptor, offset int64) (io.ReadCloser, error) {
+	if err := validateDigest(string(desc.Digest)); err != nil {
+		return nil, err
+	}
+	if desc.Size < 0 || offset < 0 || offset > desc.Size {
+		return nil, fmt.Errorf("blob %s: %w: offset %d, size %d", desc.Digest, oci.ErrInvalidDescriptor, offset, desc.Size)
+	}
+	r := &blobStream{c: s.c, ctx: ctx, desc: desc, url: s.c.url("blobs", string(desc.Digest)), offset: offset, start: offset}
+	// The first request is made now, so that a missing blob or a refused
+	// request is reported by the open, not by the first read.
+	if desc.Size > offset {
+		if err := r.open(); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+const (
+	// maxIgnoredRanges bounds how often a server may answer a resumption
+	// with the whole blob (200 instead of 206): each costs a re-download of
+	// the prefix.
+	maxIgnoredRanges = 3
+	// maxResumes bounds resumptions of one stream whatever progress they make,
+	// so a server that cuts every connection after a byte cannot hold a
+	// reader forever.
+	maxResumes = 64
+)
+
+// blobStream reads one blob over as many connections as it takes: when a
+// read fails (network error, stall, early end of body) it reopens at the
+// current offset with a closed Range, under the client's retry policy.
+// It yields at most desc.Size-start bytes and is not itself verifying:
+// oci.VerifyReader wraps it.
+type blobStream struct {
+	c      *Client
+	ctx    context.Context
+	desc   v1.Descriptor
+	url    string
+	start  int64
+	offset int64 // absolute position of the next byte to deliver
+	body   io.ReadCloser
+	skip   int64 // bytes of body to discard (server ignored Range)
+	known  bool  // body has a Content-Length, so EOF can be observed free
+	bo     backoff.BackOff
+	moved  bool // bytes were delivered since the last break
+	resume int
+	ranges int
+	err    error
+}
+
+// open requests the blob from r.offset, retrying transient failures.
+func (r *blobStream) open() error {
+	if r.bo == nil {
+		r.bo = r.c.newBackOff()
+	}
+	return r.c.retryWith(r.ctx, r.bo, func() error {
+		req := &request{method: http.MethodGet, url: r.url, scope: r.c.pullScope()}
+		if r.offset > 0 {
+			req.rng = fmt.Sprintf("bytes=%d-%d", r.offset, r.desc.Size-1)
+		}
+		resp, err := r.c.attempt(r.ctx, req)
+		if err != nil {
+			return err
+		}
+		if err := r.accept(resp); err != nil {
+			resp.Body.Close()
+			return err
+		}
+		r.body = resp.Body
+		return nil
+	})
+}
+
+// accept checks a blob response against the descriptor and the range asked for.
+func (r *blobStream) accept(resp *http.Response) error {
+	r.skip = 0
+	r.known = resp.ContentLength >= 0
+	switch {
+	case resp.StatusCode == http.StatusPartialContent && r.offset > 0:
+		first, last, total, err := parseContentRange(resp.Header.Get("Content-Range"))
+		if err != nil || first != r.offset || last > r.desc.Size-1 || (total >= 0 && total != r.desc.Size) {
+			return backoff.Permanent(fmt.Errorf("blob %s: %w: asked for bytes %d-%d/%d, got Content-Range %q",
+				r.desc.Digest, ErrProtocol, r.offset, r.desc.Size-1, r.desc.Size, printable(resp.Header.Get("Content-Range"), 80)))
+		}
+		if resp.ContentLength >= 0 && resp.ContentLength != last-first+1 {
+			return backoff.Permanent(fmt.Errorf("blob %s: %w: Content-Length %d disagrees with Content-Range %q",
+				r.desc.Digest, ErrProtocol, resp.ContentLength, printable(resp.Header.Get("Content-Range"), 80)))
+		}
+	case resp.StatusCode == http.StatusOK:
+		if resp.ContentLength >= 0 && resp.ContentLength != r.desc.Size {
+			return backoff.Permanent(fmt.Errorf("blob %s: %w: Content-Length %d, descriptor says %d",
+				r.desc.Digest, ErrSizeMismatch, resp.ContentLength, r.desc.Size))
+		}
+		if r.offset > 0 {
+			r.ranges++
+			if r.ranges > maxIgnoredRanges {
+				return backoff.Permanent(fmt.Errorf("blob %s: %w: the server ignored Range %d times", r.desc.Digest, ErrProtocol, r.ranges))
+			}
+			r.skip = r.offset
+		}
+	default:
+		return backoff.Permanent(fmt.Errorf("blob %s: %w: unexpected status %d", r.desc.Digest, ErrProtocol, resp.StatusCode))
+	}
+	return nil
+}
+
+// parseContentRange reads "bytes first-last/total" (RFC 9110 section
+// 14.4); total is -1 for "*".
+func parseContentRange(v string) (first, last, total int64, err error) {
+	bad := errors.New("malformed Content-Range")
+	rest, ok := strings.CutPrefix(strings.TrimSpace(v), "bytes ")
+	if !ok {
+		return 0, 0, 0, bad
+	}
+	rng, tot, ok := strings.Cut(rest, "/")
+	if !ok {
+		return 0, 0, 0, bad
+	}
+	f, l, ok := strings.Cut(rng, "-")
+	if !ok {
+		return 0, 0, 0, bad
+	}
+	if first, err = strconv.ParseInt(f, 10, 64); err != nil || first < 0 {
+		return 0, 0, 0, bad
+	}
+	if last, err = strconv.ParseInt(l, 10, 64); err != nil || last < first {
+		return 0, 0, 0, bad
+	}
+	if tot == "*" {
+		return first, last, -1, nil
+	}
+	if total, err = strconv.ParseInt(tot, 10, 64); err != nil || total <= last {
+		return 0, 0, 0, bad
+	}
+	return first, last, total, nil
+}
+
+// Read delivers the next bytes, resuming as described on blobStream.
+func (r *blobStream) Read(p []byte) (int, error) {
+	for {
+		if r.err != nil {
+			return 0, r.err
+		}
+		if r.offset >= r.desc.Size {
+			r.finish()
+			return 0, io.EOF
+		}
+		if r.body == nil {
+			if err := r.open(); err != nil {
+				r.err = err
+				return 0, err
+			}
+		}
+		if r.skip > 0 {
+			n, err := io.CopyN(io.Discard, r.body, r.skip)
+			r.skip -= n
+			if err != nil {
+				if rerr := r.broken(err); rerr != nil {
+					return 0, rerr
+				}
+				continue
+			}
+		}
+		if want := r.desc.Size - r.offset; int64(len(p)) > want {
+			p = p[:want]
+		}
+		n, err := r.body.Read(p)
+		r.offset += int64(n)
+		if n > 0 {
+			r.moved = true
+		}
+		if r.offset >= r.desc.Size {
+			r.finish()
+			return n, nil
+		}
+		if err != nil {
+			if rerr := r.broken(err); rerr != nil {
+				if n > 0 {
+					return n, nil // the error is sticky: the next Read returns it
+				}
+				return 0, rerr
+			}
+			if n == 0 {
+				continue
+			}
+		}
+		return n, nil
+	}
+}
+
+// broken handles a failed body read: it closes the body and either leaves
+// the stream ready to reopen at the offset, or sets and returns the
+// terminal error.
+func (r *blobStream) broken(err error) error {
+	r.body.Close()
+	r.body = nil
+	if r.ctx.Err() != nil {
+		r.err = fmt.Errorf("blob %s: %w", r.desc.Digest, r.ctx.Err())
+		return r.err
+	}
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	r.resume++
+	if r.resume > maxResumes {
+		r.err = fmt.Errorf("blob %s: gave up after %d resumptions: %w", r.desc.Digest, maxResumes, err)
+		return r.err
+	}
+	if r.moved {
+		// Progress since the last break: the policy starts over.
+		r.bo = r.c.newBackOff()
+		r.moved = false
+	}
+	wait, ok := r.c.nextWait(r.ctx, r.bo, err)
+	if !ok {
+		r.err = fmt.Errorf("blob %s: broken after %d of %d bytes: %w", r.desc.Digest, r.offset, r.desc.Size, err)
+		return r.err
+	}
+	if r.c.RetryNotify != nil {
+		r.c.RetryNotify(err, wait)
+	}
+	if err := sleep(r.ctx, wait); err != nil {
+		r.err = fmt.Errorf("blob %s: %w", r.desc.Digest, err)
+		return r.err
+	}
+	return nil
+}
+
+// finish reads the body's end when that costs no I/O, so the connection
+// goes back to the pool, and closes it.
+func (r *blobStream) finish() {
+	if r.body == nil {
+		return
+	}
+	if r.known {
+		var one [1]byte
+		r.body.Read(one[:])
+	}
+	r.body.Close()
+	r.body = nil
+}
+
+// Close releases the connection.
+func (r *blobStream) Close() error {
+	if r.body != nil {
+		r.body.Close()
+		r.body = nil
+	}
+	if r.err == nil {
+		r.err = errors.New("read from closed blob stream")
+	}
+	return nil
+}

@@ -1,0 +1,278 @@
+package registry
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/ocipull/registry/oci"
+)
+
+// ErrorCode is a registry error code (distribution-spec, "Error Codes").
+type ErrorCode string
+
+// The error codes of the distribution spec.
+const (
+	CodeBlobUnknown         ErrorCode = "BLOB_UNKNOWN"
+	CodeBlobUploadInvalid   ErrorCode = "BLOB_UPLOAD_INVALID"
+	CodeBlobUploadUnknown   ErrorCode = "BLOB_UPLOAD_UNKNOWN"
+	CodeDigestInvalid       ErrorCode = "DIGEST_INVALID"
+	CodeManifestBlobUnknown ErrorCode = "MANIFEST_BLOB_UNKNOWN"
+	CodeManifestInvalid     ErrorCode = "MANIFEST_INVALID"
+	CodeManifestUnknown     ErrorCode = "MANIFEST_UNKNOWN"
+	CodeNameInvalid         ErrorCode = "NAME_INVALID"
+	CodeNameUnknown         ErrorCode = "NAME_UNKNOWN"
+	CodeSizeInvalid         ErrorCode = "SIZE_INVALID"
+	CodeUnauthorized        ErrorCode = "UNAUTHORIZED"
+	CodeDenied              ErrorCode = "DENIED"
+	CodeUnsupported         ErrorCode = "UNSUPPORTED"
+	CodeTooManyRequests     ErrorCode = "TOOMANYREQUESTS"
+)
+
+// ErrorInfo is one entry of a registry's error body.
+type ErrorInfo struct {
+	Code    ErrorCode       `json:"code"`
+	Message string          `json:"message,omitempty"`
+	Detail  json.RawMessage `json:"detail,omitempty"`
+}
+
+// ErrorResponse is a registry's error body: {"errors":[...]}. The server
+// writes it; the client parses it into [ClientError.Errors].
+type ErrorResponse struct {
+	Errors []ErrorInfo `json:"errors"`
+}
+
+// Sentinel errors, matched with [errors.Is]. A [*ClientError] matches the
+// sentinel of its status and codes; local failures wrap the sentinel.
+var (
+	// ErrNotFound matches every 404, whatever the code.
+	ErrNotFound = errors.New("not found")
+	// ErrManifestUnknown matches MANIFEST_UNKNOWN, and a 404 on a manifest.
+	ErrManifestUnknown = errors.New("manifest unknown")
+	// ErrBlobUnknown matches BLOB_UNKNOWN, and a 404 on a blob.
+	ErrBlobUnknown = errors.New("blob unknown")
+	// ErrNameUnknown matches NAME_UNKNOWN.
+	ErrNameUnknown = errors.New("repository name unknown")
+	// ErrUnauthorized matches a 401 and the UNAUTHORIZED code.
+	ErrUnauthorized = errors.New("unauthorized")
+	// ErrDenied matches a 403 and the DENIED code.
+	ErrDenied = errors.New("access denied")
+	// ErrTooManyRequests matches a 429 and the TOOMANYREQUESTS code.
+	ErrTooManyRequests = errors.New("too many requests")
+	// ErrUnsupported matches a 405 and the UNSUPPORTED code.
+	ErrUnsupported = errors.New("unsupported")
+	// ErrInvalidReference means a host, repository, tag or digest does not
+	// match its grammar; nothing was requested.
+	ErrInvalidReference = errors.New("invalid reference")
+	// ErrProtocol means the registry answered outside the protocol: a wrong
+	// status, a malformed header, a redirect loop.
+	ErrProtocol = errors.New("registry protocol violation")
+
+	// The data model's sentinels, re-exported so callers need not import oci
+	// to test for them.
+	ErrDigestMismatch       = oci.ErrDigestMismatch
+	ErrSizeMismatch         = oci.ErrSizeMismatch
+	ErrTooLarge             = oci.ErrTooLarge
+	ErrInvalidManifest      = oci.ErrInvalidManifest
+	ErrUnsupportedMediaType = oci.ErrUnsupportedMediaType
+	ErrNoMatchingPlatform   = oci.ErrNoMatchingPlatform
+)
+
+// maxErrorBody caps how much of an error response is read: registry error
+// bodies are a few hundred bytes, and an unbounded read of a hostile one
+// would let it exhaust memory.
+const maxErrorBody = 64 << 10
+
+// maxBodyExcerpt is how much of an unparsable error body is kept for the message.
+const maxBodyExcerpt = 512
+
+// ClientError is an HTTP failure: the registry answered with an unexpected
+// status. It carries the decoded registry error codes so callers can match
+// them with [errors.Is] against the sentinels, or inspect them with
+// [errors.As].
+type ClientError struct {
+	// Method and URL are the request's; the URL is redacted (no user
+	// information, no query values except the registry's paging parameters).
+	Method string
+	URL    string
+	// StatusCode is the HTTP status.
+	StatusCode int
+	// Errors are the registry's error entries, when the body had them.
+	Errors []ErrorInfo
+	// Body is the start of the body when it was not a registry error.
+	Body string
+	// RetryAfter is the delay the Retry-After header asked for, or zero.
+	RetryAfter time.Duration
+}
+
+// Error says what was requested, the status, and the registry's messages.
+func (e *ClientError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s: %d %s", e.Method, e.URL, e.StatusCode, http.StatusText(e.StatusCode))
+	for i, info := range e.Errors {
+		if i == 0 {
+			b.WriteString(":")
+		} else {
+			b.WriteString(";")
+		}
+		fmt.Fprintf(&b, " %s", info.Code)
+		if info.Message != "" {
+			fmt.Fprintf(&b, ": %s", printable(info.Message, 200))
+		}
+	}
+	if len(e.Errors) == 0 && e.Body != "" {
+		fmt.Fprintf(&b, ": %s", printable(e.Body, maxBodyExcerpt))
+	}
+	if e.RetryAfter > 0 {
+		fmt.Fprintf(&b, " (retry after %s)", e.RetryAfter)
+	}
+	return b.String()
+}
+
+// HasCode reports whether the registry sent code.
+func (e *ClientError) HasCode(code ErrorCode) bool {
+	for _, info := range e.Errors {
+		if info.Code == code {
+			return true
+		}
+	}
+	return false
+}
+
+// Is matches the sentinels described on them.
+func (e *ClientError) Is(target error) bool {
+	switch target {
+	case ErrNotFound:
+		return e.StatusCode == http.StatusNotFound
+	case ErrManifestUnknown:
+		return e.HasCode(CodeManifestUnknown) || (e.StatusCode == http.StatusNotFound && len(e.Errors) == 0 && strings.Contains(e.URL, "/manifests/"))
+	case ErrBlobUnknown:
+		return e.HasCode(CodeBlobUnknown) || (e.StatusCode == http.StatusNotFound && len(e.Errors) == 0 && strings.Contains(e.URL, "/blobs/"))
+	case ErrNameUnknown:
+		return e.HasCode(CodeNameUnknown)
+	case ErrUnauthorized:
+		return e.StatusCode == http.StatusUnauthorized || e.HasCode(CodeUnauthorized)
+	case ErrDenied:
+		return e.StatusCode == http.StatusForbidden || e.HasCode(CodeDenied)
+	case ErrTooManyRequests:
+		return e.StatusCode == http.StatusTooManyRequests || e.HasCode(CodeTooManyRequests)
+	case ErrUnsupported:
+		return e.StatusCode == http.StatusMethodNotAllowed || e.HasCode(CodeUnsupported)
+	}
+	return false
+}
+
+// Temporary reports whether retrying may succeed: 408, 429 and 5xx other
+// than 501 Not Implemented and 505 HTTP Version Not Supported.
+func (e *ClientError) Temporary() bool {
+	switch e.StatusCode {
+	case http.StatusRequestTimeout, http.StatusTooManyRequests:
+		return true
+	case http.StatusNotImplemented, http.StatusHTTPVersionNotSupported:
+		return false
+	}
+	return e.StatusCode >= 500 && e.StatusCode <= 599
+}
+
+// newClientError reads (at most maxErrorBody of) resp's body and closes it.
+func newClientError(resp *http.Response) *ClientError {
+	e := &ClientError{StatusCode: resp.StatusCode}
+	if resp.Request != nil {
+		e.Method = resp.Request.Method
+		e.URL = redactURL(resp.Request.URL)
+	}
+	e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	body := readCapped(resp.Body, maxErrorBody)
+	resp.Body.Close()
+	var er ErrorResponse
+	if err := json.Unmarshal(body, &er); err == nil && len(er.Errors) > 0 {
+		if len(er.Errors) > 16 {
+			er.Errors = er.Errors[:16]
+		}
+		e.Errors = er.Errors
+	} else if len(body) > 0 {
+		e.Body = string(body)
+	}
+	return e
+}
+
+// parseRetryAfter reads Retry-After (RFC 9110 section 10.2.3): delay-seconds
+// or an HTTP-date. Unparsable or past values mean zero.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := parseUint(v); err == nil {
+		if n > 1<<31 {
+			n = 1 << 31
+		}
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := t.Sub(now); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+func parseUint(s string) (int64, error) {
+	if s == "" || len(s) > 18 {
+		return 0, errors.New("not a number")
+	}
+	var n int64
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, errors.New("not a number")
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, nil
+}
+
+// keptQueryParams are the query parameters that stay readable in errors:
+// the registry's own paging and filtering parameters. Every other value
+// (signatures and credentials of presigned URLs) is redacted.
+var keptQueryParams = map[string]bool{"n": true, "last": true, "artifactType": true, "service": true, "scope": true}
+
+// redactURL renders u without user information and with query values other
+// than the registry's own replaced by "REDACTED".
+func redactURL(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	c := *u
+	c.User = nil
+	if c.RawQuery != "" {
+		q := c.Query()
+		for k, vs := range q {
+			if !keptQueryParams[k] {
+				for i := range vs {
+					vs[i] = "REDACTED"
+				}
+			}
+		}
+		c.RawQuery = q.Encode()
+	}
+	c.Fragment = ""
+	return c.String()
+}
+
+// printable shortens s to max bytes and replaces control characters, so a
+// hostile body cannot forge log lines or flood a terminal.
+func printable(s string, max int) string {
+	if len(s) > max {
+		s = s[:max] + "..."
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+}

@@ -1,0 +1,91 @@
+package oci
+
+import (
+	"context"
+	"fmt"
+
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+type ctxT = context.Context
+
+// Index is an OCI image index or a Docker manifest list. Its children are
+// loaded lazily, under the ref's stored context, and verified.
+type Index struct {
+	refBase
+	index v1.Index
+}
+
+func (x *Index) validate() error {
+	for i, m := range x.index.Manifests {
+		if err := ValidateDescriptor(m); err != nil {
+			return fmt.Errorf("manifests[%d]: %w", i, err)
+		}
+	}
+	if x.index.Subject != nil {
+		if err := ValidateDescriptor(*x.index.Subject); err != nil {
+			return fmt.Errorf("subject: %w", err)
+		}
+	}
+	return nil
+}
+
+// Index returns the parsed index. Its slices are shared with the ref: the
+// caller must not modify them.
+func (x *Index) Index() v1.Index { return x.index }
+
+// Manifests describes the children, in the index's order.
+func (x *Index) Manifests() []v1.Descriptor { return x.index.Manifests }
+
+// Subject is the manifest this index refers to (OCI 1.1 referrers), or nil.
+func (x *Index) Subject() *v1.Descriptor { return x.index.Subject }
+
+// Child loads the child manifest desc names from the index's source, under
+// its stored context, and verifies it against desc's digest and size and
+// media type. desc is usually one of [Index.Manifests]. A child nested more
+// than [MaxDepth] levels below the ref the chain started at is refused with
+// [ErrTooDeep].
+func (x *Index) Child(desc v1.Descriptor) (Ref, error) {
+	return loadChild(x.ctx, x.src, desc, x.depth+1)
+}
+
+// LoadRef loads the manifest desc names from src and verifies it (digest,
+// size, media type) as [Index.Child] does; the returned ref reads its own
+// children and blobs from src under ctx.
+func LoadRef(ctx context.Context, src Source, desc v1.Descriptor) (Ref, error) {
+	return loadChild(ctx, src, desc, 0)
+}
+
+func loadChild(ctx context.Context, src Source, desc v1.Descriptor, depth int) (Ref, error) {
+	if depth > MaxDepth {
+		return nil, fmt.Errorf("manifest %s: %w: more than %d levels", desc.Digest, ErrTooDeep, MaxDepth)
+	}
+	if err := ValidateDescriptor(desc); err != nil {
+		return nil, err
+	}
+	if !isManifestType(desc.MediaType) {
+		if desc.MediaType == mediaTypeSchema1 || desc.MediaType == mediaTypeSchema1Signed {
+			return nil, fmt.Errorf("manifest %s: %w", desc.Digest, ErrSchema1)
+		}
+		return nil, fmt.Errorf("manifest %s: %w: %q", desc.Digest, ErrUnsupportedMediaType, truncate(desc.MediaType))
+	}
+	if desc.Size > MaxManifestSize {
+		return nil, fmt.Errorf("manifest %s: %w: size %d exceeds the limit of %d", desc.Digest, ErrTooLarge, desc.Size, MaxManifestSize)
+	}
+	var raw []byte
+	if desc.Data != nil {
+		raw = desc.Data
+	} else {
+		if src == nil {
+			return nil, fmt.Errorf("manifest %s: %w: no source", desc.Digest, ErrNotFound)
+		}
+		var err error
+		if raw, err = src.Manifest(ctx, desc); err != nil {
+			return nil, err
+		}
+	}
+	if int64(len(raw)) != desc.Size {
+		return nil, fmt.Errorf("manifest %s: %w: got %d bytes, descriptor says %d", desc.Digest, ErrSizeMismatch, len(raw), desc.Size)
+	}
+	return newRef(ctx, src, raw, desc.MediaType, desc.Digest, depth)
+}

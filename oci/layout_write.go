@@ -1,0 +1,305 @@
+package oci
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// WriteOptions tunes [Layout.Write]. The zero value works.
+type WriteOptions struct {
+	// Jobs is how many blobs are written at once. Zero or less means 4.
+	Jobs int
+	// Progress, when not nil, is told of each blob as it starts, as bytes
+	// land and when it is done or skipped. It may be called from several
+	// goroutines at once and must not block for long.
+	Progress func(BlobProgress)
+}
+
+// BlobProgress reports on one blob during [Layout.Write].
+type BlobProgress struct {
+	// Descriptor names the blob.
+	Descriptor v1.Descriptor
+	// Complete is how many bytes are on disk, including a resumed prefix.
+	Complete int64
+	// Done is set once the blob is verified and in place.
+	Done bool
+	// Skipped is set (with Done) when the blob was already present and verified.
+	Skipped bool
+	// Resumed is set when a partial download of an earlier run was continued.
+	Resumed bool
+}
+
+// Write stores ref and everything under it (child manifests and blobs) in
+// the layout and records ref in index.json, under tag when tag is not
+// empty (an entry with the same tag is replaced; earlier entries stay).
+//
+// Every blob and manifest is verified against its descriptor before it is
+// renamed into place, content already present and verified is skipped, and
+// blobs are fetched in parallel ([WriteOptions.Jobs]). A download that
+// fails part-way leaves blobs/<alg>/<encoded>.partial; when the source is a
+// [RangeSource] the next Write continues from it, verifying the whole.
+// Manifests are written after everything they name, and index.json last,
+// so an interrupted Write never leaves index.json naming missing content.
+// Reads go to each ref's source under ctx.
+func (l *Layout) Write(ctx context.Context, tag string, ref Ref, opts *WriteOptions) error {
+	if opts == nil {
+		opts = &WriteOptions{}
+	}
+	var manifests []Ref
+	type blobJob struct {
+		desc v1.Descriptor
+		src  Source
+	}
+	var blobs []blobJob
+	seenBlob := map[digest.Digest]bool{}
+	err := Walk(ref, func(r Ref) error {
+		manifests = append(manifests, r)
+		if img, ok := r.(*Image); ok {
+			for _, d := range img.Blobs() {
+				if !seenBlob[d.Digest] {
+					seenBlob[d.Digest] = true
+					blobs = append(blobs, blobJob{d, img.Source()})
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+
+	jobs := opts.Jobs
+	if jobs <= 0 {
+		jobs = 4
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+		next     = make(chan blobJob)
+	)
+	for i := 0; i < jobs && i < len(blobs); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range next {
+				if err := l.writeBlob(ctx, j.src, j.desc, opts.Progress); err != nil {
+					errOnce.Do(func() { firstErr = err; cancel() })
+				}
+			}
+		}()
+	}
+feed:
+	for _, j := range blobs {
+		select {
+		case next <- j:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for i := len(manifests) - 1; i >= 0; i-- {
+		m := manifests[i]
+		if err := l.writeContent(m.Descriptor(), m.RawManifest()); err != nil {
+			return err
+		}
+	}
+	return l.addToIndex(ref.Descriptor(), tag)
+}
+
+func (l *Layout) addToIndex(desc v1.Descriptor, tag string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	idx, err := l.Index()
+	if err != nil {
+		return err
+	}
+	entry := v1.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size, ArtifactType: desc.ArtifactType}
+	kept := idx.Manifests[:0]
+	for _, d := range idx.Manifests {
+		name := d.Annotations[v1.AnnotationRefName]
+		if tag != "" && name == tag {
+			continue
+		}
+		if tag == "" && name == "" && d.Digest == desc.Digest {
+			continue
+		}
+		kept = append(kept, d)
+	}
+	if tag != "" {
+		entry.Annotations = map[string]string{v1.AnnotationRefName: tag}
+	}
+	idx.Manifests = append(kept, entry)
+	return l.writeIndex(idx)
+}
+
+// hasVerified reports whether path holds exactly the content desc names.
+func hasVerified(path string, desc v1.Descriptor) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || st.Size() != desc.Size {
+		return false
+	}
+	vr, err := NewVerifyReader(f, desc)
+	if err != nil {
+		return false
+	}
+	_, err = vr.WriteTo(io.Discard)
+	return err == nil
+}
+
+// writeContent stores small content already in memory and verified.
+func (l *Layout) writeContent(desc v1.Descriptor, b []byte) error {
+	path := l.BlobPath(desc.Digest)
+	if hasVerified(path, desc) {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	vr, err := NewVerifyReader(io.NopCloser(bytes.NewReader(b)), desc)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	if _, err := vr.WriteTo(&buf); err != nil {
+		return err
+	}
+	return writeFileAtomic(path, buf.Bytes())
+}
+
+func (l *Layout) writeBlob(ctx context.Context, src Source, desc v1.Descriptor, progress func(BlobProgress)) error {
+	report := func(p BlobProgress) {
+		if progress != nil {
+			p.Descriptor = desc
+			progress(p)
+		}
+	}
+	path := l.BlobPath(desc.Digest)
+	if hasVerified(path, desc) {
+		report(BlobProgress{Complete: desc.Size, Done: true, Skipped: true})
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("layout %s: %w", l.dir, err)
+	}
+	if desc.Data != nil {
+		if err := l.writeContent(desc, desc.Data); err != nil {
+			return err
+		}
+		report(BlobProgress{Complete: desc.Size, Done: true})
+		return nil
+	}
+	partial := path + ".partial"
+	f, err := os.OpenFile(partial, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("layout %s: %w", l.dir, err)
+	}
+	var offset int64
+	rs, canResume := src.(RangeSource)
+	if st, err := f.Stat(); err == nil && canResume && st.Size() > 0 && st.Size() < desc.Size {
+		offset = st.Size()
+	}
+	var remote io.ReadCloser
+	if offset > 0 {
+		if remote, err = rs.BlobAt(ctx, desc, offset); err != nil {
+			offset = 0
+		}
+	}
+	if offset == 0 {
+		if remote, err = src.Blob(ctx, desc); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	defer remote.Close()
+	if err := f.Truncate(offset); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		f.Close()
+		return err
+	}
+	report(BlobProgress{Complete: offset, Resumed: offset > 0})
+	stream := struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(io.NewSectionReader(f, 0, offset), remote), remote}
+	vr, err := NewVerifyReader(stream, desc)
+	if err != nil {
+		f.Close()
+		return err
+	}
+	w := &landingWriter{f: f, skip: offset, done: offset, report: report}
+	if _, err := vr.WriteTo(w); err != nil {
+		f.Close()
+		if errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrSizeMismatch) {
+			os.Remove(partial)
+		}
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(partial, path); err != nil {
+		return err
+	}
+	report(BlobProgress{Complete: desc.Size, Done: true})
+	return nil
+}
+
+// landingWriter writes to the partial file, dropping the first skip bytes
+// (the prefix already on disk, re-read only to be hashed).
+type landingWriter struct {
+	f      *os.File
+	skip   int64
+	done   int64
+	report func(BlobProgress)
+}
+
+func (w *landingWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	if w.skip > 0 {
+		k := int64(len(p))
+		if k > w.skip {
+			k = w.skip
+		}
+		w.skip -= k
+		p = p[k:]
+	}
+	if len(p) == 0 {
+		return n, nil
+	}
+	if _, err := w.f.Write(p); err != nil {
+		return 0, err
+	}
+	w.done += int64(len(p))
+	w.report(BlobProgress{Complete: w.done})
+	return n, nil
+}

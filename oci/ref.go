@@ -1,0 +1,263 @@
+package oci
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Media types of the manifests this package reads, besides image-spec's
+// [v1.MediaTypeImageManifest] and [v1.MediaTypeImageIndex].
+const (
+	MediaTypeDockerManifest     = "application/vnd.docker.distribution.manifest.v2+json"
+	MediaTypeDockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
+	MediaTypeDockerConfig       = "application/vnd.docker.container.image.v1+json"
+	MediaTypeDockerLayer        = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+	MediaTypeDockerForeignLayer = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+
+	mediaTypeSchema1       = "application/vnd.docker.distribution.manifest.v1+json"
+	mediaTypeSchema1Signed = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+)
+
+// ManifestMediaTypes lists the manifest media types this package reads, in
+// the order a client should prefer them (an Accept header lists them all).
+var ManifestMediaTypes = []string{
+	v1.MediaTypeImageIndex,
+	v1.MediaTypeImageManifest,
+	MediaTypeDockerManifestList,
+	MediaTypeDockerManifest,
+}
+
+// Limits on untrusted input.
+const (
+	// MaxManifestSize caps a manifest at 4 MiB, the limit the reference
+	// registry and most clients apply (distribution-spec, "Pushing Manifests").
+	MaxManifestSize = 4 << 20
+	// MaxConfigSize caps an image config read into memory. Configs are
+	// small JSON documents; 16 MiB leaves room for images with long histories.
+	MaxConfigSize = 16 << 20
+	// MaxDepth caps how deeply indexes may nest below the ref a walk starts at.
+	// Real images nest at most two levels; verified content cannot form a cycle,
+	// but a hostile registry can serve an arbitrarily deep chain.
+	MaxDepth = 8
+)
+
+// Source is where a ref's child manifests and blobs come from: a registry
+// client, a layout directory, a server's memory. Implementations return the
+// content unverified; the refs of this package verify every byte against the
+// descriptor (digest and size) before handing it on. Both methods must be safe
+// for concurrent use.
+type Source interface {
+	// Manifest returns the bytes of the manifest desc names. Implementations
+	// should read no more than [MaxManifestSize] bytes.
+	Manifest(ctx context.Context, desc v1.Descriptor) ([]byte, error)
+	// Blob opens the blob desc names. The caller closes the stream.
+	Blob(ctx context.Context, desc v1.Descriptor) (io.ReadCloser, error)
+}
+
+// Ref is one manifest, verified: an [*Image] or an [*Index].
+type Ref interface {
+	// Descriptor describes the manifest: media type, digest, size and,
+	// where the manifest declares one, artifact type.
+	Descriptor() v1.Descriptor
+	// Digest is the digest of RawManifest.
+	Digest() digest.Digest
+	// MediaType is the manifest's media type, one of [ManifestMediaTypes].
+	MediaType() string
+	// RawManifest returns the exact bytes the digest was computed over. The
+	// caller must not modify them.
+	RawManifest() []byte
+	// Source is where the ref's children and blobs are read from.
+	Source() Source
+	// Context is the context the ref was created with; it governs every
+	// read made through the ref and its children.
+	Context() context.Context
+
+	base() *refBase
+}
+
+type refBase struct {
+	ctx   context.Context
+	src   Source
+	desc  v1.Descriptor
+	raw   []byte
+	depth int
+}
+
+func (r *refBase) Descriptor() v1.Descriptor {
+	d := r.desc
+	return d
+}
+func (r *refBase) Digest() digest.Digest    { return r.desc.Digest }
+func (r *refBase) MediaType() string        { return r.desc.MediaType }
+func (r *refBase) RawManifest() []byte      { return r.raw }
+func (r *refBase) Source() Source           { return r.src }
+func (r *refBase) Context() context.Context { return r.ctx }
+func (r *refBase) base() *refBase           { return r }
+
+// manifestProbe holds the fields that tell manifests apart.
+type manifestProbe struct {
+	SchemaVersion *int            `json:"schemaVersion"`
+	MediaType     string          `json:"mediaType"`
+	Config        json.RawMessage `json:"config"`
+	Layers        json.RawMessage `json:"layers"`
+	Manifests     json.RawMessage `json:"manifests"`
+	FSLayers      json.RawMessage `json:"fsLayers"`
+}
+
+// NewRef parses raw, the exact bytes of a manifest, into an [*Image] or an
+// [*Index] whose blobs and children are read lazily from src under ctx.
+//
+// mediaType is the media type the manifest was served with (a Content-Type
+// header or a descriptor's mediaType); it may be empty. A bare known
+// manifest type is authoritative, and a manifest whose own mediaType field
+// contradicts it is refused. An empty type, application/json or a type with
+// parameters defers to the mediaType field in the body, and failing that to
+// the manifest's shape.
+//
+// want, when not empty, is the digest raw must have (compared with want's
+// algorithm); otherwise the sha256 of raw becomes the digest. NewRef refuses
+// manifests over [MaxManifestSize], Docker schema 1 ([ErrSchema1]), other
+// media types ([ErrUnsupportedMediaType]), bad JSON, a schemaVersion other
+// than 2, and invalid descriptors ([ValidateDescriptor]), all wrapping
+// [ErrInvalidManifest] or the more specific sentinel.
+func NewRef(ctx context.Context, src Source, raw []byte, mediaType string, want digest.Digest) (Ref, error) {
+	return newRef(ctx, src, raw, mediaType, want, 0)
+}
+
+func newRef(ctx context.Context, src Source, raw []byte, mediaType string, want digest.Digest, depth int) (Ref, error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if len(raw) > MaxManifestSize {
+		return nil, fmt.Errorf("manifest: %w: %d bytes exceeds the limit of %d", ErrTooLarge, len(raw), MaxManifestSize)
+	}
+	var got digest.Digest
+	if want != "" {
+		if err := ValidateDigest(want); err != nil {
+			return nil, err
+		}
+		got = want.Algorithm().FromBytes(raw)
+		if got != want {
+			return nil, fmt.Errorf("manifest %s: %w: content hashes to %s", want, ErrDigestMismatch, got)
+		}
+	} else {
+		got = digest.SHA256.FromBytes(raw)
+	}
+	mt, err := manifestMediaType(raw, mediaType)
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", got, err)
+	}
+	b := refBase{ctx: ctx, src: src, raw: raw, depth: depth,
+		desc: v1.Descriptor{MediaType: mt, Digest: got, Size: int64(len(raw))}}
+	switch mt {
+	case v1.MediaTypeImageManifest, MediaTypeDockerManifest:
+		img := &Image{refBase: b}
+		if err := json.Unmarshal(raw, &img.manifest); err != nil {
+			return nil, fmt.Errorf("manifest %s: %w: %v", got, ErrInvalidManifest, err)
+		}
+		if err := img.validate(); err != nil {
+			return nil, fmt.Errorf("manifest %s: %w", got, err)
+		}
+		img.desc.ArtifactType = img.manifest.ArtifactType
+		return img, nil
+	default:
+		idx := &Index{refBase: b}
+		if err := json.Unmarshal(raw, &idx.index); err != nil {
+			return nil, fmt.Errorf("index %s: %w: %v", got, ErrInvalidManifest, err)
+		}
+		if err := idx.validate(); err != nil {
+			return nil, fmt.Errorf("index %s: %w", got, err)
+		}
+		idx.desc.ArtifactType = idx.index.ArtifactType
+		return idx, nil
+	}
+}
+
+// manifestMediaType decides the media type of raw as described on NewRef.
+func manifestMediaType(raw []byte, served string) (string, error) {
+	served = trimSpace(served)
+	base, params, perr := mime.ParseMediaType(served)
+	if served == "" {
+		perr, base = nil, ""
+	}
+	if base == mediaTypeSchema1 || base == mediaTypeSchema1Signed {
+		return "", ErrSchema1
+	}
+	var p manifestProbe
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if err := dec.Decode(&p); err != nil {
+		return "", fmt.Errorf("%w: not a JSON object: %v", ErrInvalidManifest, err)
+	}
+	if dec.More() {
+		return "", fmt.Errorf("%w: trailing data after the JSON object", ErrInvalidManifest)
+	}
+	if p.MediaType == mediaTypeSchema1 || p.MediaType == mediaTypeSchema1Signed ||
+		(p.SchemaVersion != nil && *p.SchemaVersion == 1) || p.FSLayers != nil {
+		return "", ErrSchema1
+	}
+	if p.SchemaVersion == nil || *p.SchemaVersion != 2 {
+		return "", fmt.Errorf("%w: schemaVersion must be 2", ErrInvalidManifest)
+	}
+	trusted := perr == nil && len(params) == 0 && isManifestType(base)
+	if perr == nil && base != "" && base != "application/json" && !isManifestType(base) {
+		return "", fmt.Errorf("%w: %q", ErrUnsupportedMediaType, truncate(served))
+	}
+	mt := p.MediaType
+	switch {
+	case trusted && p.MediaType != "" && p.MediaType != base:
+		return "", fmt.Errorf("%w: served as %s but its mediaType field says %s", ErrInvalidManifest, base, truncate(p.MediaType))
+	case trusted:
+		mt = base
+	case mt == "" && p.Manifests != nil && p.Config == nil:
+		mt = v1.MediaTypeImageIndex
+	case mt == "" && p.Config != nil && p.Manifests == nil:
+		mt = v1.MediaTypeImageManifest
+	case mt == "":
+		return "", fmt.Errorf("%w: no media type, and neither an image manifest nor an index by shape", ErrInvalidManifest)
+	}
+	if !isManifestType(mt) {
+		return "", fmt.Errorf("%w: %q", ErrUnsupportedMediaType, truncate(mt))
+	}
+	isIndex := mt == v1.MediaTypeImageIndex || mt == MediaTypeDockerManifestList
+	if isIndex && (p.Config != nil || p.Layers != nil) {
+		return "", fmt.Errorf("%w: %s has config or layers", ErrInvalidManifest, mt)
+	}
+	if !isIndex && p.Manifests != nil {
+		return "", fmt.Errorf("%w: %s has manifests", ErrInvalidManifest, mt)
+	}
+	return mt, nil
+}
+
+func isManifestType(mt string) bool {
+	for _, t := range ManifestMediaTypes {
+		if t == mt {
+			return true
+		}
+	}
+	return false
+}
+
+// IsIndexMediaType reports whether mt is an OCI index or Docker manifest list.
+func IsIndexMediaType(mt string) bool {
+	return mt == v1.MediaTypeImageIndex || mt == MediaTypeDockerManifestList
+}
+
+// IsManifestMediaType reports whether mt is one of [ManifestMediaTypes].
+func IsManifestMediaType(mt string) bool { return isManifestType(mt) }
+
+func trimSpace(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}

@@ -1,0 +1,207 @@
+package oci
+
+import (
+	"bytes"
+	"crypto/sha256"
+	_ "crypto/sha512" // registers sha512 for go-digest
+	"fmt"
+	"hash"
+	"io"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// copyBufferSize is the buffer [VerifyReader.WriteTo] reads through. Reads of
+// 1 MiB let an HTTP body and SHA-256 run at their full speed; the 32 KiB of
+// io.Copy's own buffer cost about half the throughput on loopback.
+const copyBufferSize = 1 << 20
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
+
+// ValidateDigest reports whether d is a digest this package accepts: the
+// grammar of the OCI image spec with a registered algorithm, sha256 (64
+// lower-case hex characters) or sha512 (128). Anything else is refused before
+// any request is made.
+func ValidateDigest(d digest.Digest) error {
+	switch d.Algorithm() {
+	case digest.SHA256, digest.SHA512:
+	default:
+		return fmt.Errorf("%w: digest %q: algorithm must be sha256 or sha512", ErrInvalidDescriptor, truncate(string(d)))
+	}
+	if err := d.Validate(); err != nil {
+		return fmt.Errorf("%w: digest %q: %v", ErrInvalidDescriptor, truncate(string(d)), err)
+	}
+	return nil
+}
+
+// ValidateDescriptor checks what this package relies on in a descriptor: a
+// media type, a valid digest ([ValidateDigest]), a size that is not negative,
+// and, when data is embedded, data of exactly that size and digest.
+func ValidateDescriptor(d v1.Descriptor) error {
+	if d.MediaType == "" {
+		return fmt.Errorf("%w: descriptor %s has no media type", ErrInvalidDescriptor, truncate(string(d.Digest)))
+	}
+	if err := ValidateDigest(d.Digest); err != nil {
+		return err
+	}
+	if d.Size < 0 {
+		return fmt.Errorf("%w: descriptor %s has negative size %d", ErrInvalidDescriptor, d.Digest, d.Size)
+	}
+	if d.Data != nil {
+		if int64(len(d.Data)) != d.Size {
+			return fmt.Errorf("%w: descriptor %s: embedded data is %d bytes, size says %d", ErrInvalidDescriptor, d.Digest, len(d.Data), d.Size)
+		}
+		if got := d.Digest.Algorithm().FromBytes(d.Data); got != d.Digest {
+			return fmt.Errorf("%w: descriptor %s: embedded data has digest %s: %w", ErrInvalidDescriptor, d.Digest, got, ErrDigestMismatch)
+		}
+	}
+	return nil
+}
+
+// VerifyReader is a stream that yields exactly the bytes a descriptor names.
+// It hashes while reading and never yields more than the descriptor's size.
+// When the content ends early, runs long, or hashes to another digest, Read
+// returns an error wrapping [ErrSizeMismatch] or [ErrDigestMismatch] in
+// place of [io.EOF], and the read that discovered it yields no bytes: a
+// caller that stops at the first error never holds the final bytes of bad
+// content. io.EOF is returned only after the digest matched.
+//
+// VerifyReader implements [io.WriterTo] with a 1 MiB buffer, so io.Copy from
+// it runs at the speed of the network and the hash, not of a 32 KiB buffer.
+type VerifyReader struct {
+	r    io.Reader
+	c    io.Closer
+	desc v1.Descriptor
+	h    hash.Hash
+	n    int64
+	err  error
+}
+
+// NewVerifyReader wraps rc, which should yield the content desc names. Close
+// closes rc. desc's digest must be valid ([ValidateDescriptor]).
+func NewVerifyReader(rc io.ReadCloser, desc v1.Descriptor) (*VerifyReader, error) {
+	if err := ValidateDigest(desc.Digest); err != nil {
+		return nil, err
+	}
+	if desc.Size < 0 {
+		return nil, fmt.Errorf("%w: descriptor %s has negative size %d", ErrInvalidDescriptor, desc.Digest, desc.Size)
+	}
+	var h hash.Hash
+	if desc.Digest.Algorithm() == digest.SHA256 {
+		h = sha256.New()
+	} else {
+		h = desc.Digest.Algorithm().Hash()
+	}
+	return &VerifyReader{r: rc, c: rc, desc: desc, h: h}, nil
+}
+
+// Read implements io.Reader with the verification described on [VerifyReader].
+func (v *VerifyReader) Read(p []byte) (int, error) {
+	if v.err != nil {
+		return 0, v.err
+	}
+	remaining := v.desc.Size - v.n
+	if remaining == 0 {
+		return 0, v.finish()
+	}
+	if int64(len(p)) > remaining {
+		p = p[:remaining]
+	}
+	n, err := v.r.Read(p)
+	if n > 0 {
+		v.h.Write(p[:n])
+		v.n += int64(n)
+	}
+	if v.n == v.desc.Size {
+		if ferr := v.finish(); ferr != io.EOF {
+			return 0, ferr
+		}
+		return n, nil
+	}
+	if err == io.EOF {
+		v.err = fmt.Errorf("blob %s: %w: got %d bytes, want %d: %w", v.desc.Digest, ErrSizeMismatch, v.n, v.desc.Size, io.ErrUnexpectedEOF)
+		return 0, v.err
+	}
+	if err != nil {
+		v.err = fmt.Errorf("blob %s: after %d of %d bytes: %w", v.desc.Digest, v.n, v.desc.Size, err)
+		return 0, v.err
+	}
+	return n, nil
+}
+
+func (v *VerifyReader) finish() error {
+	if v.err != nil {
+		return v.err
+	}
+	got := digest.NewDigestFromBytes(v.desc.Digest.Algorithm(), v.h.Sum(nil))
+	if got != v.desc.Digest {
+		v.err = fmt.Errorf("blob %s: %w: content hashes to %s", v.desc.Digest, ErrDigestMismatch, got)
+		return v.err
+	}
+	v.err = io.EOF
+	return io.EOF
+}
+
+// WriteTo implements io.WriterTo: it copies the verified content to w through
+// a 1 MiB buffer and returns nil only when every byte was verified.
+func (v *VerifyReader) WriteTo(w io.Writer) (int64, error) {
+	bp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bp)
+	buf := *bp
+	var written int64
+	for {
+		n, err := v.Read(buf)
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			written += int64(m)
+			if werr != nil {
+				return written, werr
+			}
+			if m != n {
+				return written, io.ErrShortWrite
+			}
+		}
+		if err == io.EOF {
+			return written, nil
+		}
+		if err != nil {
+			return written, err
+		}
+	}
+}
+
+// Verified reports whether the whole content has been read and matched.
+func (v *VerifyReader) Verified() bool { return v.err == io.EOF }
+
+// Close closes the underlying stream.
+func (v *VerifyReader) Close() error { return v.c.Close() }
+
+// ReadAllVerified reads the content desc names from rc, up to limit bytes,
+// verifies it and closes rc. A descriptor larger than limit is refused
+// with [ErrTooLarge] before anything is read.
+func ReadAllVerified(rc io.ReadCloser, desc v1.Descriptor, limit int64) ([]byte, error) {
+	defer rc.Close()
+	if desc.Size > limit {
+		return nil, fmt.Errorf("blob %s: %w: size %d exceeds the limit of %d bytes", desc.Digest, ErrTooLarge, desc.Size, limit)
+	}
+	vr, err := NewVerifyReader(rc, desc)
+	if err != nil {
+		return nil, err
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, desc.Size))
+	if _, err := vr.WriteTo(buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// truncate shortens untrusted strings before they go into error messages.
+func truncate(s string) string {
+	const max = 80
+	if len(s) > max {
+		return s[:max] + "..."
+	}
+	return s
+}

@@ -1,0 +1,575 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ocipull/registry/oci"
+)
+
+// Server is a read-only, in-memory OCI registry: an [http.Handler] that
+// serves the refs added to it, spec-exact, for tests
+// (httptest.NewServer(registry.NewServer())) and as the serving half of a
+// pull-through cache.
+//
+// It answers the pull and discovery endpoints of the distribution spec:
+// /v2/, manifests by tag or digest and blobs (GET and HEAD, blobs with
+// Range), tag lists, referrers and the catalog, with the spec's status
+// codes and JSON error bodies; every write gets 405 UNSUPPORTED. Manifests
+// are held in memory; blob bytes are opened from the source of the ref
+// that named them when a request asks, so a ref read by a [Client] and
+// added here is served through to its registry, verified on the way.
+//
+// Set the exported fields before serving. AddRef and requests are safe to
+// run concurrently.
+type Server struct {
+	// DisableReferrers makes the referrers endpoint answer 404, as
+	// registries without the OCI 1.1 referrers API do, so that a client's
+	// fallback to the referrers tag schema can be tested.
+	DisableReferrers bool
+
+	// Auth, when not nil, turns on authentication ([ServerAuth]).
+	Auth *ServerAuth
+
+	mu    sync.RWMutex
+	repos map[string]*repoState
+}
+
+type repoState struct {
+	tags      map[string]digest.Digest
+	manifests map[digest.Digest]*storedManifest
+	blobs     map[digest.Digest]storedBlob
+}
+
+type storedManifest struct {
+	desc        v1.Descriptor // media type, digest, size, artifact type
+	raw         []byte
+	subject     *v1.Descriptor
+	annotations map[string]string
+}
+
+type storedBlob struct {
+	desc v1.Descriptor
+	src  oci.Source
+}
+
+// NewServer returns an empty server.
+func NewServer() *Server { return &Server{repos: map[string]*repoState{}} }
+
+// AddRef makes ref and everything under it (child manifests, loaded now
+// through the ref's source and verified, and blobs, opened only when
+// requested) available in repository, and points tag at it when tag is
+// not empty (otherwise the ref is reachable by digest only). A ref with a
+// subject becomes one of its subject's referrers.
+func (s *Server) AddRef(repository, tag string, ref oci.Ref) error {
+	if err := validateRepository(repository); err != nil {
+		return err
+	}
+	if tag != "" {
+		if err := validateTag(tag); err != nil {
+			return err
+		}
+	}
+	var manifests []*storedManifest
+	var blobs []storedBlob
+	err := oci.Walk(ref, func(r oci.Ref) error {
+		m := &storedManifest{desc: r.Descriptor(), raw: r.RawManifest()}
+		switch r := r.(type) {
+		case *oci.Image:
+			mf := r.Manifest()
+			m.subject, m.annotations = mf.Subject, mf.Annotations
+			if m.desc.ArtifactType == "" {
+				m.desc.ArtifactType = mf.Config.MediaType
+			}
+			for _, b := range r.Blobs() {
+				blobs = append(blobs, storedBlob{desc: b, src: r.Source()})
+			}
+		case *oci.Index:
+			ix := r.Index()
+			m.subject, m.annotations = ix.Subject, ix.Annotations
+		}
+		manifests = append(manifests, m)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("adding %s to %s: %w", ref.Digest(), repository, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.repos == nil {
+		s.repos = map[string]*repoState{}
+	}
+	rs := s.repos[repository]
+	if rs == nil {
+		rs = &repoState{tags: map[string]digest.Digest{}, manifests: map[digest.Digest]*storedManifest{}, blobs: map[digest.Digest]storedBlob{}}
+		s.repos[repository] = rs
+	}
+	for _, m := range manifests {
+		if _, ok := rs.manifests[m.desc.Digest]; !ok {
+			rs.manifests[m.desc.Digest] = m
+		}
+	}
+	for _, b := range blobs {
+		if _, ok := rs.blobs[b.desc.Digest]; !ok {
+			rs.blobs[b.desc.Digest] = b
+		}
+	}
+	if tag != "" {
+		rs.tags[tag] = ref.Digest()
+	}
+	return nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	path := r.URL.Path
+	if s.Auth != nil && path == s.Auth.tokenPath() {
+		s.Auth.serveToken(w, r)
+		return
+	}
+	if path != "/v2" && !strings.HasPrefix(path, "/v2/") {
+		writeError(w, http.StatusNotFound, CodeUnsupported, "not a registry API path")
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeError(w, http.StatusMethodNotAllowed, CodeUnsupported, "this registry is read-only")
+		return
+	}
+	if path == "/v2" || path == "/v2/" {
+		if !s.authorize(w, r, "") {
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", "2")
+		w.WriteHeader(http.StatusOK)
+		if r.Method == http.MethodGet {
+			io.WriteString(w, "{}")
+		}
+		return
+	}
+	if path == "/v2/_catalog" {
+		if !s.authorize(w, r, catalogScope) {
+			return
+		}
+		s.serveCatalog(w, r)
+		return
+	}
+	var name, rest string
+	var route func(http.ResponseWriter, *http.Request, *repoState, string, string)
+	if m := routeManifest.FindStringSubmatch(path); m != nil {
+		name, rest, route = m[1], m[2], s.serveManifest
+	} else if m := routeBlob.FindStringSubmatch(path); m != nil {
+		name, rest, route = m[1], m[2], s.serveBlob
+	} else if m := routeTags.FindStringSubmatch(path); m != nil {
+		name, route = m[1], s.serveTags
+	} else if m := routeReferrers.FindStringSubmatch(path); m != nil {
+		name, rest, route = m[1], m[2], s.serveReferrers
+	} else {
+		if looksLikeRoute(path) {
+			writeError(w, http.StatusBadRequest, CodeNameInvalid, "invalid repository name")
+			return
+		}
+		writeError(w, http.StatusNotFound, CodeUnsupported, "unknown API path")
+		return
+	}
+	if len(name) > MaxRepositoryLength {
+		writeError(w, http.StatusBadRequest, CodeNameInvalid, "repository name too long")
+		return
+	}
+	if !s.authorize(w, r, "repository:"+name+":pull") {
+		return
+	}
+	if route == nil || (s.DisableReferrers && strings.Contains(path, "/referrers/") && routeReferrers.MatchString(path)) {
+		writeError(w, http.StatusNotFound, CodeUnsupported, "referrers API not supported")
+		return
+	}
+	s.mu.RLock()
+	rs := s.repos[name]
+	s.mu.RUnlock()
+	if rs == nil {
+		writeError(w, http.StatusNotFound, CodeNameUnknown, "repository name not known to registry")
+		return
+	}
+	route(w, r, rs, name, rest)
+}
+
+// looksLikeRoute reports whether path has the shape of an API route, so a
+// failed match means the name was invalid.
+func looksLikeRoute(path string) bool {
+	for _, seg := range []string{"/manifests/", "/blobs/", "/referrers/"} {
+		if i := strings.LastIndex(path, seg); i > len("/v2") && !strings.Contains(path[i+len(seg):], "/") {
+			return true
+		}
+	}
+	return strings.HasSuffix(path, "/tags/list") && len(path) > len("/v2//tags/list")
+}
+
+func writeError(w http.ResponseWriter, status int, code ErrorCode, msg string) {
+	b, _ := json.Marshal(ErrorResponse{Errors: []ErrorInfo{{Code: code, Message: msg}}})
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	h.Del("Docker-Content-Digest")
+	h.Del("ETag")
+	w.WriteHeader(status)
+	w.Write(b)
+}
+
+func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, rs *repoState, _ string, reference string) {
+	var d digest.Digest
+	s.mu.RLock()
+	if strings.Contains(reference, ":") {
+		if validateDigest(reference) != nil {
+			s.mu.RUnlock()
+			writeError(w, http.StatusBadRequest, CodeDigestInvalid, "invalid digest")
+			return
+		}
+		d = digest.Digest(reference)
+	} else if TagRegexp.MatchString(reference) {
+		d = rs.tags[reference]
+	}
+	m := rs.manifests[d]
+	s.mu.RUnlock()
+	if m == nil {
+		writeError(w, http.StatusNotFound, CodeManifestUnknown, "manifest unknown")
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", m.desc.MediaType)
+	h.Set("Content-Length", strconv.Itoa(len(m.raw)))
+	h.Set("Docker-Content-Digest", string(m.desc.Digest))
+	h.Set("ETag", `"`+string(m.desc.Digest)+`"`)
+	if match := r.Header.Get("If-None-Match"); match != "" && etagMatches(match, m.desc.Digest) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodGet {
+		w.Write(m.raw)
+	}
+}
+
+func etagMatches(header string, d digest.Digest) bool {
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(t), "W/"))
+		if t == "*" || t == `"`+string(d)+`"` {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rs *repoState, _ string, reference string) {
+	if validateDigest(reference) != nil {
+		writeError(w, http.StatusBadRequest, CodeDigestInvalid, "invalid digest")
+		return
+	}
+	d := digest.Digest(reference)
+	s.mu.RLock()
+	b, ok := rs.blobs[d]
+	if !ok {
+		// A manifest is also a blob of the repository.
+		if m := rs.manifests[d]; m != nil {
+			b, ok = storedBlob{desc: v1.Descriptor{MediaType: m.desc.MediaType, Digest: d, Size: m.desc.Size, Data: m.raw}}, true
+		}
+	}
+	s.mu.RUnlock()
+	if !ok {
+		writeError(w, http.StatusNotFound, CodeBlobUnknown, "blob unknown to registry")
+		return
+	}
+	h := w.Header()
+	h.Set("Docker-Content-Digest", string(d))
+	h.Set("ETag", `"`+string(d)+`"`)
+	h.Set("Accept-Ranges", "bytes")
+	h.Set("Content-Type", "application/octet-stream")
+	if match := r.Header.Get("If-None-Match"); match != "" && etagMatches(match, d) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	size := b.desc.Size
+	first, last, partial, ok := parseRange(r.Header.Get("Range"), size)
+	if !ok {
+		h.Set("Content-Range", fmt.Sprintf("bytes */%d", size))
+		writeError(w, http.StatusRequestedRangeNotSatisfiable, CodeSizeInvalid, "range not satisfiable")
+		return
+	}
+	if r.Method == http.MethodHead {
+		if partial {
+			h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first, last, size))
+			h.Set("Content-Length", strconv.FormatInt(last-first+1, 10))
+			w.WriteHeader(http.StatusPartialContent)
+			return
+		}
+		h.Set("Content-Length", strconv.FormatInt(size, 10))
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	rc, verified, err := openBlobAt(r.Context(), b, first, partial)
+	if err != nil {
+		status, code := http.StatusBadGateway, CodeBlobUnknown
+		if errors.Is(err, oci.ErrNotFound) || errors.Is(err, ErrNotFound) {
+			status = http.StatusNotFound
+		}
+		writeError(w, status, code, "blob content unavailable")
+		return
+	}
+	defer rc.Close()
+	n := size
+	if partial {
+		n = last - first + 1
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first, last, size))
+	}
+	h.Set("Content-Length", strconv.FormatInt(n, 10))
+	if partial {
+		w.WriteHeader(http.StatusPartialContent)
+	} else {
+		w.WriteHeader(http.StatusOK)
+	}
+	// A copy that ends early (the source failed, or did not verify) leaves
+	// the response shorter than Content-Length: net/http then closes the
+	// connection and the client sees a broken body, never wrong bytes as
+	// complete ones.
+	if verified != nil {
+		verified.WriteTo(w)
+		return
+	}
+	io.Copy(w, io.LimitReader(rc, n))
+}
+
+// openBlobAt opens b's content from offset. Whole, non-seekable streams
+// come back wrapped in a VerifyReader (returned as verified too);
+// seekable in-memory and on-disk content, verified when it was stored,
+// is served as it is, through sendfile where the platform has it.
+func openBlobAt(ctx context.Context, b storedBlob, offset int64, partial bool) (io.ReadCloser, *oci.VerifyReader, error) {
+	if b.desc.Data != nil {
+		rc := io.NopCloser(strings.NewReader(string(b.desc.Data[offset:])))
+		return rc, nil, nil
+	}
+	if b.src == nil {
+		return nil, nil, oci.ErrNotFound
+	}
+	if offset > 0 {
+		if rsrc, ok := b.src.(oci.RangeSource); ok {
+			rc, err := rsrc.BlobAt(ctx, b.desc, offset)
+			return rc, nil, err
+		}
+	}
+	rc, err := b.src.Blob(ctx, b.desc)
+	if err != nil {
+		return nil, nil, err
+	}
+	if seeker, ok := rc.(io.Seeker); ok {
+		if _, err := seeker.Seek(offset, io.SeekStart); err != nil {
+			rc.Close()
+			return nil, nil, err
+		}
+		return rc, nil, nil
+	}
+	if offset > 0 {
+		if _, err := io.CopyN(io.Discard, rc, offset); err != nil {
+			rc.Close()
+			return nil, nil, err
+		}
+		return rc, nil, nil
+	}
+	if partial {
+		return rc, nil, nil
+	}
+	vr, err := oci.NewVerifyReader(rc, b.desc)
+	if err != nil {
+		rc.Close()
+		return nil, nil, err
+	}
+	return vr, vr, nil
+}
+
+// parseRange reads a single byte range (RFC 9110 section 14.1.2):
+// "bytes=first-last", "bytes=first-" or "bytes=-suffix". It returns
+// partial=false to serve the whole blob (no header, or a form it does not
+// serve, such as several ranges, which a server may ignore) and ok=false
+// when the range is unsatisfiable (416).
+func parseRange(h string, size int64) (first, last int64, partial, ok bool) {
+	if h == "" {
+		return 0, size - 1, false, true
+	}
+	spec, found := strings.CutPrefix(h, "bytes=")
+	if !found || strings.Contains(spec, ",") {
+		return 0, size - 1, false, true
+	}
+	a, b, found := strings.Cut(strings.TrimSpace(spec), "-")
+	if !found {
+		return 0, size - 1, false, true
+	}
+	if a == "" {
+		n, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || n < 0 {
+			return 0, size - 1, false, true
+		}
+		if n == 0 || size == 0 {
+			return 0, 0, false, false
+		}
+		if n > size {
+			n = size
+		}
+		return size - n, size - 1, true, true
+	}
+	f, err := strconv.ParseInt(a, 10, 64)
+	if err != nil || f < 0 {
+		return 0, size - 1, false, true
+	}
+	l := size - 1
+	if b != "" {
+		if l, err = strconv.ParseInt(b, 10, 64); err != nil || l < f {
+			return 0, size - 1, false, true
+		}
+		if l > size-1 {
+			l = size - 1
+		}
+	}
+	if f >= size {
+		return 0, 0, false, false
+	}
+	return f, l, true, true
+}
+
+// pageParams reads the n and last query parameters of a paginated list
+// (distribution-spec, "Listing Tags"). n absent means all; bad means 400.
+func pageParams(r *http.Request) (n int, last string, err error) {
+	q := r.URL.Query()
+	n = -1
+	if v := q.Get("n"); v != "" {
+		x, perr := strconv.Atoi(v)
+		if perr != nil || x < 0 {
+			return 0, "", fmt.Errorf("n must be a non-negative integer")
+		}
+		n = x
+	}
+	return n, q.Get("last"), nil
+}
+
+// page returns the items after last, at most n of them (n<0: all), and
+// whether more remain. items must be sorted.
+func page(items []string, n int, last string) ([]string, bool) {
+	start := 0
+	if last != "" {
+		start = sort.SearchStrings(items, last)
+		if start < len(items) && items[start] == last {
+			start++
+		}
+	}
+	items = items[start:]
+	if n >= 0 && len(items) > n {
+		return items[:n], true
+	}
+	return items, false
+}
+
+func writeJSON(w http.ResponseWriter, r *http.Request, contentType string, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, CodeUnsupported, "encoding failed")
+		return
+	}
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodGet {
+		w.Write(b)
+	}
+}
+
+func nextLink(w http.ResponseWriter, path string, n int, last string) {
+	q := fmt.Sprintf("n=%d&last=%s", n, urlQueryEscape(last))
+	w.Header().Set("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, path, q))
+}
+
+func (s *Server) serveTags(w http.ResponseWriter, r *http.Request, rs *repoState, name, _ string) {
+	n, last, err := pageParams(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, CodeUnsupported, err.Error())
+		return
+	}
+	s.mu.RLock()
+	tags := make([]string, 0, len(rs.tags))
+	for t := range rs.tags {
+		tags = append(tags, t)
+	}
+	s.mu.RUnlock()
+	sort.Strings(tags)
+	out, more := page(tags, n, last)
+	if more {
+		nextLink(w, "/v2/"+name+"/tags/list", n, out[len(out)-1])
+	}
+	writeJSON(w, r, "application/json", struct {
+		Name string   `json:"name"`
+		Tags []string `json:"tags"`
+	}{name, out})
+}
+
+const catalogScope = "registry:catalog:*"
+
+func (s *Server) serveCatalog(w http.ResponseWriter, r *http.Request) {
+	n, last, err := pageParams(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, CodeUnsupported, err.Error())
+		return
+	}
+	s.mu.RLock()
+	names := make([]string, 0, len(s.repos))
+	for name := range s.repos {
+		names = append(names, name)
+	}
+	s.mu.RUnlock()
+	sort.Strings(names)
+	out, more := page(names, n, last)
+	if more {
+		nextLink(w, "/v2/_catalog", n, out[len(out)-1])
+	}
+	writeJSON(w, r, "application/json", struct {
+		Repositories []string `json:"repositories"`
+	}{out})
+}
+
+func (s *Server) serveReferrers(w http.ResponseWriter, r *http.Request, rs *repoState, _ string, reference string) {
+	if validateDigest(reference) != nil {
+		writeError(w, http.StatusBadRequest, CodeDigestInvalid, "invalid digest")
+		return
+	}
+	d := digest.Digest(reference)
+	filter := r.URL.Query().Get("artifactType")
+	s.mu.RLock()
+	refs := []v1.Descriptor{}
+	for _, m := range rs.manifests {
+		if m.subject == nil || m.subject.Digest != d {
+			continue
+		}
+		if filter != "" && m.desc.ArtifactType != filter {
+			continue
+		}
+		desc := m.desc
+		desc.Annotations = m.annotations
+		refs = append(refs, desc)
+	}
+	s.mu.RUnlock()
+	sort.Slice(refs, func(i, j int) bool { return refs[i].Digest < refs[j].Digest })
+	if filter != "" {
+		w.Header().Set("OCI-Filters-Applied", "artifactType")
+	}
+	writeJSON(w, r, v1.MediaTypeImageIndex, v1.Index{
+		Versioned: specsVersioned(), MediaType: v1.MediaTypeImageIndex, Manifests: refs,
+	})
+}
