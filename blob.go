@@ -254,7 +254,7 @@ func (r *blobStream) broken(err error) error {
 	}
 	wait, ok := r.c.nextWait(r.ctx, r.bo, err)
 	if !ok {
-		r.err = fmt.Errorf("blob %s: broken after %d of %d bytes: %w", r.desc.Digest, r.offset, r.desc.Size, err)
+		r.err = fmt.Errorf("broken after %d of %d bytes: %w", r.offset, r.desc.Size, err)
 		return r.err
 	}
 	if r.c.RetryNotify != nil {

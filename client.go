@@ -273,6 +273,14 @@ func (c *Client) Read(ctx context.Context, tag, dgst string) (oci.Ref, error) {
 	return ref, nil
 }
 
+// describeRef names a tag or digest reference in errors.
+func (c *Client) describeRef(reference string) string {
+	if strings.Contains(reference, ":") {
+		return c.describe("", reference)
+	}
+	return c.describe(reference, "")
+}
+
 // describe names what was asked for in errors: host/repository:tag@digest.
 func (c *Client) describe(tag, dgst string) string {
 	s := c.Host + "/" + c.Repository
@@ -322,7 +330,7 @@ func (c *Client) fetchManifest(ctx context.Context, reference string, want diges
 		defer resp.Body.Close()
 		if resp.ContentLength > oci.MaxManifestSize {
 			return backoff.Permanent(fmt.Errorf("manifest %s: %w: Content-Length %d exceeds the limit of %d",
-				c.describe("", reference), ErrTooLarge, resp.ContentLength, oci.MaxManifestSize))
+				c.describeRef(reference), ErrTooLarge, resp.ContentLength, oci.MaxManifestSize))
 		}
 		body, err := io.ReadAll(io.LimitReader(resp.Body, oci.MaxManifestSize+1))
 		if err != nil {
@@ -330,21 +338,21 @@ func (c *Client) fetchManifest(ctx context.Context, reference string, want diges
 		}
 		if len(body) > oci.MaxManifestSize {
 			return backoff.Permanent(fmt.Errorf("manifest %s: %w: more than %d bytes",
-				reference, ErrTooLarge, oci.MaxManifestSize))
+				c.describeRef(reference), ErrTooLarge, oci.MaxManifestSize))
 		}
 		if h := resp.Header.Get("Docker-Content-Digest"); h != "" {
 			hd := digest.Digest(strings.TrimSpace(h))
 			if oci.ValidateDigest(hd) == nil {
 				if got := hd.Algorithm().FromBytes(body); got != hd {
 					return backoff.Permanent(fmt.Errorf("manifest %s: %w: Docker-Content-Digest says %s, content hashes to %s",
-						reference, ErrDigestMismatch, hd, got))
+						c.describeRef(reference), ErrDigestMismatch, hd, got))
 				}
 			}
 		}
 		if want != "" {
 			if got := want.Algorithm().FromBytes(body); got != want {
 				return backoff.Permanent(fmt.Errorf("manifest %s: %w: content hashes to %s, want %s",
-					c.describe("", reference), ErrDigestMismatch, got, want))
+					c.describeRef(reference), ErrDigestMismatch, got, want))
 			}
 		}
 		raw, contentType = body, resp.Header.Get("Content-Type")

@@ -1,0 +1,113 @@
+package faults
+
+import (
+	"net/http"
+	"sync/atomic"
+	"time"
+)
+
+func addInt64(p *int64, d int64) { atomic.AddInt64(p, d) }
+
+// cutWriter passes left bytes of body, then optionally stalls, then aborts.
+type cutWriter struct {
+	http.ResponseWriter
+	left    int64
+	cut     bool
+	stall   time.Duration
+	ctxDone <-chan struct{}
+}
+
+func (c *cutWriter) Write(p []byte) (int, error) {
+	if c.cut {
+		return 0, http.ErrAbortHandler
+	}
+	if int64(len(p)) <= c.left {
+		c.left -= int64(len(p))
+		return c.ResponseWriter.Write(p)
+	}
+	n, _ := c.ResponseWriter.Write(p[:c.left])
+	c.left = 0
+	c.cut = true
+	if f, ok := c.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+	if c.stall > 0 {
+		t := time.NewTimer(c.stall)
+		select {
+		case <-t.C:
+		case <-c.ctxDone:
+		}
+		t.Stop()
+	}
+	return n, http.ErrAbortHandler
+}
+
+// abortIfCut ends the handler so that net/http drops the connection
+// without completing the response.
+func (c *cutWriter) abortIfCut() {
+	if c.cut {
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// mutateHeaders returns a fault that edits headers (and may change the
+// status) as the handler writes them.
+func mutateHeaders(f func(h http.Header, status int) int) Fault {
+	return FaultFunc(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		next.ServeHTTP(&headerWriter{ResponseWriter: w, f: f}, r)
+	})
+}
+
+type headerWriter struct {
+	http.ResponseWriter
+	f     func(http.Header, int) int
+	wrote bool
+}
+
+func (h *headerWriter) WriteHeader(status int) {
+	if h.wrote {
+		return
+	}
+	h.wrote = true
+	h.ResponseWriter.WriteHeader(h.f(h.Header(), status))
+}
+
+func (h *headerWriter) Write(p []byte) (int, error) {
+	if !h.wrote {
+		h.WriteHeader(http.StatusOK)
+	}
+	return h.ResponseWriter.Write(p)
+}
+
+type corruptWriter struct {
+	http.ResponseWriter
+	done bool
+}
+
+func (c *corruptWriter) Write(p []byte) (int, error) {
+	if !c.done && len(p) > 0 {
+		c.done = true
+		q := append([]byte(nil), p...)
+		q[0] ^= 1
+		return c.ResponseWriter.Write(q)
+	}
+	return c.ResponseWriter.Write(p)
+}
+
+type oversizeWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (o *oversizeWriter) WriteHeader(status int) {
+	o.status = status
+	o.Header().Del("Content-Length")
+	o.ResponseWriter.WriteHeader(status)
+}
+
+func (o *oversizeWriter) Write(p []byte) (int, error) {
+	if o.status == 0 {
+		o.WriteHeader(http.StatusOK)
+	}
+	return o.ResponseWriter.Write(p)
+}

@@ -1,0 +1,104 @@
+package registry_test
+
+import (
+	"context"
+	"crypto/rand"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ocipull/registry"
+	"github.com/ocipull/registry/oci"
+)
+
+// randomBytes returns n incompressible bytes.
+func randomBytes(t testing.TB, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// newImage builds an OCI image with the given layer sizes in mem.
+func newImage(t testing.TB, mem *oci.Memory, p v1.Platform, layerSizes ...int) *oci.Image {
+	t.Helper()
+	cfg, err := mem.AddJSON(v1.MediaTypeImageConfig, v1.Image{Platform: p, RootFS: v1.RootFS{Type: "layers"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var layers []v1.Descriptor
+	for _, n := range layerSizes {
+		layers = append(layers, mem.Add(v1.MediaTypeImageLayerGzip, randomBytes(t, n)))
+	}
+	img, err := mem.NewImage(context.Background(), v1.Manifest{Config: cfg, Layers: layers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+var (
+	linuxAMD64 = v1.Platform{OS: "linux", Architecture: "amd64"}
+	linuxARM64 = v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}
+	linuxARMv7 = v1.Platform{OS: "linux", Architecture: "arm", Variant: "v7"}
+)
+
+// newIndex builds a 3-platform index (amd64, arm64/v8, arm/v7).
+func newIndex(t testing.TB, mem *oci.Memory) *oci.Index {
+	t.Helper()
+	var ms []v1.Descriptor
+	for _, p := range []v1.Platform{linuxAMD64, linuxARM64, linuxARMv7} {
+		img := newImage(t, mem, p, 1000, 2000)
+		d := img.Descriptor()
+		pp := p
+		d.Platform = &pp
+		ms = append(ms, d)
+	}
+	idx, err := mem.NewIndex(context.Background(), v1.Index{Manifests: ms})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return idx
+}
+
+// serve starts an httptest server for h, closed at cleanup.
+func serve(t testing.TB, h http.Handler) *httptest.Server {
+	t.Helper()
+	ts := httptest.NewServer(h)
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+// clientFor returns a client for repo on ts with fast retries.
+func clientFor(t testing.TB, ts *httptest.Server, repo string) *registry.Client {
+	t.Helper()
+	u, err := url.Parse(ts.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &registry.Client{
+		Scheme:     "http",
+		Host:       u.Host,
+		Repository: repo,
+		Transport:  ts.Client().Transport,
+		GetBackOff: fastBackOff,
+	}
+}
+
+func fastBackOff() backoff.BackOff {
+	return backoff.WithMaxRetries(backoff.NewConstantBackOff(5*time.Millisecond), 5)
+}
+
+func mustAdd(t testing.TB, s *registry.Server, repo, tag string, ref oci.Ref) {
+	t.Helper()
+	if err := s.AddRef(repo, tag, ref); err != nil {
+		t.Fatalf("AddRef(%q, %q): %v", repo, tag, err)
+	}
+}
