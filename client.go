@@ -378,11 +378,13 @@ type request struct {
 // port) and returns a 2xx response whose body is watched for stalls. Any
 // other status becomes a *ClientError.
 func (c *Client) attempt(ctx context.Context, req *request) (*http.Response, error) {
-	origin, err := url.Parse(req.url)
+	u, err := url.Parse(req.url)
 	if err != nil {
 		return nil, backoff.Permanent(fmt.Errorf("%w: %v", ErrInvalidReference, err))
 	}
-	u := origin
+	// Authorization goes only to the registry itself: same scheme, host
+	// and port as Scheme://Host, whatever URL a Link or redirect names.
+	origin := &url.URL{Scheme: c.scheme(), Host: c.Host}
 	method := req.method
 	challenged := false
 	for hops := 0; ; {
@@ -420,7 +422,7 @@ func (c *Client) attempt(ctx context.Context, req *request) (*http.Response, err
 			drain(resp)
 			hops++
 			if hops > maxRedirects {
-				return nil, backoff.Permanent(fmt.Errorf("%s %s: %w: more than %d redirects", req.method, redactURL(origin), ErrProtocol, maxRedirects))
+				return nil, backoff.Permanent(fmt.Errorf("%s %s: %w: more than %d redirects", req.method, redactURL(u), ErrProtocol, maxRedirects))
 			}
 			next, err := u.Parse(loc)
 			if err != nil || loc == "" || (next.Scheme != "https" && next.Scheme != "http") {

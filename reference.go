@@ -1,0 +1,130 @@
+package registry
+
+import (
+	"fmt"
+	"net"
+	"strings"
+)
+
+// Docker Hub's names: what users type, and where the registry really is.
+const (
+	dockerHubDomain   = "docker.io"
+	dockerHubRegistry = "registry-1.docker.io"
+)
+
+// Reference is a parsed image reference, host[:port]/name[:tag][@digest],
+// as users type it. At least one of Tag and Digest is set after
+// [ParseReference] (a bare name gets the tag "latest").
+type Reference struct {
+	// Host is the registry's host[:port]; Docker Hub is "registry-1.docker.io".
+	Host string
+	// Repository is the repository name; Docker Hub's one-segment names
+	// get "library/".
+	Repository string
+	// Tag is the tag, or empty when only a digest was given.
+	Tag string
+	// Digest is the digest, or empty.
+	Digest string
+}
+
+// ParseReference parses a reference as users type it:
+//
+//	ubuntu                       registry-1.docker.io/library/ubuntu:latest
+//	user/app:1.0                 registry-1.docker.io/user/app:1.0
+//	ghcr.io/o/r@sha256:...       ghcr.io/o/r, by digest only
+//	localhost:5000/r:t@sha256:.. both tag and digest (fetched by tag, verified by digest)
+//
+// The first component is a host when it contains "." or ":" or is
+// "localhost"; otherwise the reference is on Docker Hub. Names must match
+// [RepositoryRegexp] (lower case), tags [TagRegexp], digests sha256 or
+// sha512 ([DigestRegexp]); host plus name is at most 255 characters.
+// Errors wrap [ErrInvalidReference].
+func ParseReference(s string) (Reference, error) {
+	var r Reference
+	orig := s
+	bad := func(why string) (Reference, error) {
+		return Reference{}, fmt.Errorf("%w: %q: %s", ErrInvalidReference, printable(orig, 120), why)
+	}
+	if s == "" {
+		return bad("empty")
+	}
+	if strings.Contains(s, "://") {
+		return bad("a reference has no scheme; write host/name:tag")
+	}
+	if i := strings.IndexByte(s, '@'); i >= 0 {
+		r.Digest = s[i+1:]
+		s = s[:i]
+		if err := validateDigest(r.Digest); err != nil {
+			return bad("invalid digest")
+		}
+	}
+	// A tag follows the last colon, if that colon is after the last slash
+	// (a colon before it belongs to host:port).
+	if i := strings.LastIndexByte(s, ':'); i >= 0 && i > strings.LastIndexByte(s, '/') {
+		r.Tag = s[i+1:]
+		s = s[:i]
+		if !TagRegexp.MatchString(r.Tag) {
+			return bad("invalid tag")
+		}
+	}
+	host, name := "", s
+	if i := strings.IndexByte(s, '/'); i >= 0 {
+		first := s[:i]
+		if strings.ContainsAny(first, ".:") || first == "localhost" || strings.HasPrefix(first, "[") {
+			host, name = first, s[i+1:]
+		}
+	}
+	if host == "" || host == dockerHubDomain || host == "index."+dockerHubDomain {
+		host = dockerHubRegistry
+		if !strings.Contains(name, "/") {
+			name = "library/" + name
+		}
+	}
+	if err := validateHost(host); err != nil {
+		return bad("invalid host")
+	}
+	if !RepositoryRegexp.MatchString(name) {
+		return bad("invalid repository name (lower-case letters, digits and separators . _ __ -)")
+	}
+	if len(host)+1+len(name) > MaxRepositoryLength {
+		return bad("host and name longer than 255 characters")
+	}
+	r.Host, r.Repository = host, name
+	if r.Tag == "" && r.Digest == "" {
+		r.Tag = "latest"
+	}
+	return r, nil
+}
+
+// String formats the reference as host/name[:tag][@digest].
+func (r Reference) String() string {
+	s := r.Host + "/" + r.Repository
+	if r.Tag != "" {
+		s += ":" + r.Tag
+	}
+	if r.Digest != "" {
+		s += "@" + r.Digest
+	}
+	return s
+}
+
+// Client returns a client for the reference's repository. Plain HTTP is
+// chosen for loopback hosts (localhost, 127.0.0.0/8, ::1), as Docker does;
+// set Scheme on the result to choose otherwise, and fill in the other
+// fields (Credentials, Transport, ...) before first use.
+func (r Reference) Client() *Client {
+	c := &Client{Host: r.Host, Repository: r.Repository}
+	if IsLoopbackHost(r.Host) {
+		c.Scheme = "http"
+	}
+	return c
+}
+
+// IsLoopbackHost reports whether host[:port] names the loopback interface.
+func IsLoopbackHost(host string) bool {
+	h := host
+	if hh, _, err := net.SplitHostPort(host); err == nil {
+		h = hh
+	}
+	return isLoopback(strings.Trim(h, "[]"))
+}
