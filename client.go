@@ -450,6 +450,11 @@ func (c *Client) attempt(ctx context.Context, req *request) (*http.Response, err
 			if ce.Temporary() {
 				return nil, ce
 			}
+			if ce.StatusCode == http.StatusUnauthorized || ce.StatusCode == http.StatusForbidden {
+				if _, credErr := c.credential(ctx); credErr != nil {
+					return nil, backoff.Permanent(fmt.Errorf("%w (and looking up credentials failed: %v)", ce, credErr))
+				}
+			}
 			return nil, backoff.Permanent(ce)
 		}
 	}

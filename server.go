@@ -487,7 +487,7 @@ func writeJSON(w http.ResponseWriter, r *http.Request, contentType string, v any
 	w.Header().Set("Content-Type", contentType)
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(http.StatusOK)
-	if r.Method == http.MethodGet {
+	if r.Method != http.MethodHead {
 		w.Write(b)
 	}
 }
