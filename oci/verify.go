@@ -25,13 +25,14 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize);
 // lower-case hex characters) or sha512 (128). Anything else is refused before
 // any request is made.
 func ValidateDigest(d digest.Digest) error {
+	// Validate first: go-digest's Algorithm panics on a string without ":".
+	if err := d.Validate(); err != nil {
+		return fmt.Errorf("%w: digest %q: %v", ErrInvalidDescriptor, truncate(string(d)), err)
+	}
 	switch d.Algorithm() {
 	case digest.SHA256, digest.SHA512:
 	default:
 		return fmt.Errorf("%w: digest %q: algorithm must be sha256 or sha512", ErrInvalidDescriptor, truncate(string(d)))
-	}
-	if err := d.Validate(); err != nil {
-		return fmt.Errorf("%w: digest %q: %v", ErrInvalidDescriptor, truncate(string(d)), err)
 	}
 	return nil
 }
