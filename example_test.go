@@ -1,0 +1,68 @@
+package registry_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http/httptest"
+	"net/url"
+
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ocipull/registry"
+	"github.com/ocipull/registry/oci"
+)
+
+// Serve refs from the in-memory registry in a test.
+func ExampleServer() {
+	mem := oci.NewMemory()
+	layer := mem.Add(v1.MediaTypeImageLayer, []byte("layer bytes"))
+	config := mem.Add(v1.MediaTypeImageConfig, []byte(`{"architecture":"amd64","os":"linux"}`))
+	img, _ := mem.NewImage(context.Background(), v1.Manifest{Config: config, Layers: []v1.Descriptor{layer}})
+
+	srv := registry.NewServer()
+	srv.AddRef("example/app", "v1", img)
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+
+	u, _ := url.Parse(ts.URL)
+	c := &registry.Client{Scheme: "http", Host: u.Host, Repository: "example/app"}
+	tags, _ := c.Tags(context.Background())
+	fmt.Println(tags)
+	// Output: [v1]
+}
+
+// Read an image by tag and stream a layer: the manifest is verified when
+// read, the layer while it streams.
+func ExampleClient_Read() {
+	srv := registry.NewServer()
+	mem := oci.NewMemory()
+	layer := mem.Add(v1.MediaTypeImageLayer, []byte("hello from a layer"))
+	config := mem.Add(v1.MediaTypeImageConfig, []byte(`{"architecture":"amd64","os":"linux"}`))
+	img, _ := mem.NewImage(context.Background(), v1.Manifest{Config: config, Layers: []v1.Descriptor{layer}})
+	srv.AddRef("example/app", "v1", img)
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+
+	ref, err := registry.ParseReference(ts.Listener.Addr().String() + "/example/app:v1")
+	if err != nil {
+		panic(err)
+	}
+	c := ref.Client() // plain HTTP: the host is loopback
+	got, err := c.Read(context.Background(), ref.Tag, ref.Digest)
+	if err != nil {
+		panic(err)
+	}
+	image := got.(*oci.Image)
+	rc, err := image.OpenBlob(image.Layers()[0])
+	if err != nil {
+		panic(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc) // ends with an error, not io.EOF, on a mismatch
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(string(b))
+	// Output: hello from a layer
+}
