@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ocipull/registry"
+	"github.com/ocipull/registry/oci"
+)
+
+// inspection is what inspect prints, and its --json form.
+type inspection struct {
+	Reference string          `json:"reference"`
+	Digest    string          `json:"digest"`
+	MediaType string          `json:"mediaType"`
+	Size      int64           `json:"size"`
+	Platforms []string        `json:"platforms,omitempty"`
+	Manifests []v1.Descriptor `json:"manifests,omitempty"`
+	Platform  string          `json:"platform,omitempty"`
+	Created   string          `json:"created,omitempty"`
+	Config    *v1.Descriptor  `json:"config,omitempty"`
+	Layers    []v1.Descriptor `json:"layers,omitempty"`
+}
+
+func cmdInspect(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlags("inspect", "[flags] REFERENCE", stderr)
+	var rf remoteFlags
+	rf.register(fs)
+	platform := fs.String("platform", "", "inspect the image for os/arch[/variant] of an index")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageErr("want REFERENCE, got %d arguments", fs.NArg())
+	}
+	ref, err := registry.ParseReference(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	c, err := rf.client(ref, stdin)
+	if err != nil {
+		return err
+	}
+	got, err := c.Read(ctx, ref.Tag, ref.Digest)
+	if err != nil {
+		return fmt.Errorf("inspect %s: %w", ref, err)
+	}
+	if *platform != "" {
+		p, err := oci.ParsePlatform(*platform)
+		if err != nil {
+			return usageErr("--platform: %v", err)
+		}
+		if got, err = oci.ImageForPlatform(got, p); err != nil {
+			return fmt.Errorf("inspect %s: %w", ref, err)
+		}
+	}
+	in := inspection{Reference: ref.String(), Digest: string(got.Digest()), MediaType: got.MediaType(), Size: got.Descriptor().Size}
+	switch r := got.(type) {
+	case *oci.Index:
+		in.Manifests = r.Manifests()
+		for _, d := range r.Manifests() {
+			if d.Platform != nil {
+				in.Platforms = append(in.Platforms, oci.PlatformString(*d.Platform))
+			}
+		}
+	case *oci.Image:
+		cfgDesc := r.Config()
+		in.Config, in.Layers = &cfgDesc, r.Layers()
+		if cfg, err := r.ReadConfig(); err == nil {
+			in.Platform = oci.PlatformString(cfg.Platform)
+			if cfg.Created != nil {
+				in.Created = cfg.Created.UTC().Format("2006-01-02T15:04:05Z")
+			}
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(in)
+	}
+	fmt.Fprintf(stdout, "reference  %s\ndigest     %s\nmedia type %s\nsize       %d\n", in.Reference, in.Digest, in.MediaType, in.Size)
+	for i, p := range in.Platforms {
+		fmt.Fprintf(stdout, "platform   %-20s %s\n", p, in.Manifests[i].Digest)
+	}
+	if in.Config != nil {
+		if in.Platform != "" {
+			fmt.Fprintf(stdout, "platform   %s\n", in.Platform)
+		}
+		if in.Created != "" {
+			fmt.Fprintf(stdout, "created    %s\n", in.Created)
+		}
+		fmt.Fprintf(stdout, "config     %s %s\n", in.Config.Digest, humanBytes(in.Config.Size))
+		var total int64
+		for _, l := range in.Layers {
+			fmt.Fprintf(stdout, "layer      %s %9s %s\n", l.Digest, humanBytes(l.Size), l.MediaType)
+			total += l.Size
+		}
+		fmt.Fprintf(stdout, "layers     %d, %s\n", len(in.Layers), humanBytes(total))
+	}
+	return nil
+}
+
+func cmdTags(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlags("tags", "[flags] REPOSITORY", stderr)
+	var rf remoteFlags
+	rf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageErr("want REPOSITORY, got %d arguments", fs.NArg())
+	}
+	ref, err := registry.ParseReference(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	c, err := rf.client(ref, stdin)
+	if err != nil {
+		return err
+	}
+	for tag, err := range c.ListTags(ctx, 0) {
+		if err != nil {
+			return fmt.Errorf("tags %s/%s: %w", ref.Host, ref.Repository, err)
+		}
+		fmt.Fprintln(stdout, tag)
+	}
+	return nil
+}

@@ -1,0 +1,140 @@
+// Command ocipull pulls images from OCI registries into OCI image layouts,
+// serves layouts as a read-only registry, and inspects references. Run
+// "ocipull demo" for a self-contained tour that needs no network.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/ocipull/registry"
+)
+
+const usage = `usage: ocipull <command> [flags] [arguments]
+
+commands:
+  pull [flags] REFERENCE DIR   pull an image or index into an OCI layout at DIR
+  serve [flags] DIR            serve an OCI layout as a read-only registry
+  inspect [flags] REFERENCE    show a manifest: digest, media type, platforms, layers
+  tags REPOSITORY              list every tag of a repository
+  demo                         pull a generated image from a local authenticating registry
+
+Run "ocipull <command> --help" for a command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// errUsage marks errors that are the user's invocation, exit status 2.
+var errUsage = errors.New("usage")
+
+// run is the whole command: it returns the exit status (0 ok, 1 failure,
+// 2 usage) and writes only to stdout and stderr.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmds := map[string]func(context.Context, []string, io.Reader, io.Writer, io.Writer) error{
+		"pull": cmdPull, "serve": cmdServe, "inspect": cmdInspect, "tags": cmdTags, "demo": cmdDemo,
+	}
+	name := args[0]
+	if name == "-h" || name == "--help" || name == "help" {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	cmd, ok := cmds[name]
+	if !ok {
+		fmt.Fprintf(stderr, "ocipull: unknown command %q\n%s", name, usage)
+		return 2
+	}
+	err := cmd(ctx, args[1:], stdin, stdout, stderr)
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "ocipull %s: %v\n", name, strings.TrimPrefix(err.Error(), "usage: "))
+		return 2
+	default:
+		fmt.Fprintf(stderr, "ocipull: %s\n", oneLine(err.Error()))
+		return 1
+	}
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+func usageErr(format string, a ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{errUsage}, a...)...)
+}
+
+// newFlags makes a flag set whose errors become usage errors.
+func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: ocipull %s %s\n\nflags:\n", name, synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageErr("%v", err)
+	}
+	return nil
+}
+
+// remoteFlags are the flags of commands that talk to a registry.
+type remoteFlags struct {
+	plainHTTP     bool
+	username      string
+	passwordStdin bool
+}
+
+func (r *remoteFlags) register(fs *flag.FlagSet) {
+	fs.BoolVar(&r.plainHTTP, "plain-http", false, "use plain HTTP (implied for loopback hosts)")
+	fs.StringVar(&r.username, "username", "", "user name (default: Docker's config.json)")
+	fs.BoolVar(&r.passwordStdin, "password-stdin", false, "read the password from standard input")
+}
+
+// client makes the client for a parsed reference.
+func (r *remoteFlags) client(ref registry.Reference, stdin io.Reader) (*registry.Client, error) {
+	c := ref.Client()
+	if r.plainHTTP {
+		c.Scheme = "http"
+	}
+	switch {
+	case r.passwordStdin:
+		if r.username == "" {
+			return nil, usageErr("--password-stdin needs --username")
+		}
+		line, err := bufio.NewReader(io.LimitReader(stdin, 64<<10)).ReadString('\n')
+		if err != nil && err != io.EOF {
+			return nil, fmt.Errorf("reading the password from standard input: %w", err)
+		}
+		c.Credentials = registry.StaticCredentials(r.username, strings.TrimRight(line, "\r\n"))
+	case r.username != "":
+		return nil, usageErr("--username needs --password-stdin")
+	default:
+		c.Credentials = registry.DockerConfig("")
+	}
+	return c, nil
+}

@@ -1,0 +1,243 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/ocipull/registry"
+	"github.com/ocipull/registry/faults"
+	"github.com/ocipull/registry/oci"
+)
+
+func runCmd(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, strings.NewReader(stdin), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+type fixture struct {
+	idx  *oci.Index
+	inj  *faults.Injector
+	host string
+}
+
+func newFixture(t *testing.T, auth *registry.ServerAuth) *fixture {
+	t.Helper()
+	mem := oci.NewMemory()
+	idx, err := sampleIndex(context.Background(), mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := registry.NewServer()
+	srv.Auth = auth
+	if err := srv.AddRef("app/x", "v1", idx); err != nil {
+		t.Fatal(err)
+	}
+	inj := &faults.Injector{Next: srv}
+	ts := httptest.NewServer(inj)
+	t.Cleanup(ts.Close)
+	return &fixture{idx: idx, inj: inj, host: ts.Listener.Addr().String()}
+}
+
+func TestPull(t *testing.T) {
+	f := newFixture(t, nil)
+	dir := filepath.Join(t.TempDir(), "layout")
+	code, out, errs := runCmd(t, "", "pull", f.host+"/app/x:v1", dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if !strings.Contains(out, string(f.idx.Digest())) {
+		t.Errorf("output lacks the digest: %s", out)
+	}
+	l, err := oci.OpenLayout(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := l.Read(context.Background(), "v1")
+	if err != nil || ref.Digest() != f.idx.Digest() {
+		t.Fatalf("layout: %v", err)
+	}
+	// A rerun downloads nothing.
+	f.inj.Reset()
+	code, out, _ = runCmd(t, "", "pull", f.host+"/app/x:v1", dir)
+	if code != 0 || !strings.Contains(out, "9 already present") {
+		t.Errorf("rerun: %d %s", code, out)
+	}
+	if n := f.inj.RequestsTo("/blobs/"); n != 0 {
+		t.Errorf("rerun fetched %d blobs", n)
+	}
+	// By digest, quiet.
+	dir2 := filepath.Join(t.TempDir(), "l2")
+	code, out, _ = runCmd(t, "", "pull", "--quiet", f.host+"/app/x@"+string(f.idx.Digest()), dir2)
+	if code != 0 || strings.TrimSpace(out) != string(f.idx.Digest()) {
+		t.Errorf("by digest: %d %q", code, out)
+	}
+}
+
+func TestPullPlatformAndResume(t *testing.T) {
+	f := newFixture(t, nil)
+	f.inj.Add(faults.Rule{Path: "/blobs/", Times: 2, Fault: faults.CutAfter(300 << 10)})
+	dir := t.TempDir()
+	code, _, errs := runCmd(t, "", "pull", "--platform", "linux/arm64", f.host+"/app/x:v1", dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	l, _ := oci.OpenLayout(dir)
+	ref, err := l.Read(context.Background(), "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, ok := ref.(*oci.Image)
+	if !ok {
+		t.Fatalf("got %T, want one image", ref)
+	}
+	cfg, _ := img.ReadConfig()
+	if cfg.Architecture != "arm64" {
+		t.Errorf("architecture %s", cfg.Architecture)
+	}
+}
+
+func TestServeAndPullAgain(t *testing.T) {
+	f := newFixture(t, nil)
+	dir := t.TempDir()
+	if code, _, errs := runCmd(t, "", "pull", f.host+"/app/x:v1", dir); code != 0 {
+		t.Fatal(errs)
+	}
+	srv, n, err := layoutServer(context.Background(), dir, "served/app")
+	if err != nil || n != 1 {
+		t.Fatalf("%d %v", n, err)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- serveUntilDone(ctx, ln, srv, func(string) {}) }()
+	dir2 := t.TempDir()
+	code, out, errs := runCmd(t, "", "pull", "--quiet", ln.Addr().String()+"/served/app:v1", dir2)
+	if code != 0 || strings.TrimSpace(out) != string(f.idx.Digest()) {
+		t.Errorf("pull from served layout: %d %q %s", code, out, errs)
+	}
+	code, out, _ = runCmd(t, "", "inspect", ln.Addr().String()+"/served/app:v1")
+	if code != 0 || !strings.Contains(out, "linux/arm/v7") {
+		t.Errorf("inspect: %d %s", code, out)
+	}
+	code, out, _ = runCmd(t, "", "tags", ln.Addr().String()+"/served/app")
+	if code != 0 || strings.TrimSpace(out) != "v1" {
+		t.Errorf("tags: %d %q", code, out)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Error(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+}
+
+func TestServeCommandStops(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := oci.CreateLayout(dir); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	var out, errb bytes.Buffer
+	code := run(ctx, []string{"serve", "--addr", "127.0.0.1:0", dir}, nil, &out, &errb)
+	if code != 0 || !strings.Contains(out.String(), "serving") {
+		t.Errorf("%d %q %q", code, out.String(), errb.String())
+	}
+}
+
+func TestAuthFlags(t *testing.T) {
+	f := newFixture(t, &registry.ServerAuth{Users: map[string]registry.ServerUser{"u": {Password: "p", Repositories: []string{"*"}}}})
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	dir := t.TempDir()
+	code, _, errs := runCmd(t, "p\n", "pull", "--username", "u", "--password-stdin", f.host+"/app/x:v1", dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	code, _, errs = runCmd(t, "wrong\n", "pull", "--username", "u", "--password-stdin", f.host+"/app/x:v1", dir)
+	if code != 1 || !strings.HasPrefix(errs, "ocipull: ") || !strings.Contains(errs, "401") {
+		t.Errorf("wrong password: %d %q", code, errs)
+	}
+}
+
+func TestErrorsAndExitCodes(t *testing.T) {
+	f := newFixture(t, nil)
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, 2, "usage"},
+		{[]string{"frobnicate"}, 2, "unknown command"},
+		{[]string{"pull", "x"}, 2, "want REFERENCE DIR"},
+		{[]string{"pull", "--jobs", "0", "a", "b"}, 2, "--jobs"},
+		{[]string{"pull", "--nope", "a", "b"}, 2, "flag provided but not defined"},
+		{[]string{"pull", "Bad/Ref", dir}, 1, "invalid reference"},
+		{[]string{"pull", f.host + "/app/x:missing", dir}, 1, "MANIFEST_UNKNOWN"},
+		{[]string{"pull", f.host + "/app/x@sha256:" + strings.Repeat("0", 64), dir}, 1, "MANIFEST_UNKNOWN"},
+		{[]string{"pull", "--platform", "windows/amd64", f.host + "/app/x:v1", dir}, 1, "no matching platform"},
+		{[]string{"pull", "--platform", "nonsense", f.host + "/app/x:v1", dir}, 2, "--platform"},
+		{[]string{"inspect", "127.0.0.1:1/app/x:v1"}, 1, "connection refused"},
+		{[]string{"pull", "--help"}, 0, ""},
+	} {
+		code, _, errs := runCmd(t, "", tc.args...)
+		if code != tc.code || !strings.Contains(errs, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want %d and %q", tc.args, code, errs, tc.code, tc.want)
+		}
+		if code == 1 && strings.Count(strings.TrimSpace(errs), "\n") != 0 {
+			t.Errorf("%v: error is not one line: %q", tc.args, errs)
+		}
+	}
+}
+
+func TestPullDigestMismatchLeavesNothingComplete(t *testing.T) {
+	f := newFixture(t, nil)
+	f.inj.Add(faults.Rule{Path: "/blobs/", Fault: faults.Corrupt()})
+	dir := t.TempDir()
+	code, _, errs := runCmd(t, "", "pull", f.host+"/app/x:v1", dir)
+	if code != 1 || !strings.Contains(errs, "digest mismatch") {
+		t.Fatalf("%d %q", code, errs)
+	}
+	l, _ := oci.OpenLayout(dir)
+	idx, _ := l.Index()
+	if len(idx.Manifests) != 0 {
+		t.Error("index.json names an incomplete pull")
+	}
+	blobs, _ := filepath.Glob(filepath.Join(dir, "blobs", "sha256", "*"))
+	for _, b := range blobs {
+		if strings.HasSuffix(b, ".partial") {
+			continue
+		}
+		// Only verified content may sit under its digest.
+		content, _ := os.ReadFile(b)
+		if got := digest.FromBytes(content).Encoded(); got != filepath.Base(b) {
+			t.Errorf("%s holds content hashing to %s", b, got)
+		}
+	}
+}
+
+func TestDemo(t *testing.T) {
+	code, out, errs := runCmd(t, "", "demo", "--dir", t.TempDir())
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{"verified", "1 of them for a token", "next, try"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+}

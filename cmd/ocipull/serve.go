@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ocipull/registry"
+	"github.com/ocipull/registry/oci"
+)
+
+func cmdServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", "[flags] DIR", stderr)
+	addr := fs.String("addr", "127.0.0.1:5000", "address to listen on")
+	repo := fs.String("repo", "image", "repository name to serve the layout as")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageErr("want DIR, got %d arguments", fs.NArg())
+	}
+	if !registry.RepositoryRegexp.MatchString(*repo) {
+		return usageErr("--repo %q is not a valid repository name", *repo)
+	}
+	srv, n, err := layoutServer(ctx, fs.Arg(0), *repo)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return serveUntilDone(ctx, ln, srv, func(url string) {
+		fmt.Fprintf(stdout, "serving %s (%d manifests) at %s/v2/%s\n", fs.Arg(0), n, url, *repo)
+	})
+}
+
+// layoutServer adds every manifest the layout's index.json lists to a new
+// server, under its ref name when that is a valid tag. Blobs stream from
+// disk with Range support when requested.
+func layoutServer(ctx context.Context, dir, repo string) (*registry.Server, int, error) {
+	l, err := oci.OpenLayout(dir)
+	if err != nil {
+		return nil, 0, fmt.Errorf("serve: %w", err)
+	}
+	idx, err := l.Index()
+	if err != nil {
+		return nil, 0, fmt.Errorf("serve: %w", err)
+	}
+	srv := registry.NewServer()
+	for _, d := range idx.Manifests {
+		tag := d.Annotations[v1.AnnotationRefName]
+		if !registry.TagRegexp.MatchString(tag) {
+			tag = ""
+		}
+		d.Annotations = nil
+		ref, err := oci.LoadRef(ctx, l, d)
+		if err != nil {
+			return nil, 0, fmt.Errorf("serve: %s: %w", dir, err)
+		}
+		if err := srv.AddRef(repo, tag, ref); err != nil {
+			return nil, 0, fmt.Errorf("serve: %s: %w", dir, err)
+		}
+	}
+	return srv, len(idx.Manifests), nil
+}
+
+// serveUntilDone serves h on ln until ctx is done, then shuts down cleanly.
+func serveUntilDone(ctx context.Context, ln net.Listener, h http.Handler, ready func(url string)) error {
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	ready("http://" + ln.Addr().String())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("serve: shutdown: %w", err)
+	}
+	return nil
+}
