@@ -112,13 +112,18 @@ func (x *Index) SelectPlatform(want v1.Platform) (v1.Descriptor, error) {
 }
 
 // ImageForPlatform resolves ref to the image for want: an index selects its
-// matching child ([Index.SelectPlatform]), nested indexes included, and a
-// plain image is returned when its config's platform matches (this reads the
-// config blob). The error wraps [ErrNoMatchingPlatform] when nothing fits.
+// matching child ([Index.SelectPlatform]), nested indexes included, and is
+// trusted for it; a plain image is returned when its config's platform
+// matches (this reads the config blob). The error wraps [ErrNoMatchingPlatform] when nothing fits.
 func ImageForPlatform(ref Ref, want v1.Platform) (*Image, error) {
+	selected := false
 	for {
 		switch r := ref.(type) {
 		case *Image:
+			if selected {
+				// The index's platform field chose it; the config is not re-read.
+				return r, nil
+			}
 			cfg, err := r.ReadConfig()
 			if err != nil {
 				return nil, err
@@ -137,6 +142,7 @@ func ImageForPlatform(ref Ref, want v1.Platform) (*Image, error) {
 			if ref, err = r.Child(d); err != nil {
 				return nil, err
 			}
+			selected = true
 		default:
 			return nil, fmt.Errorf("%w: %T", ErrUnsupportedMediaType, ref)
 		}
