@@ -497,51 +497,52 @@ func nextLink(w http.ResponseWriter, path string, n int, last string) {
 	w.Header().Set("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, path, q))
 }
 
-func (s *Server) serveTags(w http.ResponseWriter, r *http.Request, rs *repoState, name, _ string) {
+// servePage answers a paginated list (tags or catalog): n and last select
+// the page of the sorted items, a Link names the next one, and wrap builds
+// the JSON body around the page.
+func servePage(w http.ResponseWriter, r *http.Request, path string, items []string, wrap func([]string) any) {
 	n, last, err := pageParams(r)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, CodeUnsupported, err.Error())
 		return
 	}
+	sort.Strings(items)
+	out, more := page(items, n, last)
+	if more {
+		nextLink(w, path, n, out[len(out)-1])
+	}
+	writeJSON(w, r, "application/json", wrap(out))
+}
+
+func (s *Server) serveTags(w http.ResponseWriter, r *http.Request, rs *repoState, name, _ string) {
 	s.mu.RLock()
 	tags := make([]string, 0, len(rs.tags))
 	for t := range rs.tags {
 		tags = append(tags, t)
 	}
 	s.mu.RUnlock()
-	sort.Strings(tags)
-	out, more := page(tags, n, last)
-	if more {
-		nextLink(w, "/v2/"+name+"/tags/list", n, out[len(out)-1])
-	}
-	writeJSON(w, r, "application/json", struct {
-		Name string   `json:"name"`
-		Tags []string `json:"tags"`
-	}{name, out})
+	servePage(w, r, "/v2/"+name+"/tags/list", tags, func(page []string) any {
+		return struct {
+			Name string   `json:"name"`
+			Tags []string `json:"tags"`
+		}{name, page}
+	})
 }
 
 const catalogScope = "registry:catalog:*"
 
 func (s *Server) serveCatalog(w http.ResponseWriter, r *http.Request) {
-	n, last, err := pageParams(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, CodeUnsupported, err.Error())
-		return
-	}
 	s.mu.RLock()
 	names := make([]string, 0, len(s.repos))
 	for name := range s.repos {
 		names = append(names, name)
 	}
 	s.mu.RUnlock()
-	sort.Strings(names)
-	out, more := page(names, n, last)
-	if more {
-		nextLink(w, "/v2/_catalog", n, out[len(out)-1])
-	}
-	writeJSON(w, r, "application/json", struct {
-		Repositories []string `json:"repositories"`
-	}{out})
+	servePage(w, r, "/v2/_catalog", names, func(page []string) any {
+		return struct {
+			Repositories []string `json:"repositories"`
+		}{page}
+	})
 }
 
 func (s *Server) serveReferrers(w http.ResponseWriter, r *http.Request, rs *repoState, _ string, reference string) {
