@@ -3,7 +3,7 @@ module github.com/ocipull/registry
 go 1.23
 
 require (
-	github.com/cenkalti/backoff/v4 v4.3.0 // indirect
-	github.com/opencontainers/go-digest v1.0.0 // indirect
-	github.com/opencontainers/image-spec v1.1.1 // indirect
+	github.com/cenkalti/backoff/v4 v4.3.0
+	github.com/opencontainers/go-digest v1.0.0
+	github.com/opencontainers/image-spec v1.1.1
 )
