@@ -218,7 +218,27 @@ func (c *Client) checkRealm(realm string) error {
 	if u.Scheme == "http" && c.scheme() == "https" && !isLoopback(u.Hostname()) {
 		return fmt.Errorf("%w: refusing plain-HTTP token realm %s for an HTTPS registry", ErrProtocol, redactURL(u))
 	}
+	// A registry on a public name must not point the client (and its
+	// credentials) at loopback, private or link-local addresses such as the
+	// cloud metadata service. Local setups (a registry that is itself on
+	// such an address) may use them.
+	if ip := net.ParseIP(strings.Trim(u.Hostname(), "[]")); ip != nil && isInternalIP(ip) && !sameHostPort(u, &url.URL{Scheme: u.Scheme, Host: c.Host}) {
+		regHost := c.Host
+		if h, _, err := net.SplitHostPort(c.Host); err == nil {
+			regHost = h
+		}
+		regIP := net.ParseIP(strings.Trim(regHost, "[]"))
+		if !(isLoopback(regHost) || regIP != nil && isInternalIP(regIP)) {
+			return fmt.Errorf("%w: refusing token realm %s on an internal address for registry %s", ErrProtocol, redactURL(u), printable(c.Host, 80))
+		}
+	}
 	return nil
+}
+
+// isInternalIP reports loopback, private (RFC 1918, RFC 4193), link-local
+// and unspecified addresses.
+func isInternalIP(ip net.IP) bool {
+	return ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified()
 }
 
 // checkBasicAllowed refuses to send Basic credentials over plain HTTP to a

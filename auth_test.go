@@ -278,3 +278,23 @@ func TestDockerConfig(t *testing.T) {
 		})
 	}
 }
+
+func TestRealmOnInternalAddressRefused(t *testing.T) {
+	for _, realm := range []string{"https://169.254.169.254/token", "https://10.0.0.1/token", "https://127.0.0.1:9/token", "https://[::1]/token"} {
+		var asked atomic.Int64
+		c := &registry.Client{Host: "registry.example", Repository: "a/b", GetBackOff: fastBackOff,
+			Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				asked.Add(1)
+				if r.URL.Host != "registry.example" {
+					t.Errorf("request sent to the realm %s", r.URL)
+				}
+				h := http.Header{}
+				h.Set("WWW-Authenticate", `Bearer realm="`+realm+`",service="x"`)
+				return &http.Response{StatusCode: 401, Header: h, Body: http.NoBody, Request: r}, nil
+			})}
+		_, err := c.Read(context.Background(), "v1", "")
+		if !errors.Is(err, registry.ErrProtocol) {
+			t.Errorf("realm %s: got %v, want ErrProtocol", realm, err)
+		}
+	}
+}
