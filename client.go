@@ -119,6 +119,14 @@ func (c *Client) init() {
 	})
 }
 
+// CloseIdleConnections closes the idle keep-alive connections of the
+// client's transport (see http.Client.CloseIdleConnections). Connections in
+// use are not interrupted.
+func (c *Client) CloseIdleConnections() {
+	c.init()
+	c.hc.CloseIdleConnections()
+}
+
 func (c *Client) scheme() string {
 	if c.Scheme == "" {
 		return "https"

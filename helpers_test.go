@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocipull/registry"
@@ -102,3 +103,11 @@ func mustAdd(t testing.TB, s *registry.Server, repo, tag string, ref oci.Ref) {
 		t.Fatalf("AddRef(%q, %q): %v", repo, tag, err)
 	}
 }
+
+func v1Desc(d string) v1.Descriptor { return v1.Descriptor{Digest: digest.Digest(d)} }
+
+func v1Manifest(cfg v1.Descriptor, layers ...v1.Descriptor) v1.Manifest {
+	return v1.Manifest{Config: cfg, Layers: layers}
+}
+
+func v1Index(ms ...v1.Descriptor) v1.Index { return v1.Index{Manifests: ms} }

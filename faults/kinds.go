@@ -92,7 +92,7 @@ func WrongContentRange() Fault {
 func LieContentLength(delta int64) Fault {
 	return mutateHeaders(func(h http.Header, status int) int {
 		if n, err := strconv.ParseInt(h.Get("Content-Length"), 10, 64); err == nil {
-			h.Set("Content-Length", strconv.FormatInt(n+delta, 10))
+			h.Set("Content-Length", strconv.FormatInt(max(n+delta, 0), 10))
 		}
 		return status
 	})
@@ -124,7 +124,7 @@ func Oversize(n int64) Fault {
 		next.ServeHTTP(ow, r)
 		if ow.status >= 200 && ow.status < 300 && r.Method != http.MethodHead {
 			junk := bytes.Repeat([]byte("x"), 32<<10)
-			for n > 0 {
+			for n := n; n > 0; {
 				k := int64(len(junk))
 				if k > n {
 					k = n
