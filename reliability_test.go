@@ -26,9 +26,9 @@ import (
 // faultCase is one row of the fault matrix.
 type faultCase struct {
 	name  string
-	auth  bool                                                    // serve with token auth (anonymous pulls)
+	auth  bool                                                                  // serve with token auth (anonymous pulls)
 	setup func(inj *faults.Injector, storage *httptest.Server, bigLayer string) // adds the fault rules
-	want  error                                                   // nil: the pull completes with verified bytes
+	want  error                                                                 // nil: the pull completes with verified bytes
 }
 
 func faultCases() []faultCase {
