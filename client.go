@@ -84,6 +84,14 @@ type Client struct {
 	// for one). See [StaticCredentials], [IdentityToken] and [DockerConfig].
 	Credentials CredentialSource
 
+	// MaxConnsPerHost caps the TCP connections per host of the client's own
+	// transport (it is ignored when Transport is set). Zero means no cap. Set
+	// it to the number of reads you run in parallel to hold connections to
+	// that number: without a cap, Go's transport can dial an extra
+	// connection when a request races a connection on its way back to the
+	// idle pool.
+	MaxConnsPerHost int
+
 	// AllowBasicOverHTTP permits sending Basic credentials over plain HTTP.
 	// Loopback hosts are always permitted; other hosts only with this set.
 	AllowBasicOverHTTP bool
@@ -106,6 +114,7 @@ func (c *Client) init() {
 		if t == nil {
 			dt := http.DefaultTransport.(*http.Transport).Clone()
 			dt.MaxIdleConnsPerHost = 64
+			dt.MaxConnsPerHost = c.MaxConnsPerHost
 			dt.DisableCompression = true
 			t = dt
 		}

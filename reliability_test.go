@@ -76,12 +76,13 @@ func faultCases() []faultCase {
 }
 
 // connCounter tracks a server's open connections.
-type connCounter struct{ open atomic.Int64 }
+type connCounter struct{ open, total atomic.Int64 }
 
 func (cc *connCounter) hook(_ net.Conn, s http.ConnState) {
 	switch s {
 	case http.StateNew:
 		cc.open.Add(1)
+		cc.total.Add(1)
 	case http.StateClosed, http.StateHijacked:
 		cc.open.Add(-1)
 	}

@@ -33,6 +33,7 @@ func cmdPull(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if err != nil {
 		return err
 	}
+	c.MaxConnsPerHost = *jobs
 	_, err = pull(ctx, c, ref, fs.Arg(1), *platform, *jobs, *quiet, stdout)
 	return err
 }
