@@ -41,13 +41,3 @@ var (
 // MaxRepositoryLength caps a repository name, as clients commonly cap
 // host plus name at 255 characters (distribution-spec, "Pulling manifests").
 const MaxRepositoryLength = 255
-
-// The server's routes (distribution-spec, "Endpoints"), built from the same
-// grammars. The name is captured greedily but must itself match the
-// repository grammar, so ".../manifests/x" inside a name cannot confuse them.
-var (
-	routeManifest  = regexp.MustCompile(anchored(`/v2/(` + repository + `)/manifests/([^/]+)`))
-	routeBlob      = regexp.MustCompile(anchored(`/v2/(` + repository + `)/blobs/([^/]+)`))
-	routeTags      = regexp.MustCompile(anchored(`/v2/(` + repository + `)/tags/list`))
-	routeReferrers = regexp.MustCompile(anchored(`/v2/(` + repository + `)/referrers/([^/]+)`))
-)

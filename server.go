@@ -167,54 +167,75 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveCatalog(w, r)
 		return
 	}
-	var name, rest string
-	var route func(http.ResponseWriter, *http.Request, *repoState, string, string)
-	if m := routeManifest.FindStringSubmatch(path); m != nil {
-		name, rest, route = m[1], m[2], s.serveManifest
-	} else if m := routeBlob.FindStringSubmatch(path); m != nil {
-		name, rest, route = m[1], m[2], s.serveBlob
-	} else if m := routeTags.FindStringSubmatch(path); m != nil {
-		name, route = m[1], s.serveTags
-	} else if m := routeReferrers.FindStringSubmatch(path); m != nil {
-		name, rest, route = m[1], m[2], s.serveReferrers
-	} else {
-		if looksLikeRoute(path) {
-			writeError(w, http.StatusBadRequest, CodeNameInvalid, "invalid repository name")
-			return
-		}
+	name, kind, rest, ok := parseRoute(path)
+	if !ok {
 		writeError(w, http.StatusNotFound, CodeUnsupported, "unknown API path")
-		return
-	}
-	if len(name) > MaxRepositoryLength {
-		writeError(w, http.StatusBadRequest, CodeNameInvalid, "repository name too long")
-		return
-	}
-	if !s.authorize(w, r, "repository:"+name+":pull") {
-		return
-	}
-	if route == nil || (s.DisableReferrers && strings.Contains(path, "/referrers/") && routeReferrers.MatchString(path)) {
-		writeError(w, http.StatusNotFound, CodeUnsupported, "referrers API not supported")
 		return
 	}
 	s.mu.RLock()
 	rs := s.repos[name]
 	s.mu.RUnlock()
+	// Names of repositories held were validated by AddRef; only unknown
+	// ones need the grammar, to tell NAME_INVALID from NAME_UNKNOWN.
+	if rs == nil && (len(name) > MaxRepositoryLength || !RepositoryRegexp.MatchString(name)) {
+		writeError(w, http.StatusBadRequest, CodeNameInvalid, "invalid repository name")
+		return
+	}
+	if !s.authorize(w, r, "repository:"+name+":pull") {
+		return
+	}
+	if kind == "referrers" && s.DisableReferrers {
+		writeError(w, http.StatusNotFound, CodeUnsupported, "referrers API not supported")
+		return
+	}
 	if rs == nil {
 		writeError(w, http.StatusNotFound, CodeNameUnknown, "repository name not known to registry")
 		return
 	}
-	route(w, r, rs, name, rest)
+	switch kind {
+	case "manifests":
+		s.serveManifest(w, r, rs, name, rest)
+	case "blobs":
+		s.serveBlob(w, r, rs, name, rest)
+	case "tags":
+		s.serveTags(w, r, rs, name, rest)
+	case "referrers":
+		s.serveReferrers(w, r, rs, name, rest)
+	}
 }
 
-// looksLikeRoute reports whether path has the shape of an API route, so a
-// failed match means the name was invalid.
-func looksLikeRoute(path string) bool {
-	for _, seg := range []string{"/manifests/", "/blobs/", "/referrers/"} {
-		if i := strings.LastIndex(path, seg); i > len("/v2") && !strings.Contains(path[i+len(seg):], "/") {
-			return true
-		}
+// parseRoute splits an API path (distribution-spec, "Endpoints") into the
+// repository name, the kind of endpoint and its reference:
+//
+//	/v2/<name>/manifests/<reference>
+//	/v2/<name>/blobs/<digest>
+//	/v2/<name>/referrers/<digest>
+//	/v2/<name>/tags/list
+//
+// The name is everything between /v2/ and the last two segments, so a
+// name may itself contain "manifests" or "blobs" components. The name is
+// not validated here.
+func parseRoute(path string) (name, kind, ref string, ok bool) {
+	rest, found := strings.CutPrefix(path, "/v2/")
+	if !found {
+		return "", "", "", false
 	}
-	return strings.HasSuffix(path, "/tags/list") && len(path) > len("/v2//tags/list")
+	if n, found := strings.CutSuffix(rest, "/tags/list"); found {
+		return n, "tags", "", n != ""
+	}
+	i := strings.LastIndexByte(rest, '/')
+	if i <= 0 || i == len(rest)-1 {
+		return "", "", "", false
+	}
+	j := strings.LastIndexByte(rest[:i], '/')
+	if j <= 0 {
+		return "", "", "", false
+	}
+	switch kind = rest[j+1 : i]; kind {
+	case "manifests", "blobs", "referrers":
+		return rest[:j], kind, rest[i+1:], true
+	}
+	return "", "", "", false
 }
 
 func writeError(w http.ResponseWriter, status int, code ErrorCode, msg string) {

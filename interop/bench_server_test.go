@@ -1,0 +1,237 @@
+package interop
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/distribution/distribution/v3/configuration"
+	"github.com/distribution/distribution/v3/registry/handlers"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ocipull/registry"
+	"github.com/ocipull/registry/oci"
+)
+
+// loadgen makes b.N GETs of url over conns keep-alive connections and
+// reports requests per second.
+func loadgen(b *testing.B, url string, conns int) {
+	b.Helper()
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost, t.MaxConnsPerHost = conns, conns
+	defer t.CloseIdleConnections()
+	hc := &http.Client{Transport: t}
+	var next atomic.Int64
+	var failed atomic.Value
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < conns; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 32<<10)
+			for next.Add(1) <= int64(b.N) {
+				resp, err := hc.Get(url)
+				if err != nil {
+					failed.Store(err)
+					return
+				}
+				io.CopyBuffer(io.Discard, resp.Body, buf)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					failed.Store(io.ErrUnexpectedEOF)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	b.StopTimer()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/el.Seconds(), "req/s")
+}
+
+// BenchmarkServers measures GET manifest by tag and GET 4 KiB blob with 32
+// keep-alive connections against our Server, go-containerregistry's
+// pkg/registry and the reference registry (in-memory storage), all serving
+// the same pushed image.
+func BenchmarkServers(b *testing.B) {
+	img, err := random.Image(4096, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+
+	ggcrTS := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(nil)))
+	defer ggcrTS.Close()
+	cfg := &configuration.Configuration{}
+	cfg.Storage = configuration.Storage{"inmemory": configuration.Parameters{}}
+	distTS := httptest.NewServer(handlers.NewApp(context.Background(), cfg))
+	defer distTS.Close()
+	for _, ts := range []*httptest.Server{ggcrTS, distTS} {
+		ref, _ := name.ParseReference(hostOf(b, ts)+"/bench/img:v1", name.Insecure)
+		if err := remote.Write(ref, img, remote.WithAuth(authn.Anonymous)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// Ours serves the same image from memory: read it with our client and
+	// copy manifests and blobs into an oci.Memory.
+	ctx := context.Background()
+	c := &registry.Client{Scheme: "http", Host: hostOf(b, ggcrTS), Repository: "bench/img"}
+	ref, err := c.Read(ctx, "v1", "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	mem := oci.NewMemory()
+	mem.AddRef(ref)
+	for _, d := range ref.(*oci.Image).Blobs() {
+		raw, err := ref.(*oci.Image).ReadBlob(d, 1<<20)
+		if err != nil {
+			b.Fatal(err)
+		}
+		mem.Add(d.MediaType, raw)
+	}
+	local, err := oci.LoadRef(ctx, mem, ref.Descriptor())
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := registry.NewServer()
+	if err := srv.AddRef("bench/img", "v1", local); err != nil {
+		b.Fatal(err)
+	}
+	oursTS := httptest.NewServer(srv)
+	defer oursTS.Close()
+
+	servers := []struct {
+		name string
+		ts   *httptest.Server
+	}{{"ocipull", oursTS}, {"ggcr", ggcrTS}, {"distribution", distTS}}
+	for _, what := range []struct{ name, path string }{
+		{"manifest-by-tag", "/v2/bench/img/manifests/v1"},
+		{"blob-4KiB", "/v2/bench/img/blobs/" + ld.String()},
+	} {
+		for _, s := range servers {
+			b.Run(what.name+"/"+s.name, func(b *testing.B) {
+				b.ReportAllocs()
+				loadgen(b, s.ts.URL+what.path, 32)
+			})
+		}
+	}
+}
+
+// BenchmarkServeLargeBlob serves one large blob to one client draining it:
+// our Server from memory and from a layout on disk, beside a bare
+// http.ServeContent handler over the same bytes and the same file.
+func BenchmarkServeLargeBlob(b *testing.B) {
+	size := benchBlobMiB() << 20
+	f := newImageFixture(b, size)
+	layer := f.layers[0]
+	ctx := context.Background()
+	dir := b.TempDir()
+	l, err := oci.CreateLayout(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := l.Write(ctx, "v1", f.img, nil); err != nil {
+		b.Fatal(err)
+	}
+	layoutRef, err := l.Read(ctx, "v1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	fromDisk := registry.NewServer()
+	if err := fromDisk.AddRef("bench/img", "v1", layoutRef); err != nil {
+		b.Fatal(err)
+	}
+	diskTS := httptest.NewServer(fromDisk)
+	defer diskTS.Close()
+	rc, _ := f.img.Source().Blob(ctx, layer)
+	data, _ := io.ReadAll(rc)
+	bareMem := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
+	}))
+	defer bareMem.Close()
+	path := l.BlobPath(layer.Digest)
+	bareFile := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fh, err := os.Open(path)
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		defer fh.Close()
+		http.ServeContent(w, r, "", time.Time{}, fh)
+	}))
+	defer bareFile.Close()
+	blobPath := "/v2/bench/img/blobs/" + string(layer.Digest)
+	for _, s := range []struct{ name, url string }{
+		{"bare-ServeContent-memory", bareMem.URL + blobPath},
+		{"ocipull-memory", f.ts.URL + blobPath},
+		{"bare-ServeContent-file", bareFile.URL + blobPath},
+		{"ocipull-layout-file", diskTS.URL + blobPath},
+	} {
+		b.Run(s.name, func(b *testing.B) {
+			b.SetBytes(size)
+			b.ReportAllocs()
+			buf := make([]byte, 1<<20)
+			for i := 0; i < b.N; i++ {
+				resp, err := http.Get(s.url)
+				if err != nil {
+					b.Fatal(err)
+				}
+				n, _ := io.CopyBuffer(io.Discard, struct{ io.Reader }{resp.Body}, buf)
+				resp.Body.Close()
+				if n != size {
+					b.Fatalf("got %d bytes", n)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkPullCommand runs the ocipull binary to pull the large image into
+// a layout on disk and reports its throughput and peak RSS, beside the
+// limit measured the same way (raw GET + sha256 into a file).
+func BenchmarkPullCommand(b *testing.B) {
+	size := benchBlobMiB() << 20
+	f := newImageFixture(b, size)
+	bin := filepath.Join(b.TempDir(), "ocipull")
+	build := exec.Command("go", "build", "-o", bin, "github.com/ocipull/registry/cmd/ocipull")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("%v\n%s", err, out)
+	}
+	b.SetBytes(size)
+	var maxRSS int64
+	for i := 0; i < b.N; i++ {
+		dir := filepath.Join(b.TempDir(), "layout")
+		cmd := exec.Command(bin, "pull", "--quiet", f.host+"/bench/img:v1", dir)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("%v\n%s", err, out)
+		}
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && ru.Maxrss > maxRSS {
+			maxRSS = ru.Maxrss
+		}
+		os.RemoveAll(dir)
+	}
+	b.ReportMetric(float64(maxRSS)/1024, "maxRSS-MiB")
+}
+
+var _ = ocispec.MediaTypeImageLayer
