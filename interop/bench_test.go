@@ -15,7 +15,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	ggcrv1 "github.com/google/go-containerregistry/pkg/v1"
@@ -366,5 +365,3 @@ func BenchmarkManySmallLayers(b *testing.B) {
 		report(b, r0, c0)
 	})
 }
-
-var _ = time.Second

@@ -260,10 +260,9 @@ func (l *Layout) writeBlob(ctx context.Context, src Source, desc v1.Descriptor, 
 		}
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
+	// No fsync: a blob is renamed into place only once verified, and a
+	// blob that a crash left short or garbled under its final name is found
+	// by the next Write, which re-hashes what is present before skipping it.
 	if err := f.Close(); err != nil {
 		return err
 	}

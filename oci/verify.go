@@ -13,12 +13,31 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// copyBufferSize is the buffer [VerifyReader.WriteTo] reads through. Reads of
-// 1 MiB let an HTTP body and SHA-256 run at their full speed; the 32 KiB of
-// io.Copy's own buffer cost about half the throughput on loopback.
-const copyBufferSize = 1 << 20
+// copyBufferSize is the largest buffer [VerifyReader.WriteTo] reads
+// through. Reads of 1 MiB let an HTTP body and SHA-256 run at their full
+// speed; the 32 KiB of io.Copy's own buffer cost about half the throughput
+// on loopback. Smaller blobs get a buffer of their own size class (32 KiB
+// to 1 MiB, powers of two), so many small layers in flight do not each
+// hold a megabyte.
+const (
+	copyBufferSize    = 1 << 20
+	minCopyBufferSize = 32 << 10
+)
 
-var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
+// copyBuffers holds one pool per size class, from minCopyBufferSize up.
+var copyBuffers [6]sync.Pool
+
+func getCopyBuffer(need int64) (*[]byte, int) {
+	class, size := 0, minCopyBufferSize
+	for int64(size) < need && size < copyBufferSize {
+		class, size = class+1, size*2
+	}
+	if b, ok := copyBuffers[class].Get().(*[]byte); ok {
+		return b, class
+	}
+	b := make([]byte, size)
+	return &b, class
+}
 
 // ValidateDigest reports whether d is a digest this package accepts: the
 // grammar of the OCI image spec with a registered algorithm, sha256 (64
@@ -148,8 +167,8 @@ func (v *VerifyReader) finish() error {
 // WriteTo implements io.WriterTo: it copies the verified content to w through
 // a 1 MiB buffer and returns nil only when every byte was verified.
 func (v *VerifyReader) WriteTo(w io.Writer) (int64, error) {
-	bp := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(bp)
+	bp, class := getCopyBuffer(v.desc.Size - v.n)
+	defer copyBuffers[class].Put(bp)
 	buf := *bp
 	var written int64
 	for {
