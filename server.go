@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -368,17 +369,25 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rs *repoState
 		verified.WriteTo(w)
 		return
 	}
-	io.Copy(w, io.LimitReader(rc, n))
+	if partial {
+		io.Copy(w, io.LimitReader(rc, n))
+		return
+	}
+	// The stream holds exactly the blob: copying it directly lets an
+	// *os.File go out through sendfile and a bytes.Reader through one
+	// write, with no copy buffer.
+	io.Copy(w, rc)
 }
 
 // openBlobAt opens b's content from offset. Whole, non-seekable streams
 // come back wrapped in a VerifyReader (returned as verified too);
-// seekable in-memory and on-disk content, verified when it was stored,
-// is served as it is, through sendfile where the platform has it.
+// seekable in-memory and on-disk content, verified when it was stored and
+// checked for its length here, is served as it is, through sendfile where
+// the platform has it. A whole (not partial) stream yields exactly the
+// blob's bytes from offset.
 func openBlobAt(ctx context.Context, b storedBlob, offset int64, partial bool) (io.ReadCloser, *oci.VerifyReader, error) {
 	if b.desc.Data != nil {
-		rc := io.NopCloser(strings.NewReader(string(b.desc.Data[offset:])))
-		return rc, nil, nil
+		return io.NopCloser(bytes.NewReader(b.desc.Data[offset:])), nil, nil
 	}
 	if b.src == nil {
 		return nil, nil, oci.ErrNotFound
@@ -394,7 +403,16 @@ func openBlobAt(ctx context.Context, b storedBlob, offset int64, partial bool) (
 		return nil, nil, err
 	}
 	if seeker, ok := rc.(io.Seeker); ok {
-		if _, err := seeker.Seek(offset, io.SeekStart); err != nil {
+		// Stored content of the wrong length is refused rather than served
+		// under the descriptor's digest.
+		end, err := seeker.Seek(0, io.SeekEnd)
+		if err == nil && end != b.desc.Size {
+			err = fmt.Errorf("blob %s: %w: stored content is %d bytes, descriptor says %d", b.desc.Digest, oci.ErrSizeMismatch, end, b.desc.Size)
+		}
+		if err == nil {
+			_, err = seeker.Seek(offset, io.SeekStart)
+		}
+		if err != nil {
 			rc.Close()
 			return nil, nil, err
 		}

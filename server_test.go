@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -241,5 +242,32 @@ func TestAddRefValidates(t *testing.T) {
 	}
 	if err := s.AddRef("ok", "bad tag", img); err == nil {
 		t.Error("bad tag accepted")
+	}
+}
+
+func TestServerRefusesStoredContentOfWrongLength(t *testing.T) {
+	mem := oci.NewMemory()
+	img := newImage(t, mem, linuxAMD64, 5000)
+	l, err := oci.CreateLayout(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := l.Write(ctx, "v1", img, nil); err != nil {
+		t.Fatal(err)
+	}
+	ref, err := l.Read(ctx, "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := registry.NewServer()
+	mustAdd(t, s, "a/b", "v1", ref)
+	layer := img.Layers()[0]
+	if err := os.Truncate(l.BlobPath(layer.Digest), 100); err != nil {
+		t.Fatal(err)
+	}
+	resp := get(t, s, "GET", "/v2/a/b/blobs/"+string(layer.Digest), nil)
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("status %d, want 502 for a truncated stored blob", resp.StatusCode)
 	}
 }
