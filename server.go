@@ -55,6 +55,7 @@ type repoState struct {
 
 type storedManifest struct {
 	desc        v1.Descriptor // media type, digest, size, artifact type
+	etag        string        // the digest, quoted
 	raw         []byte
 	subject     *v1.Descriptor
 	annotations map[string]string
@@ -85,7 +86,7 @@ func (s *Server) AddRef(repository, tag string, ref oci.Ref) error {
 	var manifests []*storedManifest
 	var blobs []storedBlob
 	err := oci.Walk(ref, func(r oci.Ref) error {
-		m := &storedManifest{desc: r.Descriptor(), raw: r.RawManifest()}
+		m := &storedManifest{desc: r.Descriptor(), raw: r.RawManifest(), etag: `"` + string(r.Digest()) + `"`}
 		switch r := r.(type) {
 		case *oci.Image:
 			mf := r.Manifest()
@@ -134,7 +135,9 @@ func (s *Server) AddRef(repository, tag string, ref oci.Ref) error {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	// Hot-path headers are assigned under their canonical keys directly:
+	// Header.Set canonicalises the key on every call.
+	w.Header()["Docker-Distribution-Api-Version"] = []string{"registry/2.0"}
 	path := r.URL.Path
 	if s.Auth != nil && path == s.Auth.tokenPath() {
 		s.Auth.serveToken(w, r)
@@ -251,29 +254,28 @@ func writeError(w http.ResponseWriter, status int, code ErrorCode, msg string) {
 }
 
 func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, rs *repoState, _ string, reference string) {
-	var d digest.Digest
+	// What AddRef stored was validated then: look up first, and consult
+	// the grammar only to tell a malformed digest (400) from a miss (404).
 	s.mu.RLock()
-	if strings.Contains(reference, ":") {
-		if validateDigest(reference) != nil {
-			s.mu.RUnlock()
-			writeError(w, http.StatusBadRequest, CodeDigestInvalid, "invalid digest")
-			return
-		}
+	d, byTag := rs.tags[reference]
+	if !byTag {
 		d = digest.Digest(reference)
-	} else if TagRegexp.MatchString(reference) {
-		d = rs.tags[reference]
 	}
 	m := rs.manifests[d]
 	s.mu.RUnlock()
 	if m == nil {
+		if strings.Contains(reference, ":") && validateDigest(reference) != nil {
+			writeError(w, http.StatusBadRequest, CodeDigestInvalid, "invalid digest")
+			return
+		}
 		writeError(w, http.StatusNotFound, CodeManifestUnknown, "manifest unknown")
 		return
 	}
 	h := w.Header()
-	h.Set("Content-Type", m.desc.MediaType)
-	h.Set("Content-Length", strconv.Itoa(len(m.raw)))
-	h.Set("Docker-Content-Digest", string(m.desc.Digest))
-	h.Set("ETag", `"`+string(m.desc.Digest)+`"`)
+	h["Content-Type"] = []string{m.desc.MediaType}
+	h["Content-Length"] = []string{strconv.Itoa(len(m.raw))}
+	h["Docker-Content-Digest"] = []string{string(m.desc.Digest)}
+	h["Etag"] = []string{m.etag}
 	if match := r.Header.Get("If-None-Match"); match != "" && etagMatches(match, m.desc.Digest) {
 		w.WriteHeader(http.StatusNotModified)
 		return
@@ -295,10 +297,6 @@ func etagMatches(header string, d digest.Digest) bool {
 }
 
 func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rs *repoState, _ string, reference string) {
-	if validateDigest(reference) != nil {
-		writeError(w, http.StatusBadRequest, CodeDigestInvalid, "invalid digest")
-		return
-	}
 	d := digest.Digest(reference)
 	s.mu.RLock()
 	b, ok := rs.blobs[d]
@@ -310,14 +308,18 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rs *repoState
 	}
 	s.mu.RUnlock()
 	if !ok {
+		if validateDigest(reference) != nil {
+			writeError(w, http.StatusBadRequest, CodeDigestInvalid, "invalid digest")
+			return
+		}
 		writeError(w, http.StatusNotFound, CodeBlobUnknown, "blob unknown to registry")
 		return
 	}
 	h := w.Header()
-	h.Set("Docker-Content-Digest", string(d))
-	h.Set("ETag", `"`+string(d)+`"`)
-	h.Set("Accept-Ranges", "bytes")
-	h.Set("Content-Type", "application/octet-stream")
+	h["Docker-Content-Digest"] = []string{string(d)}
+	h["Etag"] = []string{`"` + string(d) + `"`}
+	h["Accept-Ranges"] = []string{"bytes"}
+	h["Content-Type"] = []string{"application/octet-stream"}
 	if match := r.Header.Get("If-None-Match"); match != "" && etagMatches(match, d) {
 		w.WriteHeader(http.StatusNotModified)
 		return
@@ -355,7 +357,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rs *repoState
 		n = last - first + 1
 		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first, last, size))
 	}
-	h.Set("Content-Length", strconv.FormatInt(n, 10))
+	h["Content-Length"] = []string{strconv.FormatInt(n, 10)}
 	if partial {
 		w.WriteHeader(http.StatusPartialContent)
 	} else {

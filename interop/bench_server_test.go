@@ -127,6 +127,29 @@ func BenchmarkServers(b *testing.B) {
 		name string
 		ts   *httptest.Server
 	}{{"ocipull", oursTS}, {"ggcr", ggcrTS}, {"distribution", distTS}}
+	// handler-only: the server's own cost per request, without the network
+	// and the load generator that share the machine's two cores.
+	for _, what := range []struct{ name, path string }{
+		{"manifest-by-tag", "/v2/bench/img/manifests/v1"},
+		{"blob-4KiB", "/v2/bench/img/blobs/" + ld.String()},
+	} {
+		for _, s := range servers {
+			b.Run("handler-only/"+what.name+"/"+s.name, func(b *testing.B) {
+				h := s.ts.Config.Handler
+				w := &discardWriter{h: http.Header{}}
+				b.ReportAllocs()
+				for i := 0; i < b.N; i++ {
+					req := httptest.NewRequest(http.MethodGet, what.path, nil)
+					clear(w.h)
+					w.status = 0
+					h.ServeHTTP(w, req)
+					if w.status != 0 && w.status != 200 {
+						b.Fatalf("status %d", w.status)
+					}
+				}
+			})
+		}
+	}
 	for _, what := range []struct{ name, path string }{
 		{"manifest-by-tag", "/v2/bench/img/manifests/v1"},
 		{"blob-4KiB", "/v2/bench/img/blobs/" + ld.String()},
@@ -278,3 +301,14 @@ func vmHWM(path string) int64 {
 	}
 	return 0
 }
+
+// discardWriter is a ResponseWriter that keeps headers and status and drops
+// the body.
+type discardWriter struct {
+	h      http.Header
+	status int
+}
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *discardWriter) WriteHeader(code int)        { w.status = code }
