@@ -21,14 +21,14 @@ type clientSource struct{ c *Client }
 
 func (c *Client) source() oci.RangeSource { return clientSource{c} }
 
-// Manifest implements oci.Source. The bytes are checked against desc's
-// digest here already, so a lying registry is retried-not; oci verifies
-// again with size and media type.
+// Manifest implements oci.Source: the manifest is fetched by digest and
+// checked against it here (a mismatch is permanent, not retried); oci then
+// checks size and media type as well.
 func (s clientSource) Manifest(ctx context.Context, desc v1.Descriptor) ([]byte, error) {
 	if err := validateDigest(string(desc.Digest)); err != nil {
 		return nil, err
 	}
-	raw, _, err := s.c.fetchManifest(ctx, string(desc.Digest), desc.Digest, desc.MediaType)
+	raw, _, err := s.c.fetchManifest(ctx, string(desc.Digest), desc.Digest)
 	return raw, err
 }
 

@@ -112,7 +112,22 @@ func (c *Client) init() {
 	c.initOnce.Do(func() {
 		t := c.Transport
 		if t == nil {
-			dt := http.DefaultTransport.(*http.Transport).Clone()
+			var dt *http.Transport
+			if def, ok := http.DefaultTransport.(*http.Transport); ok {
+				dt = def.Clone()
+			} else {
+				// Someone replaced http.DefaultTransport: start from the
+				// standard library's documented defaults instead.
+				dt = &http.Transport{
+					Proxy:                 http.ProxyFromEnvironment,
+					DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+					ForceAttemptHTTP2:     true,
+					MaxIdleConns:          100,
+					IdleConnTimeout:       90 * time.Second,
+					TLSHandshakeTimeout:   10 * time.Second,
+					ExpectContinueTimeout: time.Second,
+				}
+			}
 			dt.MaxIdleConnsPerHost = 64
 			dt.MaxConnsPerHost = c.MaxConnsPerHost
 			dt.DisableCompression = true
@@ -279,7 +294,7 @@ func (c *Client) Read(ctx context.Context, tag, dgst string) (oci.Ref, error) {
 			return nil, err
 		}
 	}
-	raw, mediaType, err := c.fetchManifest(ctx, reference, digest.Digest(dgst), "")
+	raw, mediaType, err := c.fetchManifest(ctx, reference, digest.Digest(dgst))
 	if err != nil {
 		return nil, err
 	}
@@ -333,9 +348,10 @@ var manifestAccept = strings.Join(oci.ManifestMediaTypes, ", ")
 
 // fetchManifest GETs a manifest (with retries), capped at
 // oci.MaxManifestSize, and checks it against want and against
-// Docker-Content-Digest when present. wantSize, when known (>0 via
-// the descriptor path), is enforced by the caller.
-func (c *Client) fetchManifest(ctx context.Context, reference string, want digest.Digest, mediaType string) ([]byte, string, error) {
+// Docker-Content-Digest when present. It returns the bytes and the
+// Content-Type; the caller parses them (oci.NewRef or oci.LoadRef, which
+// also checks the descriptor's size).
+func (c *Client) fetchManifest(ctx context.Context, reference string, want digest.Digest) ([]byte, string, error) {
 	var raw []byte
 	var contentType string
 	u := c.url("manifests", reference)

@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http/httptest"
@@ -65,4 +66,33 @@ func ExampleClient_Read() {
 	}
 	fmt.Println(string(b))
 	// Output: hello from a layer
+}
+
+// Test a client's authentication against the server's token mode: anonymous
+// pulls are refused for the private repository, the user's credentials work.
+func ExampleServerAuth() {
+	mem := oci.NewMemory()
+	config := mem.Add(v1.MediaTypeImageConfig, []byte(`{"architecture":"amd64","os":"linux"}`))
+	img, _ := mem.NewImage(context.Background(), v1.Manifest{Config: config, Layers: []v1.Descriptor{}})
+
+	srv := registry.NewServer()
+	srv.Auth = &registry.ServerAuth{
+		Users: map[string]registry.ServerUser{"alice": {Password: "s3cret", Repositories: []string{"private/app"}}},
+	}
+	srv.AddRef("private/app", "v1", img)
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	u, _ := url.Parse(ts.URL)
+
+	anonymous := &registry.Client{Scheme: "http", Host: u.Host, Repository: "private/app"}
+	_, err := anonymous.Read(context.Background(), "v1", "")
+	fmt.Println("anonymous:", errors.Is(err, registry.ErrUnauthorized))
+
+	alice := &registry.Client{Scheme: "http", Host: u.Host, Repository: "private/app",
+		Credentials: registry.StaticCredentials("alice", "s3cret")}
+	ref, err := alice.Read(context.Background(), "v1", "")
+	fmt.Println("alice:", err == nil && ref.Digest() == img.Digest())
+	// Output:
+	// anonymous: true
+	// alice: true
 }

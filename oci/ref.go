@@ -90,16 +90,27 @@ type refBase struct {
 	depth int
 }
 
-func (r *refBase) Descriptor() v1.Descriptor {
-	d := r.desc
-	return d
-}
-func (r *refBase) Digest() digest.Digest    { return r.desc.Digest }
-func (r *refBase) MediaType() string        { return r.desc.MediaType }
-func (r *refBase) RawManifest() []byte      { return r.raw }
-func (r *refBase) Source() Source           { return r.src }
+// Descriptor describes the manifest: media type, digest, size and, where
+// the manifest declares one, artifact type.
+func (r *refBase) Descriptor() v1.Descriptor { return r.desc }
+
+// Digest is the digest of the raw manifest bytes.
+func (r *refBase) Digest() digest.Digest { return r.desc.Digest }
+
+// MediaType is the manifest's media type.
+func (r *refBase) MediaType() string { return r.desc.MediaType }
+
+// RawManifest returns the exact bytes the digest was computed over; the
+// caller must not modify them.
+func (r *refBase) RawManifest() []byte { return r.raw }
+
+// Source is where the ref's children and blobs are read from.
+func (r *refBase) Source() Source { return r.src }
+
+// Context is the stored context that governs the ref's later reads.
 func (r *refBase) Context() context.Context { return r.ctx }
-func (r *refBase) base() *refBase           { return r }
+
+func (r *refBase) base() *refBase { return r }
 
 // manifestProbe holds the fields that tell manifests apart.
 type manifestProbe struct {
