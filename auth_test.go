@@ -298,3 +298,18 @@ func TestRealmOnInternalAddressRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestIdentityTokenFallsBackToGET: a realm that refuses the OAuth2 POST
+// (405) gets the plain GET token request instead.
+func TestIdentityTokenFallsBackToGET(t *testing.T) {
+	_, inj, client := authFixture(t, defaultAuth())
+	inj.Add(faults.Rule{Method: http.MethodPost, Path: "/token", Fault: faults.Status(http.StatusMethodNotAllowed, "")})
+	c := client("pub/img")
+	c.Credentials = registry.IdentityToken("refresh-alice")
+	if err := pullAll(t, c); err != nil {
+		t.Fatal(err)
+	}
+	if post, all := inj.RequestsTo("POST /token"), inj.RequestsTo("/token"); post != 1 || all != 2 {
+		t.Errorf("token requests: %d POST of %d, want 1 of 2", post, all)
+	}
+}
