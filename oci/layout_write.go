@@ -49,6 +49,10 @@ type BlobProgress struct {
 // [RangeSource] the next Write continues from it, verifying the whole.
 // Manifests are written after everything they name, and index.json last,
 // so an interrupted Write never leaves index.json naming missing content.
+// index.json and manifests are fsynced (on most filesystems that also
+// flushes the blobs written before them); blobs are not fsynced one by
+// one, because a blob that a crash garbled is found and replaced by the
+// next Write, which re-hashes whatever is present before skipping it.
 // Reads go to each ref's source under ctx.
 func (l *Layout) Write(ctx context.Context, tag string, ref Ref, opts *WriteOptions) error {
 	if opts == nil {
