@@ -117,24 +117,7 @@ func (c *Client) ReadPlatform(ctx context.Context, tag, dgst string, platform v1
 // absolute; a malformed Link is an error, never a silent truncation).
 // Breaking out of the loop stops fetching. An error is yielded once, last.
 func (c *Client) ListTags(ctx context.Context, pageSize int) iter.Seq2[string, error] {
-	return func(yield func(string, error) bool) {
-		c.init()
-		if err := c.validate(); err != nil {
-			yield("", err)
-			return
-		}
-		u := c.scheme() + "://" + c.Host + "/v2/" + c.Repository + "/tags/list"
-		if pageSize > 0 {
-			u += "?n=" + strconv.Itoa(pageSize)
-		}
-		c.paginate(ctx, u, c.pullScope(), func(b []byte) ([]string, error) {
-			var page struct {
-				Tags []string `json:"tags"`
-			}
-			err := json.Unmarshal(b, &page)
-			return page.Tags, err
-		}, yield)
-	}
+	return c.list(ctx, c.validate, "/v2/"+c.Repository+"/tags/list", pageSize, c.pullScope(), "tags")
 }
 
 // Tags collects [Client.ListTags] with the registry's default page size.
@@ -147,29 +130,42 @@ func (c *Client) Tags(ctx context.Context) ([]string, error) {
 // or 401 comes back as a [*ClientError] saying so), paginated like
 // [Client.ListTags]. Only Host (and Scheme) of the client matter.
 func (c *Client) ListRepositories(ctx context.Context, pageSize int) iter.Seq2[string, error] {
-	return func(yield func(string, error) bool) {
-		c.init()
-		if err := validateHost(c.Host); err != nil {
-			yield("", err)
-			return
-		}
-		u := c.scheme() + "://" + c.Host + "/v2/_catalog"
-		if pageSize > 0 {
-			u += "?n=" + strconv.Itoa(pageSize)
-		}
-		c.paginate(ctx, u, catalogScope, func(b []byte) ([]string, error) {
-			var page struct {
-				Repositories []string `json:"repositories"`
-			}
-			err := json.Unmarshal(b, &page)
-			return page.Repositories, err
-		}, yield)
-	}
+	hostOnly := func() error { return validateHost(c.Host) }
+	return c.list(ctx, hostOnly, "/v2/_catalog", pageSize, catalogScope, "repositories")
 }
 
 // Repositories collects [Client.ListRepositories].
 func (c *Client) Repositories(ctx context.Context) ([]string, error) {
 	return collect(c.ListRepositories(ctx, 0))
+}
+
+// list is a paginated list endpoint whose pages are JSON objects with the
+// names in the field field.
+func (c *Client) list(ctx context.Context, validate func() error, path string, pageSize int, scope, field string) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		c.init()
+		if err := validate(); err != nil {
+			yield("", err)
+			return
+		}
+		u := c.scheme() + "://" + c.Host + path
+		if pageSize > 0 {
+			u += "?n=" + strconv.Itoa(pageSize)
+		}
+		c.paginate(ctx, u, scope, func(b []byte) ([]string, error) {
+			var page map[string]json.RawMessage
+			if err := json.Unmarshal(b, &page); err != nil {
+				return nil, err
+			}
+			var names []string
+			if raw, ok := page[field]; ok && string(raw) != "null" {
+				if err := json.Unmarshal(raw, &names); err != nil {
+					return nil, err
+				}
+			}
+			return names, nil
+		}, yield)
+	}
 }
 
 func collect(seq iter.Seq2[string, error]) ([]string, error) {

@@ -8,7 +8,6 @@ import (
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/ocipull/registry"
 	"github.com/ocipull/registry/oci"
 )
 
@@ -32,17 +31,7 @@ func cmdInspect(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	rf.register(fs)
 	platform := fs.String("platform", "", "inspect the image for os/arch[/variant] of an index")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return usageErr("want REFERENCE, got %d arguments", fs.NArg())
-	}
-	ref, err := registry.ParseReference(fs.Arg(0))
-	if err != nil {
-		return err
-	}
-	c, err := rf.client(ref, stdin)
+	ref, c, err := rf.parse(fs, args, stdin, "REFERENCE")
 	if err != nil {
 		return err
 	}
@@ -109,17 +98,7 @@ func cmdTags(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	fs := newFlags("tags", "[flags] REPOSITORY", stderr)
 	var rf remoteFlags
 	rf.register(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return usageErr("want REPOSITORY, got %d arguments", fs.NArg())
-	}
-	ref, err := registry.ParseReference(fs.Arg(0))
-	if err != nil {
-		return err
-	}
-	c, err := rf.client(ref, stdin)
+	ref, c, err := rf.parse(fs, args, stdin, "REPOSITORY")
 	if err != nil {
 		return err
 	}

@@ -115,6 +115,23 @@ func (r *remoteFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&r.passwordStdin, "password-stdin", false, "read the password from standard input")
 }
 
+// parse parses the flags, checks that the positional arguments are those
+// named in want (as in "REFERENCE DIR"), and makes the client for the first.
+func (r *remoteFlags) parse(fs *flag.FlagSet, args []string, stdin io.Reader, want string) (registry.Reference, *registry.Client, error) {
+	if err := parseFlags(fs, args); err != nil {
+		return registry.Reference{}, nil, err
+	}
+	if n := len(strings.Fields(want)); fs.NArg() != n {
+		return registry.Reference{}, nil, usageErr("want %s, got %d arguments", want, fs.NArg())
+	}
+	ref, err := registry.ParseReference(fs.Arg(0))
+	if err != nil {
+		return registry.Reference{}, nil, err
+	}
+	c, err := r.client(ref, stdin)
+	return ref, c, err
+}
+
 // client makes the client for a parsed reference.
 func (r *remoteFlags) client(ref registry.Reference, stdin io.Reader) (*registry.Client, error) {
 	c := ref.Client()

@@ -16,22 +16,12 @@ func cmdPull(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	platform := fs.String("platform", "", "pull only the image for os/arch[/variant] (default: everything the reference names)")
 	jobs := fs.Int("jobs", 4, "blobs to download in parallel")
 	quiet := fs.Bool("quiet", false, "print only the final digest")
-	if err := parseFlags(fs, args); err != nil {
+	ref, c, err := rf.parse(fs, args, stdin, "REFERENCE DIR")
+	if err != nil {
 		return err
-	}
-	if fs.NArg() != 2 {
-		return usageErr("want REFERENCE DIR, got %d arguments", fs.NArg())
 	}
 	if *jobs < 1 {
 		return usageErr("--jobs must be at least 1")
-	}
-	ref, err := registry.ParseReference(fs.Arg(0))
-	if err != nil {
-		return err
-	}
-	c, err := rf.client(ref, stdin)
-	if err != nil {
-		return err
 	}
 	c.MaxConnsPerHost = *jobs
 	_, err = pull(ctx, c, ref, fs.Arg(1), *platform, *jobs, *quiet, stdout)
