@@ -80,15 +80,12 @@ func (c *Client) Resolve(ctx context.Context, reference string) (v1.Descriptor, 
 }
 
 // Exists reports whether reference (a tag or a digest) names a manifest,
-// with [Client.Resolve]. "Not found" is (false, nil); every other failure
-// (unauthorized, network, protocol) is an error.
+// with [Client.Resolve]. Not found — a 404 for the manifest or for the
+// whole repository — is (false, nil); every other failure (unauthorized,
+// network, protocol) is returned as the error, with false.
 func (c *Client) Exists(ctx context.Context, reference string) (bool, error) {
 	_, err := c.Resolve(ctx, reference)
-	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrManifestUnknown) {
-		var ce *ClientError
-		if errors.As(err, &ce) && ce.HasCode(CodeNameUnknown) {
-			return false, err
-		}
+	if errors.Is(err, ErrNotFound) {
 		return false, nil
 	}
 	return err == nil, err

@@ -280,3 +280,12 @@ func TestParseReference(t *testing.T) {
 		t.Errorf("remote scheme: %q", c.Scheme)
 	}
 }
+
+func TestExistsUnknownRepository(t *testing.T) {
+	f := newFixture(t)
+	c := clientFor(t, serve(t, f.srv), "no/such/repo")
+	ok, err := c.Exists(context.Background(), "v1")
+	if ok || err != nil {
+		t.Errorf("got %v, %v; want false, nil", ok, err)
+	}
+}
