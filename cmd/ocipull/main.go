@@ -70,9 +70,25 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "ocipull %s: %v\n", name, strings.TrimPrefix(err.Error(), "usage: "))
 		return 2
 	default:
-		fmt.Fprintf(stderr, "ocipull: %s\n", oneLine(err.Error()))
+		fmt.Fprintf(stderr, "ocipull: %s%s\n", oneLine(err.Error()), hint(err))
 		return 1
 	}
+}
+
+// hint suggests what to do about the commonest failures.
+func hint(err error) string {
+	msg := err.Error()
+	switch {
+	case errors.Is(err, registry.ErrUnauthorized):
+		return " (log in with --username and --password-stdin, or with docker login)"
+	case errors.Is(err, registry.ErrDenied):
+		return " (these credentials may not pull this repository)"
+	case strings.Contains(msg, "server gave HTTP response to HTTPS client"):
+		return " (the registry speaks plain HTTP: add --plain-http)"
+	case strings.Contains(msg, "no space left on device"):
+		return " (free some disk space and run the same command again: finished blobs are kept)"
+	}
+	return ""
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
