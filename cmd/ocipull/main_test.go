@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/http/httptest"
 	"os"
@@ -238,6 +240,23 @@ func TestDemo(t *testing.T) {
 	for _, want := range []string{"verified", "1 of them for a token", "next, try"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestHints(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("pull x: %w", registry.ErrUnauthorized), "--password-stdin"},
+		{fmt.Errorf("pull x: %w", registry.ErrDenied), "may not pull"},
+		{errors.New(`Get "https://h/v2/": http: server gave HTTP response to HTTPS client`), "--plain-http"},
+		{errors.New("write blobs/sha256/x: no space left on device"), "free some disk space"},
+		{errors.New("something else"), ""},
+	} {
+		if got := hint(tc.err); !strings.Contains(got, tc.want) || (tc.want == "" && got != "") {
+			t.Errorf("hint(%v) = %q, want it to mention %q", tc.err, got, tc.want)
 		}
 	}
 }
