@@ -129,6 +129,10 @@ func (c *Client) init() {
 				}
 			}
 			dt.MaxIdleConnsPerHost = 64
+			// Registry response headers are a few hundred bytes; 1 MiB
+			// bounds what a hostile one can make the client hold (the
+			// transport's own default is 10 MiB).
+			dt.MaxResponseHeaderBytes = 1 << 20
 			dt.MaxConnsPerHost = c.MaxConnsPerHost
 			dt.DisableCompression = true
 			t = dt

@@ -260,3 +260,14 @@ func TestHints(t *testing.T) {
 		}
 	}
 }
+
+func TestLayoutTag(t *testing.T) {
+	for in, want := range map[string]string{
+		"v1": "v1", "ghcr.io/org/app:v1.2": "v1.2", "localhost:5000/app:latest": "latest",
+		"localhost:5000/app": "", "": "", "app@sha256:abc": "", "a:-bad": "",
+	} {
+		if got := layoutTag(in); got != want {
+			t.Errorf("layoutTag(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

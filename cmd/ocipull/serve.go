@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -55,10 +56,7 @@ func layoutServer(ctx context.Context, dir, repo string) (*registry.Server, int,
 	}
 	srv := registry.NewServer()
 	for _, d := range idx.Manifests {
-		tag := d.Annotations[v1.AnnotationRefName]
-		if !registry.TagRegexp.MatchString(tag) {
-			tag = ""
-		}
+		tag := layoutTag(d.Annotations[v1.AnnotationRefName])
 		d.Annotations = nil
 		ref, err := oci.LoadRef(ctx, l, d)
 		if err != nil {
@@ -88,4 +86,20 @@ func serveUntilDone(ctx context.Context, ln net.Listener, h http.Handler, ready 
 		return fmt.Errorf("serve: shutdown: %w", err)
 	}
 	return nil
+}
+
+// layoutTag turns a layout's ref name into a tag: the name itself when it
+// is a tag ("v1"), the tag of a full reference ("ghcr.io/org/app:v1", as
+// other tools write them), or "" when there is none.
+func layoutTag(name string) string {
+	if registry.TagRegexp.MatchString(name) {
+		return name
+	}
+	if strings.Contains(name, "@") {
+		return ""
+	}
+	if i := strings.LastIndexByte(name, ':'); i >= 0 && !strings.Contains(name[i+1:], "/") && registry.TagRegexp.MatchString(name[i+1:]) {
+		return name[i+1:]
+	}
+	return ""
 }
