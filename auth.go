@@ -274,51 +274,45 @@ func isLoopback(host string) bool {
 func (c *Client) token(ctx context.Context, ch *challenge, scope string, refresh bool) (string, error) {
 	a := c.auth
 	key := tokenKey{realm: ch.Params["realm"], service: ch.Params["service"], scope: scope}
-	for {
-		a.mu.Lock()
-		e := a.tokens[key]
-		if e != nil {
-			select {
-			case <-e.done:
-				if e.err == nil && !refresh && time.Now().Before(e.renewAt) {
-					a.mu.Unlock()
-					return e.token, nil
-				}
-				e = nil // stale, failed or refused: fetch anew
-			default:
-				// A fetch is under way: wait for it, whatever refresh says,
-				// so that concurrent refusals cause one fetch.
+	a.mu.Lock()
+	if e := a.tokens[key]; e != nil {
+		select {
+		case <-e.done:
+			if e.err == nil && !refresh && time.Now().Before(e.renewAt) {
 				a.mu.Unlock()
-				select {
-				case <-e.done:
-				case <-ctx.Done():
-					return "", ctx.Err()
-				}
-				if e.err != nil {
-					return "", e.err
-				}
 				return e.token, nil
 			}
-		}
-		e = &tokenEntry{done: make(chan struct{})}
-		a.tokens[key] = e
-		a.mu.Unlock()
-
-		want := scope
-		if s := ch.Params["scope"]; s != "" {
-			want = s
-		}
-		e.token, e.renewAt, e.err = c.fetchToken(ctx, ch.Params["realm"], ch.Params["service"], want)
-		close(e.done)
-		if e.err != nil {
-			a.mu.Lock()
-			if a.tokens[key] == e {
-				delete(a.tokens, key)
-			}
+			// Stale, failed or refused: fetch anew below.
+		default:
+			// A fetch is under way: wait for it, whatever refresh says, so
+			// that concurrent refusals cause one fetch.
 			a.mu.Unlock()
+			select {
+			case <-e.done:
+			case <-ctx.Done():
+				return "", ctx.Err()
+			}
+			return e.token, e.err
 		}
-		return e.token, e.err
 	}
+	e := &tokenEntry{done: make(chan struct{})}
+	a.tokens[key] = e
+	a.mu.Unlock()
+
+	want := scope
+	if s := ch.Params["scope"]; s != "" {
+		want = s
+	}
+	e.token, e.renewAt, e.err = c.fetchToken(ctx, ch.Params["realm"], ch.Params["service"], want)
+	close(e.done)
+	if e.err != nil {
+		a.mu.Lock()
+		if a.tokens[key] == e {
+			delete(a.tokens, key)
+		}
+		a.mu.Unlock()
+	}
+	return e.token, e.err
 }
 
 // tokenResponse is the token endpoint's answer (Docker registry token
@@ -412,11 +406,7 @@ func (c *Client) tokenRequest(ctx context.Context, method, realm, service, scope
 	if err != nil {
 		return tr, backoff.Permanent(err)
 	}
-	ua := c.UserAgent
-	if ua == "" {
-		ua = defaultUserAgent
-	}
-	req.Header.Set("User-Agent", ua)
+	req.Header.Set("User-Agent", c.userAgent())
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("Accept-Encoding", "identity")
 	if method == http.MethodPost {

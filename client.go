@@ -162,6 +162,13 @@ func (c *Client) scheme() string {
 	return c.Scheme
 }
 
+func (c *Client) userAgent() string {
+	if c.UserAgent == "" {
+		return defaultUserAgent
+	}
+	return c.UserAgent
+}
+
 func (c *Client) stallTimeout() time.Duration {
 	if c.StallTimeout == 0 {
 		return defaultStallTimeout
@@ -429,11 +436,7 @@ func (c *Client) attempt(ctx context.Context, req *request) (*http.Response, err
 		if err != nil {
 			return nil, backoff.Permanent(err)
 		}
-		ua := c.UserAgent
-		if ua == "" {
-			ua = defaultUserAgent
-		}
-		hreq.Header.Set("User-Agent", ua)
+		hreq.Header.Set("User-Agent", c.userAgent())
 		hreq.Header.Set("Accept-Encoding", "identity")
 		if req.accept != "" {
 			hreq.Header.Set("Accept", req.accept)
