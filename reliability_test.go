@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -347,5 +348,73 @@ func TestHostileChallenges(t *testing.T) {
 				t.Errorf("error message of %d bytes", len(err.Error()))
 			}
 		})
+	}
+}
+
+func TestTLSDowngradesRefused(t *testing.T) {
+	t.Run("redirect to http", func(t *testing.T) {
+		plain := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			t.Error("the plain-HTTP redirect target was contacted")
+		}))
+		ts := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, plain.URL+r.URL.Path, http.StatusTemporaryRedirect)
+		}))
+		t.Cleanup(ts.Close)
+		c := clientFor(t, ts, "a/b")
+		c.Scheme = "https"
+		_, err := c.Read(context.Background(), "v1", "")
+		if !errors.Is(err, registry.ErrProtocol) || !strings.Contains(err.Error(), "https to http") {
+			t.Fatalf("got %v, want a refused downgrade", err)
+		}
+	})
+	t.Run("plain-HTTP realm", func(t *testing.T) {
+		ts := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="http://auth.invalid/token",service="s"`)
+			w.WriteHeader(401)
+		}))
+		t.Cleanup(ts.Close)
+		c := clientFor(t, ts, "a/b")
+		c.Scheme = "https"
+		c.Credentials = registry.StaticCredentials("u", "p")
+		_, err := c.Read(context.Background(), "v1", "")
+		if !errors.Is(err, registry.ErrProtocol) || !strings.Contains(err.Error(), "plain-HTTP token realm") {
+			t.Fatalf("got %v, want a refused realm", err)
+		}
+	})
+}
+
+func TestErrorBodyCapped(t *testing.T) {
+	huge := strings.Repeat("x", 10<<20)
+	c := hostile(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNotFound)
+		io.WriteString(w, huge)
+	})
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := c.Read(context.Background(), "v1", "")
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("got %v", err)
+	}
+	if len(err.Error()) > 2000 {
+		t.Errorf("error message of %d bytes", len(err.Error()))
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 4<<20 {
+		t.Errorf("reading a 10 MiB error body allocated %d bytes", grew)
+	}
+}
+
+func TestRetryAfterBeyondMaxRetryAfter(t *testing.T) {
+	f := newFixture(t)
+	f.inj.Add(faults.Rule{Path: "/manifests/", Fault: faults.Status(503, "300")})
+	start := time.Now()
+	_, err := f.c.Read(context.Background(), "img", "")
+	var ce *registry.ClientError
+	if !errors.As(err, &ce) || ce.RetryAfter != 300*time.Second {
+		t.Fatalf("got %v, want a 503 ClientError with RetryAfter 300s", err)
+	}
+	if time.Since(start) > time.Second || f.inj.Requests() != 1 {
+		t.Errorf("%d requests in %v: a Retry-After beyond MaxRetryAfter must end the operation at once", f.inj.Requests(), time.Since(start))
 	}
 }
