@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -311,5 +312,30 @@ func TestIdentityTokenFallsBackToGET(t *testing.T) {
 	}
 	if post, all := inj.RequestsTo("POST /token"), inj.RequestsTo("/token"); post != 1 || all != 2 {
 		t.Errorf("token requests: %d POST of %d, want 1 of 2", post, all)
+	}
+}
+
+// TestServerGrantsPullOfWiderScope: a token asked for pull,push (as docker
+// asks) works for pulls on the read-only server.
+func TestServerGrantsPullOfWiderScope(t *testing.T) {
+	_, _, client := authFixture(t, defaultAuth())
+	c := client("pub/img")
+	base := "http://" + c.Host
+	resp, err := http.Get(base + "/token?service=ocipull-registry&scope=repository:pub/img:pull,push")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct{ Token string }
+	json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	req, _ := http.NewRequest(http.MethodGet, base+"/v2/pub/img/manifests/v1", nil)
+	req.Header.Set("Authorization", "Bearer "+tok.Token)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("status %d with a pull,push token", resp.StatusCode)
 	}
 }

@@ -250,6 +250,11 @@ func (a *ServerAuth) serveToken(w http.ResponseWriter, r *http.Request) {
 	g := grant{user: user, scopes: map[string]bool{}, expires: time.Now().Add(a.lifetime())}
 	for _, s := range scopes {
 		if len(g.scopes) < 64 && a.allowed(user, s) {
+			// Granted as the scope the registry checks: what a read-only
+			// server grants of "repository:x:pull,push" is pull.
+			if s != catalogScope {
+				s = s[:strings.LastIndexByte(s, ':')] + ":pull"
+			}
 			g.scopes[s] = true
 		}
 	}
