@@ -222,17 +222,29 @@ func (c *Client) checkRealm(realm string) error {
 	// credentials) at loopback, private or link-local addresses such as the
 	// cloud metadata service. Local setups (a registry that is itself on
 	// such an address) may use them.
-	if ip := net.ParseIP(strings.Trim(u.Hostname(), "[]")); ip != nil && isInternalIP(ip) && !sameHostPort(u, &url.URL{Scheme: u.Scheme, Host: c.Host}) {
-		regHost := c.Host
-		if h, _, err := net.SplitHostPort(c.Host); err == nil {
-			regHost = h
-		}
-		regIP := net.ParseIP(strings.Trim(regHost, "[]"))
-		if !(isLoopback(regHost) || regIP != nil && isInternalIP(regIP)) {
-			return fmt.Errorf("%w: refusing token realm %s on an internal address for registry %s", ErrProtocol, redactURL(u), printable(c.Host, 80))
-		}
+	if isInternalHost(u.Hostname()) && !sameHostPort(u, &url.URL{Scheme: u.Scheme, Host: c.Host}) && !isInternalHost(hostOnly(c.Host)) {
+		return fmt.Errorf("%w: refusing token realm %s on an internal address for registry %s", ErrProtocol, redactURL(u), printable(c.Host, 80))
 	}
 	return nil
+}
+
+// hostOnly drops the port of host[:port] and the brackets of an IPv6 address.
+func hostOnly(hostport string) string {
+	h := hostport
+	if hh, _, err := net.SplitHostPort(hostport); err == nil {
+		h = hh
+	}
+	return strings.Trim(h, "[]")
+}
+
+// isInternalHost reports localhost names and loopback, private and
+// link-local IP literals. Other names are not resolved.
+func isInternalHost(host string) bool {
+	if isLoopback(host) {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && isInternalIP(ip)
 }
 
 // isInternalIP reports loopback, private (RFC 1918, RFC 4193), link-local
@@ -247,11 +259,7 @@ func (c *Client) checkBasicAllowed(scheme, host string) error {
 	if scheme == "https" || c.AllowBasicOverHTTP {
 		return nil
 	}
-	h := host
-	if hh, _, err := net.SplitHostPort(host); err == nil {
-		h = hh
-	}
-	if isLoopback(strings.Trim(h, "[]")) {
+	if isLoopback(hostOnly(host)) {
 		return nil
 	}
 	return fmt.Errorf("%w: refusing to send credentials over plain HTTP to %s (set AllowBasicOverHTTP to permit it)", ErrUnauthorized, printable(host, 80))

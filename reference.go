@@ -2,7 +2,6 @@ package registry
 
 import (
 	"fmt"
-	"net"
 	"strings"
 )
 
@@ -114,17 +113,11 @@ func (r Reference) String() string {
 // fields (Credentials, Transport, ...) before first use.
 func (r Reference) Client() *Client {
 	c := &Client{Host: r.Host, Repository: r.Repository}
-	if IsLoopbackHost(r.Host) {
+	if isLoopbackHost(r.Host) {
 		c.Scheme = "http"
 	}
 	return c
 }
 
-// IsLoopbackHost reports whether host[:port] names the loopback interface.
-func IsLoopbackHost(host string) bool {
-	h := host
-	if hh, _, err := net.SplitHostPort(host); err == nil {
-		h = hh
-	}
-	return isLoopback(strings.Trim(h, "[]"))
-}
+// isLoopbackHost reports whether host[:port] names the loopback interface.
+func isLoopbackHost(host string) bool { return isLoopback(hostOnly(host)) }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -154,7 +155,7 @@ func RejectAuthorization(leaks *int64) Fault {
 	return FaultFunc(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
 		if r.Header.Get("Authorization") != "" {
 			if leaks != nil {
-				addInt64(leaks, 1)
+				atomic.AddInt64(leaks, 1)
 			}
 			http.Error(w, "Authorization header leaked to a redirect target", http.StatusBadRequest)
 			return

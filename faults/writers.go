@@ -2,11 +2,8 @@ package faults
 
 import (
 	"net/http"
-	"sync/atomic"
 	"time"
 )
-
-func addInt64(p *int64, d int64) { atomic.AddInt64(p, d) }
 
 // cutWriter passes left bytes of body, then optionally stalls, then aborts.
 type cutWriter struct {

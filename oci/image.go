@@ -2,6 +2,7 @@ package oci
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -100,7 +101,7 @@ func (img *Image) ReadConfig() (*v1.Image, error) {
 // OpenBlob opens the blob desc names from src under ctx as a verified
 // stream: embedded data is served from the descriptor itself, anything else
 // is fetched from src and verified against desc's digest and size.
-func OpenBlob(ctx ctxT, src Source, desc v1.Descriptor) (*VerifyReader, error) {
+func OpenBlob(ctx context.Context, src Source, desc v1.Descriptor) (*VerifyReader, error) {
 	if err := ValidateDescriptor(desc); err != nil {
 		return nil, err
 	}

@@ -7,8 +7,6 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-type ctxT = context.Context
-
 // Index is an OCI image index or a Docker manifest list. Its children are
 // loaded lazily, under the ref's stored context, and verified.
 type Index struct {
