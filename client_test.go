@@ -204,7 +204,8 @@ func TestHostileManifests(t *testing.T) {
 		{"schema 1 as json", "application/json", []byte(`{"schemaVersion":1,"fsLayers":[]}`), nil, "", registry.ErrUnsupportedMediaType},
 		{"not json", v1.MediaTypeImageManifest, []byte(`<html>`), nil, "", registry.ErrInvalidManifest},
 		{"contradicting media types", v1.MediaTypeImageIndex, good, nil, "", registry.ErrInvalidManifest},
-		{"unknown media type", "text/plain", good, nil, "", registry.ErrUnsupportedMediaType},
+		{"unknown media type", "text/html", good, nil, "", registry.ErrUnsupportedMediaType},
+		{"generic type, unknown body type", "application/octet-stream", bytes.Replace(good, []byte(`"mediaType":"application/vnd.oci.image.manifest.v1+json"`), []byte(`"mediaType":"application/vnd.example.thing+json"`), 1), nil, "", registry.ErrUnsupportedMediaType},
 		{"negative size", v1.MediaTypeImageManifest, bytes.Replace(good, []byte(`"size":2`), []byte(`"size":-2`), 1), nil, "", oci.ErrInvalidDescriptor},
 		{"bad descriptor digest", v1.MediaTypeImageManifest, bytes.Replace(good, []byte(`sha256:4413`), []byte(`sha256:XX13`), 1), nil, "", oci.ErrInvalidDescriptor},
 		{"schemaVersion 3", v1.MediaTypeImageManifest, bytes.Replace(good, []byte(`"schemaVersion":2`), []byte(`"schemaVersion":3`), 1), nil, "", registry.ErrInvalidManifest},
@@ -227,7 +228,8 @@ func TestHostileManifests(t *testing.T) {
 
 func TestContentTypeFallback(t *testing.T) {
 	body := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`)
-	for _, ct := range []string{"application/json", "", "application/vnd.oci.image.index.v1+json; charset=utf-8", "application/vnd.oci.image.index.v1+json"} {
+	for _, ct := range []string{"application/json", "", "application/vnd.oci.image.index.v1+json; charset=utf-8", "application/vnd.oci.image.index.v1+json",
+		"text/plain; charset=utf-8", "application/octet-stream", "application/json; charset=utf-8"} {
 		c := hostile(t, func(w http.ResponseWriter, r *http.Request) {
 			w.Header()["Content-Type"] = []string{ct}
 			w.Write(body)

@@ -128,9 +128,10 @@ type manifestProbe struct {
 // mediaType is the media type the manifest was served with (a Content-Type
 // header or a descriptor's mediaType); it may be empty. A bare known
 // manifest type is authoritative, and a manifest whose own mediaType field
-// contradicts it is refused. An empty type, application/json or a type with
-// parameters defers to the mediaType field in the body, and failing that to
-// the manifest's shape.
+// contradicts it is refused. An empty type, a type with parameters, or a
+// generic one (application/json, application/octet-stream, text/plain)
+// defers to the mediaType field in the body, and failing that to the
+// manifest's shape; any other type is refused.
 //
 // want, when not empty, is the digest raw must have (compared with want's
 // algorithm); otherwise the sha256 of raw becomes the digest. NewRef refuses
@@ -217,7 +218,9 @@ func manifestMediaType(raw []byte, served string) (string, error) {
 		return "", fmt.Errorf("%w: schemaVersion must be 2", ErrInvalidManifest)
 	}
 	trusted := perr == nil && len(params) == 0 && isManifestType(base)
-	if perr == nil && base != "" && base != "application/json" && !isManifestType(base) {
+	// Generic types say nothing about the manifest and defer to the body;
+	// any other type without parameters is a claim, and a wrong one.
+	if perr == nil && len(params) == 0 && base != "" && !isManifestType(base) && !genericTypes[base] {
 		return "", fmt.Errorf("%w: %q", ErrUnsupportedMediaType, truncate(served))
 	}
 	mt := p.MediaType
@@ -244,6 +247,15 @@ func manifestMediaType(raw []byte, served string) (string, error) {
 		return "", fmt.Errorf("%w: %s has manifests", ErrInvalidManifest, mt)
 	}
 	return mt, nil
+}
+
+// genericTypes are Content-Types that registries and static file servers
+// send for manifests without saying which kind they are.
+var genericTypes = map[string]bool{
+	"application/json":         true,
+	"application/octet-stream": true,
+	"binary/octet-stream":      true,
+	"text/plain":               true,
 }
 
 func isManifestType(mt string) bool {
