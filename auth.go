@@ -136,7 +136,7 @@ func (c *Client) authorize(ctx context.Context, req *http.Request, scope string)
 	a.mu.Unlock()
 	switch {
 	case bearer != nil:
-		tok, err := c.token(ctx, bearer, scope, false)
+		tok, err := c.token(ctx, bearer, scope, scope, false)
 		if err != nil {
 			return err
 		}
@@ -180,7 +180,13 @@ func (c *Client) challenge(ctx context.Context, resp *http.Response, scope strin
 		c.auth.mu.Lock()
 		c.auth.bearer = bearer
 		c.auth.mu.Unlock()
-		if _, err := c.token(ctx, bearer, scope, true); err != nil {
+		// The challenge's own scope is passed through unchanged (it may be
+		// wider, as after insufficient_scope); without one, the request's.
+		ask := scope
+		if s := bearer.Params["scope"]; s != "" {
+			ask = s
+		}
+		if _, err := c.token(ctx, bearer, scope, ask, true); err != nil {
 			return false, err
 		}
 		return true, nil
@@ -274,12 +280,12 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// token returns a token for scope under the bearer challenge ch: from the
-// cache unless stale or refresh is set, else fetched, one fetch at a time per
-// key, shared by every goroutine that waits for it. The challenge's own
-// scope, when present, is what is requested (it may be wider, as after
-// insufficient_scope); the cache is keyed by the scope the request needs.
-func (c *Client) token(ctx context.Context, ch *challenge, scope string, refresh bool) (string, error) {
+// token returns a token for scope (the scope a request needs, the cache
+// key) from the realm and service of the bearer challenge ch: from the
+// cache unless stale or refresh is set, else fetched — asking for ask, which
+// is scope itself or, right after a challenge, the challenge's own scope —
+// one fetch at a time per key, shared by every goroutine that waits for it.
+func (c *Client) token(ctx context.Context, ch *challenge, scope, ask string, refresh bool) (string, error) {
 	a := c.auth
 	key := tokenKey{realm: ch.Params["realm"], service: ch.Params["service"], scope: scope}
 	a.mu.Lock()
@@ -307,11 +313,7 @@ func (c *Client) token(ctx context.Context, ch *challenge, scope string, refresh
 	a.tokens[key] = e
 	a.mu.Unlock()
 
-	want := scope
-	if s := ch.Params["scope"]; s != "" {
-		want = s
-	}
-	e.token, e.renewAt, e.err = c.fetchToken(ctx, ch.Params["realm"], ch.Params["service"], want)
+	e.token, e.renewAt, e.err = c.fetchToken(ctx, ch.Params["realm"], ch.Params["service"], ask)
 	close(e.done)
 	if e.err != nil {
 		a.mu.Lock()

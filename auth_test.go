@@ -339,3 +339,25 @@ func TestServerGrantsPullOfWiderScope(t *testing.T) {
 		t.Errorf("status %d with a pull,push token", resp.StatusCode)
 	}
 }
+
+// TestCatalogTokenAfterRepositoryPull: once the challenge is known, a
+// request for another scope fetches a token for that scope at once, not one
+// for the scope of the earlier challenge.
+func TestCatalogTokenAfterRepositoryPull(t *testing.T) {
+	auth := defaultAuth()
+	auth.Users["alice"] = registry.ServerUser{Password: "s3cret", Repositories: []string{"*"}}
+	_, inj, client := authFixture(t, auth)
+	c := client("priv/img")
+	c.Credentials = registry.StaticCredentials("alice", "s3cret")
+	if _, err := c.Read(context.Background(), "v1", ""); err != nil {
+		t.Fatal(err)
+	}
+	inj.Reset()
+	repos, err := c.Repositories(context.Background())
+	if err != nil || len(repos) != 3 {
+		t.Fatalf("catalog: %v %v", repos, err)
+	}
+	if n, tok := inj.Requests(), inj.RequestsTo("/token"); n != 2 || tok != 1 {
+		t.Errorf("catalog after a pull: %d requests (%d token), want 2 (1 token, no refused request)", n, tok)
+	}
+}
