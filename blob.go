@@ -61,10 +61,13 @@ const (
 	// with the whole blob (200 instead of 206): each costs a re-download of
 	// the prefix.
 	maxIgnoredRanges = 3
-	// maxResumes bounds resumptions of one stream whatever progress they make,
-	// so a server that cuts every connection after a byte cannot hold a
-	// reader forever.
-	maxResumes = 64
+	// maxResumes bounds the resumptions of one stream that made little
+	// progress (less than resumeProgress bytes since the previous break), so
+	// a server that cuts every connection after a byte cannot hold a reader
+	// forever, while a long download over a flaky network resumes as often
+	// as it keeps moving.
+	maxResumes     = 64
+	resumeProgress = 64 << 10
 )
 
 // blobStream reads one blob over as many connections as it takes: when a
@@ -83,8 +86,8 @@ type blobStream struct {
 	skip   int64 // bytes of body to discard (server ignored Range)
 	known  bool  // body has a Content-Length, so EOF can be observed free
 	bo     backoff.BackOff
-	moved  bool // bytes were delivered since the last break
-	resume int
+	moved  int64 // bytes delivered since the last break
+	resume int   // breaks after less than resumeProgress bytes
 	ranges int
 	err    error
 }
@@ -208,7 +211,7 @@ func (r *blobStream) Read(p []byte) (int, error) {
 		n, err := r.body.Read(p)
 		r.offset += int64(n)
 		if n > 0 {
-			r.moved = true
+			r.moved += int64(n)
 		}
 		if r.offset >= r.desc.Size {
 			r.finish()
@@ -242,15 +245,17 @@ func (r *blobStream) broken(err error) error {
 	if err == io.EOF {
 		err = io.ErrUnexpectedEOF
 	}
-	r.resume++
-	if r.resume > maxResumes {
-		r.err = fmt.Errorf("blob %s: gave up after %d resumptions: %w", r.desc.Digest, maxResumes, err)
-		return r.err
+	if r.moved < resumeProgress {
+		r.resume++
+		if r.resume > maxResumes {
+			r.err = fmt.Errorf("blob %s: gave up after %d resumptions that made little progress: %w", r.desc.Digest, maxResumes, err)
+			return r.err
+		}
 	}
-	if r.moved {
+	if r.moved > 0 {
 		// Progress since the last break: the policy starts over.
 		r.bo = r.c.newBackOff()
-		r.moved = false
+		r.moved = 0
 	}
 	wait, ok := r.c.nextWait(r.ctx, r.bo, err)
 	if !ok {

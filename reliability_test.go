@@ -418,3 +418,39 @@ func TestRetryAfterBeyondMaxRetryAfter(t *testing.T) {
 		t.Errorf("%d requests in %v: a Retry-After beyond MaxRetryAfter must end the operation at once", f.inj.Requests(), time.Since(start))
 	}
 }
+
+// TestManyResumesWithProgress: a long download over a connection that
+// breaks every 100 KB resumes as often as it keeps moving (over 64 times),
+// while one that breaks after every byte gives up.
+func TestManyResumesWithProgress(t *testing.T) {
+	t.Run("progressing", func(t *testing.T) {
+		f := newFixture(t, 8<<20)
+		f.inj.Add(faults.Rule{Path: "/blobs/", Times: 100, Fault: faults.CutAfter(100_000)})
+		ref, err := f.c.Read(context.Background(), "img", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		img := ref.(*oci.Image)
+		b, err := readAll(t, img, img.Layers()[0])
+		if err != nil || digest.FromBytes(b) != img.Layers()[0].Digest {
+			t.Fatalf("%v", err)
+		}
+		if n := f.inj.RequestsTo("/blobs/"); n < 80 {
+			t.Errorf("only %d blob requests: the test wants more than 64 resumptions", n)
+		}
+	})
+	t.Run("a byte at a time", func(t *testing.T) {
+		f := newFixture(t, 1<<20)
+		f.inj.Add(faults.Rule{Path: "/blobs/", Fault: faults.CutAfter(1)})
+		ref, err := f.c.Read(context.Background(), "img", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		img := ref.(*oci.Image)
+		_, err = readAll(t, img, img.Layers()[0])
+		if err == nil || !strings.Contains(err.Error(), "gave up") {
+			t.Fatalf("got %v, want the stream to give up", err)
+		}
+		t.Logf("%d requests: %v", f.inj.Requests(), err)
+	})
+}
