@@ -239,7 +239,7 @@ func (r *blobStream) broken(err error) error {
 	r.body.Close()
 	r.body = nil
 	if r.ctx.Err() != nil {
-		r.err = fmt.Errorf("blob %s: %w", r.desc.Digest, r.ctx.Err())
+		r.err = r.ctx.Err()
 		return r.err
 	}
 	if err == io.EOF {
@@ -248,7 +248,7 @@ func (r *blobStream) broken(err error) error {
 	if r.moved < resumeProgress {
 		r.resume++
 		if r.resume > maxResumes {
-			r.err = fmt.Errorf("blob %s: gave up after %d resumptions that made little progress: %w", r.desc.Digest, maxResumes, err)
+			r.err = fmt.Errorf("gave up after %d resumptions that made little progress: %w", maxResumes, err)
 			return r.err
 		}
 	}
@@ -266,7 +266,7 @@ func (r *blobStream) broken(err error) error {
 		r.c.RetryNotify(err, wait)
 	}
 	if err := sleep(r.ctx, wait); err != nil {
-		r.err = fmt.Errorf("blob %s: %w", r.desc.Digest, err)
+		r.err = err
 		return r.err
 	}
 	return nil
