@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -269,5 +271,47 @@ func TestLayoutTag(t *testing.T) {
 		if got := layoutTag(in); got != want {
 			t.Errorf("layoutTag(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestInterruptedPullResumes: a pull cut short leaves a .partial file; the
+// next run continues it with a Range request instead of starting over.
+func TestInterruptedPullResumes(t *testing.T) {
+	f := newFixture(t, nil)
+	child, err := f.idx.Child(f.idx.Manifests()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := child.(*oci.Image).Layers()[0] // 2 MiB
+	f.inj.Add(faults.Rule{Path: "/blobs/" + string(big.Digest), Nth: 1, Fault: faults.StallAfter(300<<10, 10*time.Second)})
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	var out, errb bytes.Buffer
+	code := run(ctx, []string{"pull", "--jobs", "1", f.host + "/app/x:v1", dir}, nil, &out, &errb)
+	if code != 1 {
+		t.Fatalf("interrupted pull: exit %d, %s", code, errb.String())
+	}
+	partials, _ := filepath.Glob(filepath.Join(dir, "blobs", "sha256", "*.partial"))
+	if len(partials) != 1 {
+		t.Fatalf("partial files: %v", partials)
+	}
+	var ranges atomic.Int64
+	f.inj.Reset()
+	f.inj.Add(faults.Rule{Path: "/blobs/", Fault: faults.FaultFunc(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if r.Header.Get("Range") != "" {
+			ranges.Add(1)
+		}
+		next.ServeHTTP(w, r)
+	})})
+	code, _, errs := runCmd(t, "", "pull", f.host+"/app/x:v1", dir)
+	if code != 0 {
+		t.Fatalf("second pull: exit %d, %s", code, errs)
+	}
+	if ranges.Load() != 1 {
+		t.Errorf("range requests on the second run: %d, want 1 (the resumed blob)", ranges.Load())
+	}
+	if partials, _ := filepath.Glob(filepath.Join(dir, "blobs", "sha256", "*.partial")); len(partials) != 0 {
+		t.Errorf("partial files left: %v", partials)
 	}
 }
