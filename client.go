@@ -367,24 +367,12 @@ func (c *Client) fetchManifest(ctx context.Context, reference string, want diges
 	var contentType string
 	u := c.url("manifests", reference)
 	err := c.retry(ctx, func() error {
-		resp, err := c.attempt(ctx, &request{method: http.MethodGet, url: u, accept: manifestAccept, scope: c.pullScope()})
+		body, header, err := c.getCapped(ctx, &request{method: http.MethodGet, url: u, accept: manifestAccept, scope: c.pullScope()},
+			oci.MaxManifestSize, "manifest "+c.describeRef(reference))
 		if err != nil {
 			return err
 		}
-		defer resp.Body.Close()
-		if resp.ContentLength > oci.MaxManifestSize {
-			return backoff.Permanent(fmt.Errorf("manifest %s: %w: Content-Length %d exceeds the limit of %d",
-				c.describeRef(reference), ErrTooLarge, resp.ContentLength, oci.MaxManifestSize))
-		}
-		body, err := io.ReadAll(io.LimitReader(resp.Body, oci.MaxManifestSize+1))
-		if err != nil {
-			return fmt.Errorf("manifest %s: reading body: %w", reference, err)
-		}
-		if len(body) > oci.MaxManifestSize {
-			return backoff.Permanent(fmt.Errorf("manifest %s: %w: more than %d bytes",
-				c.describeRef(reference), ErrTooLarge, oci.MaxManifestSize))
-		}
-		if h := resp.Header.Get("Docker-Content-Digest"); h != "" {
+		if h := header.Get("Docker-Content-Digest"); h != "" {
 			hd := digest.Digest(strings.TrimSpace(h))
 			if oci.ValidateDigest(hd) == nil {
 				if got := hd.Algorithm().FromBytes(body); got != hd {
@@ -399,13 +387,35 @@ func (c *Client) fetchManifest(ctx context.Context, reference string, want diges
 					c.describeRef(reference), ErrDigestMismatch, got, want))
 			}
 		}
-		raw, contentType = body, resp.Header.Get("Content-Type")
+		raw, contentType = body, header.Get("Content-Type")
 		return nil
 	})
 	if err != nil {
 		return nil, "", err
 	}
 	return raw, contentType, nil
+}
+
+// getCapped performs req once and reads its body, refusing more than limit
+// bytes — by Content-Length or by what arrives — with a permanent
+// ErrTooLarge naming what. Other failures are left to the retry loop.
+func (c *Client) getCapped(ctx context.Context, req *request, limit int64, what string) ([]byte, http.Header, error) {
+	resp, err := c.attempt(ctx, req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	if resp.ContentLength > limit {
+		return nil, nil, backoff.Permanent(fmt.Errorf("%s: %w: Content-Length %d exceeds the limit of %d bytes", what, ErrTooLarge, resp.ContentLength, limit))
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: reading the body: %w", what, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, nil, backoff.Permanent(fmt.Errorf("%s: %w: more than %d bytes", what, ErrTooLarge, limit))
+	}
+	return b, resp.Header, nil
 }
 
 // request is one logical HTTP request of the pull protocol.

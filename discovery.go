@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"iter"
 	"mime"
 	"net/http"
@@ -195,22 +194,15 @@ func (c *Client) paginate(ctx context.Context, first, scope string, decode func(
 		var link string
 		cur := next
 		err := c.retry(ctx, func() error {
-			resp, err := c.attempt(ctx, &request{method: http.MethodGet, url: cur.String(), accept: "application/json", scope: scope})
+			b, header, err := c.getCapped(ctx, &request{method: http.MethodGet, url: cur.String(), accept: "application/json", scope: scope},
+				maxListPage, "GET "+redactURL(cur))
 			if err != nil {
 				return err
-			}
-			defer resp.Body.Close()
-			b, err := io.ReadAll(io.LimitReader(resp.Body, maxListPage+1))
-			if err != nil {
-				return err
-			}
-			if len(b) > maxListPage {
-				return backoff.Permanent(fmt.Errorf("GET %s: %w: page over %d bytes", redactURL(cur), ErrTooLarge, maxListPage))
 			}
 			if items, err = decode(b); err != nil {
 				return backoff.Permanent(fmt.Errorf("GET %s: %w: not a list: %v", redactURL(cur), ErrProtocol, err))
 			}
-			link = strings.Join(resp.Header.Values("Link"), ", ")
+			link = strings.Join(header.Values("Link"), ", ")
 			return nil
 		})
 		if err != nil {
@@ -363,24 +355,17 @@ func (c *Client) Referrers(ctx context.Context, subject digest.Digest, artifactT
 	var idx v1.Index
 	filtered, fallback := false, false
 	err := c.retry(ctx, func() error {
-		resp, err := c.attempt(ctx, &request{method: http.MethodGet, url: u, accept: v1.MediaTypeImageIndex, scope: c.pullScope()})
+		b, header, err := c.getCapped(ctx, &request{method: http.MethodGet, url: u, accept: v1.MediaTypeImageIndex, scope: c.pullScope()},
+			maxListPage, "referrers of "+string(subject))
 		if err != nil {
 			return err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(io.LimitReader(resp.Body, maxListPage+1))
-		if err != nil {
-			return err
-		}
-		if len(b) > maxListPage {
-			return backoff.Permanent(fmt.Errorf("referrers of %s: %w", subject, ErrTooLarge))
 		}
 		idx = v1.Index{}
 		if json.Unmarshal(b, &idx) != nil || idx.Manifests == nil && !strings.Contains(string(b), `"manifests"`) {
 			fallback = true
 			return nil
 		}
-		for _, f := range strings.Split(resp.Header.Get("OCI-Filters-Applied"), ",") {
+		for _, f := range strings.Split(header.Get("OCI-Filters-Applied"), ",") {
 			if strings.TrimSpace(f) == "artifactType" {
 				filtered = true
 			}
