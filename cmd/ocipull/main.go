@@ -126,7 +126,7 @@ type remoteFlags struct {
 }
 
 func (r *remoteFlags) register(fs *flag.FlagSet) {
-	fs.BoolVar(&r.plainHTTP, "plain-http", false, "use plain HTTP (implied for loopback hosts)")
+	fs.BoolVar(&r.plainHTTP, "plain-http", false, "use plain HTTP, credentials included (implied for loopback hosts)")
 	fs.StringVar(&r.username, "username", "", "user name (default: Docker's config.json)")
 	fs.BoolVar(&r.passwordStdin, "password-stdin", false, "read the password from standard input")
 }
@@ -152,7 +152,10 @@ func (r *remoteFlags) parse(fs *flag.FlagSet, args []string, stdin io.Reader, wa
 func (r *remoteFlags) client(ref registry.Reference, stdin io.Reader) (*registry.Client, error) {
 	c := ref.Client()
 	if r.plainHTTP {
+		// Asking for plain HTTP to this host is also the opt-in to send it
+		// credentials that way.
 		c.Scheme = "http"
+		c.AllowBasicOverHTTP = true
 	}
 	switch {
 	case r.passwordStdin:
