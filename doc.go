@@ -1,8 +1,8 @@
 // Package registry is the pull side of the OCI Distribution Specification
 // v1.1: a [Client] that reads manifests and blobs from a registry and
-// verifies every byte, and a [Server] that serves refs from memory, spec-
-// exact, for tests and pull-through caches. Both share the data model of
-// package [github.com/ocipull/registry/oci].
+// verifies every byte, and a [Server] that serves refs from memory,
+// spec-exact, for tests and pull-through caches. Both share the data model
+// of package [github.com/ocipull/registry/oci].
 //
 // The client negotiates Bearer tokens and Basic authentication from
 // WWW-Authenticate challenges ([CredentialSource], [DockerConfig]), retries
