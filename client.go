@@ -355,7 +355,7 @@ func (c *Client) url(kind, reference string) string {
 
 func (c *Client) pullScope() string { return "repository:" + c.Repository + ":pull" }
 
-var manifestAccept = strings.Join(oci.ManifestMediaTypes, ", ")
+var manifestAccept = strings.Join(oci.ManifestMediaTypes(), ", ")
 
 // fetchManifest GETs a manifest (with retries), capped at
 // oci.MaxManifestSize, and checks it against want and against

@@ -257,7 +257,7 @@ func TestRequestHeaders(t *testing.T) {
 	if _, err := f.c.Read(context.Background(), "img", ""); err != nil {
 		t.Fatal(err)
 	}
-	for _, mt := range oci.ManifestMediaTypes {
+	for _, mt := range oci.ManifestMediaTypes() {
 		if !strings.Contains(accept.Load().(string), mt) {
 			t.Errorf("Accept %q lacks %s", accept.Load(), mt)
 		}

@@ -27,7 +27,10 @@ const (
 
 // ManifestMediaTypes lists the manifest media types this package reads, in
 // the order a client should prefer them (an Accept header lists them all).
-var ManifestMediaTypes = []string{
+// The slice is the caller's own copy.
+func ManifestMediaTypes() []string { return append([]string(nil), manifestMediaTypes...) }
+
+var manifestMediaTypes = []string{
 	v1.MediaTypeImageIndex,
 	v1.MediaTypeImageManifest,
 	MediaTypeDockerManifestList,
@@ -259,7 +262,7 @@ var genericTypes = map[string]bool{
 }
 
 func isManifestType(mt string) bool {
-	for _, t := range ManifestMediaTypes {
+	for _, t := range manifestMediaTypes {
 		if t == mt {
 			return true
 		}
