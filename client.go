@@ -541,7 +541,8 @@ func (c *Client) send(ctx context.Context, req *http.Request) (*http.Response, e
 }
 
 // networkError wraps a transport failure: permanent for the caller's own
-// cancellation and for TLS verification failures, retryable otherwise.
+// cancellation, TLS verification failures and names that do not exist,
+// retryable otherwise.
 func (c *Client) networkError(ctx context.Context, req *http.Request, err error) error {
 	werr := fmt.Errorf("%s %s: %w", req.Method, redactURL(req.URL), stripURLError(err))
 	if ctx.Err() != nil {
@@ -551,6 +552,11 @@ func (c *Client) networkError(ctx context.Context, req *http.Request, err error)
 	var unknownAuth x509.UnknownAuthorityError
 	var hostErr x509.HostnameError
 	if errors.As(err, &certErr) || errors.As(err, &unknownAuth) || errors.As(err, &hostErr) {
+		return backoff.Permanent(werr)
+	}
+	// A name that does not exist will not exist a second later either.
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
 		return backoff.Permanent(werr)
 	}
 	return werr

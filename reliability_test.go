@@ -454,3 +454,19 @@ func TestManyResumesWithProgress(t *testing.T) {
 		t.Logf("%d requests: %v", f.inj.Requests(), err)
 	})
 }
+
+func TestUnknownHostNotRetried(t *testing.T) {
+	var dials atomic.Int64
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		return nil, &net.OpError{Op: "dial", Net: network, Err: &net.DNSError{Err: "no such host", Name: "registry.invalid", IsNotFound: true}}
+	}}
+	c := &registry.Client{Host: "registry.invalid", Repository: "a/b", Transport: tr, GetBackOff: fastBackOff}
+	_, err := c.Read(context.Background(), "v1", "")
+	if err == nil || !strings.Contains(err.Error(), "no such host") {
+		t.Fatalf("got %v", err)
+	}
+	if dials.Load() != 1 {
+		t.Errorf("%d dials: a name that does not exist must not be retried", dials.Load())
+	}
+}
