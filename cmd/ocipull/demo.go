@@ -1,6 +1,9 @@
 package main
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -8,9 +11,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path"
+	"sort"
 	"sync/atomic"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocipull/registry"
@@ -91,7 +97,7 @@ func cmdDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		return fmt.Errorf("demo: digest mismatch: registry %s, pulled %s, layout %s", idx.Digest(), got.Digest(), back.Digest())
 	}
 	var blobs int
-	var bytes int64
+	var total int64
 	err = oci.Walk(back, func(r oci.Ref) error {
 		img, ok := r.(*oci.Image)
 		if !ok {
@@ -108,21 +114,24 @@ func cmdDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 				return err
 			}
 			blobs++
-			bytes += n
+			total += n
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("demo: verifying: %w", err)
 	}
-	fmt.Fprintf(stdout, "   ok: %s verified, %d blobs, %s, in %s overall\n\n", back.Digest(), blobs, humanBytes(bytes), time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(stdout, "   ok: %s verified, %d blobs, %s, in %s overall\n\n", back.Digest(), blobs, humanBytes(total), time.Since(start).Round(time.Millisecond))
 	fmt.Fprintf(stdout, "next, try:\n  go run ./cmd/ocipull serve --addr 127.0.0.1:5000 --repo demo/sample %s\n", target)
 	fmt.Fprintf(stdout, "  go run ./cmd/ocipull inspect 127.0.0.1:5000/demo/sample:v1\n")
 	fmt.Fprintf(stdout, "  go run ./cmd/ocipull pull --platform linux/arm64 127.0.0.1:5000/demo/sample:v1 /tmp/arm64-layout\n")
 	return nil
 }
 
-// sampleIndex builds an index of three images with random layers.
+// sampleIndex builds an index of three real images — gzip-compressed tar
+// layers whose config lists their diff IDs — so that any client can pull
+// and unpack them: a base layer with a 2 MiB incompressible payload and a
+// small layer naming the platform.
 func sampleIndex(ctx context.Context, mem *oci.Memory) (*oci.Index, error) {
 	var ms []v1.Descriptor
 	for _, p := range []v1.Platform{
@@ -130,16 +139,32 @@ func sampleIndex(ctx context.Context, mem *oci.Memory) (*oci.Index, error) {
 		{OS: "linux", Architecture: "arm64", Variant: "v8"},
 		{OS: "linux", Architecture: "arm", Variant: "v7"},
 	} {
-		created := time.Now().UTC()
-		cfg, err := mem.AddJSON(v1.MediaTypeImageConfig, v1.Image{Created: &created, Platform: p, RootFS: v1.RootFS{Type: "layers"}})
-		if err != nil {
-			return nil, err
+		created := time.Now().UTC().Truncate(time.Second)
+		payload := make([]byte, 2<<20)
+		rand.Read(payload)
+		files := []map[string][]byte{
+			{"payload.bin": payload},
+			{"etc/ocipull-demo": []byte("ocipull demo image for " + oci.PlatformString(p) + "\n")},
 		}
 		var layers []v1.Descriptor
-		for _, size := range []int{2 << 20, 512 << 10} {
-			b := make([]byte, size)
-			rand.Read(b)
-			layers = append(layers, mem.Add(v1.MediaTypeImageLayerGzip, b))
+		var diffIDs []digest.Digest
+		for _, f := range files {
+			compressed, diffID, err := tarGzip(f, created)
+			if err != nil {
+				return nil, err
+			}
+			layers = append(layers, mem.Add(v1.MediaTypeImageLayerGzip, compressed))
+			diffIDs = append(diffIDs, diffID)
+		}
+		cfg, err := mem.AddJSON(v1.MediaTypeImageConfig, v1.Image{
+			Created:  &created,
+			Platform: p,
+			Config:   v1.ImageConfig{Cmd: []string{"/bin/sh"}},
+			RootFS:   v1.RootFS{Type: "layers", DiffIDs: diffIDs},
+			History:  []v1.History{{Created: &created, CreatedBy: "ocipull demo: payload"}, {Created: &created, CreatedBy: "ocipull demo: platform note"}},
+		})
+		if err != nil {
+			return nil, err
 		}
 		img, err := mem.NewImage(ctx, v1.Manifest{Config: cfg, Layers: layers})
 		if err != nil {
@@ -151,4 +176,44 @@ func sampleIndex(ctx context.Context, mem *oci.Memory) (*oci.Index, error) {
 		ms = append(ms, d)
 	}
 	return mem.NewIndex(ctx, v1.Index{Manifests: ms})
+}
+
+// tarGzip makes a gzip-compressed tar of files and returns it with the
+// digest of the uncompressed tar (the layer's diff ID).
+func tarGzip(files map[string][]byte, mtime time.Time) ([]byte, digest.Digest, error) {
+	var tarBuf bytes.Buffer
+	tw := tar.NewWriter(&tarBuf)
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if dir := path.Dir(name); dir != "." {
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: dir + "/", Mode: 0o755, ModTime: mtime}); err != nil {
+				return nil, "", err
+			}
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: int64(len(files[name])), ModTime: mtime}); err != nil {
+			return nil, "", err
+		}
+		if _, err := tw.Write(files[name]); err != nil {
+			return nil, "", err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, "", err
+	}
+	var gz bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
+	if err != nil {
+		return nil, "", err
+	}
+	if _, err := zw.Write(tarBuf.Bytes()); err != nil {
+		return nil, "", err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, "", err
+	}
+	return gz.Bytes(), digest.FromBytes(tarBuf.Bytes()), nil
 }
