@@ -71,7 +71,9 @@ func layoutServer(ctx context.Context, dir, repo string) (*registry.Server, int,
 
 // serveUntilDone serves h on ln until ctx is done, then shuts down cleanly.
 func serveUntilDone(ctx context.Context, ln net.Listener, h http.Handler, ready func(url string)) error {
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	// Slow or idle clients cannot hold connections: headers within 10 s,
+	// idle keep-alive connections closed after 2 minutes.
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	ready("http://" + ln.Addr().String())
