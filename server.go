@@ -549,7 +549,7 @@ func servePage(w http.ResponseWriter, r *http.Request, path string, items []stri
 	}
 	sort.Strings(items)
 	out, more := page(items, n, last)
-	if more {
+	if more && len(out) > 0 {
 		nextLink(w, path, n, out[len(out)-1])
 	}
 	writeJSON(w, r, "application/json", wrap(out))

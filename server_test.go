@@ -271,3 +271,17 @@ func TestServerRefusesStoredContentOfWrongLength(t *testing.T) {
 		t.Fatalf("status %d, want 502 for a truncated stored blob", resp.StatusCode)
 	}
 }
+
+func TestServerPageSizeZero(t *testing.T) {
+	mem := oci.NewMemory()
+	img := newImage(t, mem, linuxAMD64, 10)
+	s := registry.NewServer()
+	mustAdd(t, s, "a/b", "v1", img)
+	for path, want := range map[string]string{"/v2/a/b/tags/list?n=0": `"tags":[]`, "/v2/_catalog?n=0": `"repositories":[]`} {
+		resp := get(t, s, "GET", path, nil)
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || resp.Header.Get("Link") != "" || !strings.Contains(string(body), want) {
+			t.Errorf("%s: %d %q %s", path, resp.StatusCode, resp.Header.Get("Link"), body)
+		}
+	}
+}
