@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/ocipull/registry"
@@ -469,4 +470,40 @@ func TestUnknownHostNotRetried(t *testing.T) {
 	if dials.Load() != 1 {
 		t.Errorf("%d dials: a name that does not exist must not be retried", dials.Load())
 	}
+}
+
+func TestOversizedTokenAndHeadersRefused(t *testing.T) {
+	t.Run("token response", func(t *testing.T) {
+		var base string
+		ts := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/token" {
+				io.WriteString(w, `{"token":"`+strings.Repeat("a", 2<<20)+`"}`)
+				return
+			}
+			w.Header().Set("WWW-Authenticate", `Bearer realm="`+base+`/token",service="s"`)
+			w.WriteHeader(http.StatusUnauthorized)
+		}))
+		base = ts.URL
+		c := clientFor(t, ts, "a/b")
+		c.Transport = nil // the client's own transport
+		_, err := c.Read(context.Background(), "v1", "")
+		if !errors.Is(err, registry.ErrTooLarge) {
+			t.Fatalf("got %v, want ErrTooLarge for a 2 MiB token response", err)
+		}
+	})
+	t.Run("response headers", func(t *testing.T) {
+		ts := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			for i := 0; i < 40; i++ {
+				w.Header().Set(fmt.Sprintf("X-Junk-%d", i), strings.Repeat("j", 64<<10))
+			}
+			w.WriteHeader(http.StatusOK)
+		}))
+		c := clientFor(t, ts, "a/b")
+		c.Transport = nil // the client's own transport caps headers at 1 MiB
+		c.GetBackOff = func() backoff.BackOff { return &backoff.StopBackOff{} }
+		_, err := c.Read(context.Background(), "v1", "")
+		if err == nil || !strings.Contains(err.Error(), "header") {
+			t.Fatalf("got %v, want the 2.5 MiB of headers refused", err)
+		}
+	})
 }
