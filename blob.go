@@ -21,14 +21,13 @@ type clientSource struct{ c *Client }
 
 func (c *Client) source() oci.RangeSource { return clientSource{c} }
 
-// Manifest implements oci.Source: the manifest is fetched by digest and
-// checked against it here (a mismatch is permanent, not retried); oci then
-// checks size and media type as well.
+// Manifest implements oci.Source: the manifest is fetched by digest;
+// oci.LoadRef verifies it against the descriptor (digest, size, media type).
 func (s clientSource) Manifest(ctx context.Context, desc v1.Descriptor) ([]byte, error) {
 	if err := validateDigest(string(desc.Digest)); err != nil {
 		return nil, err
 	}
-	raw, _, err := s.c.fetchManifest(ctx, string(desc.Digest), desc.Digest)
+	raw, _, err := s.c.fetchManifest(ctx, string(desc.Digest))
 	return raw, err
 }
 

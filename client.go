@@ -305,7 +305,7 @@ func (c *Client) Read(ctx context.Context, tag, dgst string) (oci.Ref, error) {
 			return nil, err
 		}
 	}
-	raw, mediaType, err := c.fetchManifest(ctx, reference, digest.Digest(dgst))
+	raw, mediaType, err := c.fetchManifest(ctx, reference)
 	if err != nil {
 		return nil, err
 	}
@@ -358,11 +358,11 @@ func (c *Client) pullScope() string { return "repository:" + c.Repository + ":pu
 var manifestAccept = strings.Join(oci.ManifestMediaTypes(), ", ")
 
 // fetchManifest GETs a manifest (with retries), capped at
-// oci.MaxManifestSize, and checks it against want and against
-// Docker-Content-Digest when present. It returns the bytes and the
-// Content-Type; the caller parses them (oci.NewRef or oci.LoadRef, which
-// also checks the descriptor's size).
-func (c *Client) fetchManifest(ctx context.Context, reference string, want digest.Digest) ([]byte, string, error) {
+// oci.MaxManifestSize, and checks it against Docker-Content-Digest when
+// present. It returns the bytes and the Content-Type; the caller parses
+// them with oci.NewRef or oci.LoadRef, which verify the digest asked for
+// (once, outside the retry loop: a mismatch is not retried) and the size.
+func (c *Client) fetchManifest(ctx context.Context, reference string) ([]byte, string, error) {
 	var raw []byte
 	var contentType string
 	u := c.url("manifests", reference)
@@ -379,12 +379,6 @@ func (c *Client) fetchManifest(ctx context.Context, reference string, want diges
 					return backoff.Permanent(fmt.Errorf("manifest %s: %w: Docker-Content-Digest says %s, content hashes to %s",
 						c.describeRef(reference), ErrDigestMismatch, hd, got))
 				}
-			}
-		}
-		if want != "" {
-			if got := want.Algorithm().FromBytes(body); got != want {
-				return backoff.Permanent(fmt.Errorf("manifest %s: %w: content hashes to %s, want %s",
-					c.describeRef(reference), ErrDigestMismatch, got, want))
 			}
 		}
 		raw, contentType = body, header.Get("Content-Type")

@@ -67,7 +67,7 @@ func (c *Client) Resolve(ctx context.Context, reference string) (v1.Descriptor, 
 	if err != nil || complete {
 		return desc, err
 	}
-	raw, ct, err := c.fetchManifest(ctx, reference, want)
+	raw, ct, err := c.fetchManifest(ctx, reference)
 	if err != nil {
 		return v1.Descriptor{}, err
 	}

@@ -263,7 +263,7 @@ func BenchmarkManySmallLayers(b *testing.B) {
 			t.MaxConnsPerHost = inFlight
 			hc := &http.Client{Transport: t}
 			var bufs sync.Pool
-			bufs.New = func() any { return make([]byte, 1<<20) }
+			bufs.New = func() any { b := make([]byte, 1<<20); return &b }
 			parallel(b, func(d ocispec.Descriptor) error {
 				resp, err := hc.Get(f.ts.URL + "/v2/bench/img/blobs/" + string(d.Digest))
 				if err != nil {
@@ -271,9 +271,9 @@ func BenchmarkManySmallLayers(b *testing.B) {
 				}
 				defer resp.Body.Close()
 				h := sha256.New()
-				buf := bufs.Get().([]byte)
+				buf := bufs.Get().(*[]byte)
 				defer bufs.Put(buf)
-				_, err = io.CopyBuffer(h, struct{ io.Reader }{resp.Body}, buf)
+				_, err = io.CopyBuffer(h, struct{ io.Reader }{resp.Body}, *buf)
 				if err == nil && digest.NewDigest(digest.SHA256, h) != d.Digest {
 					err = fmt.Errorf("digest mismatch")
 				}

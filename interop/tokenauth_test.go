@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -44,10 +43,14 @@ type tokenIssuer struct {
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
 func (ti *tokenIssuer) jwks() []byte {
-	pad := func(n *big.Int) []byte { b := make([]byte, 32); n.FillBytes(b); return b }
+	// The uncompressed point is 0x04 || X || Y, 32 bytes each for P-256.
+	point, err := ti.key.PublicKey.Bytes()
+	if err != nil || len(point) != 65 {
+		panic(fmt.Sprintf("encoding the public key: %v", err))
+	}
 	k := map[string]any{"keys": []map[string]string{{
 		"kty": "EC", "crv": "P-256", "kid": ti.kid, "alg": "ES256", "use": "sig",
-		"x": b64(pad(ti.key.PublicKey.X)), "y": b64(pad(ti.key.PublicKey.Y)),
+		"x": b64(point[1:33]), "y": b64(point[33:]),
 	}}}
 	b, _ := json.Marshal(k)
 	return b

@@ -1,7 +1,6 @@
 package oci
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -173,7 +172,10 @@ func hasVerified(path string, desc v1.Descriptor) bool {
 	return err == nil
 }
 
-// writeContent stores small content already in memory and verified.
+// writeContent stores small content held in memory unless the layout
+// already has it, verified. b must already be verified against desc: it is
+// the raw bytes of a ref or a descriptor's embedded data (checked when the
+// manifest was parsed), so it is not hashed again.
 func (l *Layout) writeContent(desc v1.Descriptor, b []byte) error {
 	path := l.BlobPath(desc.Digest)
 	if hasVerified(path, desc) {
@@ -182,15 +184,7 @@ func (l *Layout) writeContent(desc v1.Descriptor, b []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	vr, err := NewVerifyReader(io.NopCloser(bytes.NewReader(b)), desc)
-	if err != nil {
-		return err
-	}
-	var buf bytes.Buffer
-	if _, err := vr.WriteTo(&buf); err != nil {
-		return err
-	}
-	return writeFileAtomic(path, buf.Bytes())
+	return writeFileAtomic(path, b)
 }
 
 func (l *Layout) writeBlob(ctx context.Context, src Source, desc v1.Descriptor, progress func(BlobProgress)) error {
@@ -200,6 +194,13 @@ func (l *Layout) writeBlob(ctx context.Context, src Source, desc v1.Descriptor, 
 			progress(p)
 		}
 	}
+	if desc.Data != nil {
+		if err := l.writeContent(desc, desc.Data); err != nil {
+			return err
+		}
+		report(BlobProgress{Complete: desc.Size, Done: true})
+		return nil
+	}
 	path := l.BlobPath(desc.Digest)
 	if hasVerified(path, desc) {
 		report(BlobProgress{Complete: desc.Size, Done: true, Skipped: true})
@@ -207,13 +208,6 @@ func (l *Layout) writeBlob(ctx context.Context, src Source, desc v1.Descriptor, 
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("layout %s: %w", l.dir, err)
-	}
-	if desc.Data != nil {
-		if err := l.writeContent(desc, desc.Data); err != nil {
-			return err
-		}
-		report(BlobProgress{Complete: desc.Size, Done: true})
-		return nil
 	}
 	partial := path + ".partial"
 	f, err := os.OpenFile(partial, os.O_RDWR|os.O_CREATE, 0o644)

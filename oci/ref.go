@@ -242,7 +242,7 @@ func manifestMediaType(raw []byte, served string) (string, error) {
 	if !isManifestType(mt) {
 		return "", fmt.Errorf("%w: %q", ErrUnsupportedMediaType, truncate(mt))
 	}
-	isIndex := mt == v1.MediaTypeImageIndex || mt == MediaTypeDockerManifestList
+	isIndex := IsIndexMediaType(mt)
 	if isIndex && (p.Config != nil || p.Layers != nil) {
 		return "", fmt.Errorf("%w: %s has config or layers", ErrInvalidManifest, mt)
 	}
