@@ -214,11 +214,17 @@ func (l *Layout) writeBlob(ctx context.Context, src Source, desc v1.Descriptor, 
 	if err != nil {
 		return fmt.Errorf("layout %s: %w", l.dir, err)
 	}
-	var offset int64
-	rs, canResume := src.(RangeSource)
-	if st, err := f.Stat(); err == nil && canResume && st.Size() > 0 && st.Size() < desc.Size {
-		offset = st.Size()
+	var offset, have int64
+	if st, err := f.Stat(); err == nil {
+		have = st.Size()
 	}
+	rs, canResume := src.(RangeSource)
+	if canResume && have > 0 && have < desc.Size {
+		offset = have
+	}
+	// The pipelined landing cancels the download when a write fails.
+	ctx, abort := context.WithCancel(ctx)
+	defer abort()
 	var remote io.ReadCloser
 	if offset > 0 {
 		if remote, err = rs.BlobAt(ctx, desc, offset); err != nil {
@@ -232,13 +238,15 @@ func (l *Layout) writeBlob(ctx context.Context, src Source, desc v1.Descriptor, 
 		}
 	}
 	defer remote.Close()
-	if err := f.Truncate(offset); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Seek(offset, io.SeekStart); err != nil {
-		f.Close()
-		return err
+	// Truncate only what is there to drop: on ext4, truncating a file to
+	// zero (even an empty one) makes its close start writeback of
+	// everything written since and wait for it, a quarter of a second per
+	// gigabyte.
+	if have > offset {
+		if err := f.Truncate(offset); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	report(BlobProgress{Complete: offset, Resumed: offset > 0})
 	stream := struct {
@@ -250,9 +258,15 @@ func (l *Layout) writeBlob(ctx context.Context, src Source, desc v1.Descriptor, 
 		f.Close()
 		return err
 	}
-	w := &landingWriter{f: f, skip: offset, done: offset, report: report}
-	if _, err := vr.WriteTo(w); err != nil {
-		f.Close()
+	land := &landing{f: f, skip: offset, report: report}
+	if desc.Size >= pipelineMinSize {
+		land.direct = openDirect(partial)
+		err = landPipelined(land, vr, abort)
+	} else {
+		_, err = vr.WriteTo(&landingWriter{l: land})
+	}
+	if err != nil {
+		land.close()
 		if errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrSizeMismatch) {
 			os.Remove(partial)
 		}
@@ -261,7 +275,7 @@ func (l *Layout) writeBlob(ctx context.Context, src Source, desc v1.Descriptor, 
 	// No fsync: a blob is renamed into place only once verified, and a
 	// blob that a crash left short or garbled under its final name is found
 	// by the next Write, which re-hashes what is present before skipping it.
-	if err := f.Close(); err != nil {
+	if err := land.close(); err != nil {
 		return err
 	}
 	if err := os.Rename(partial, path); err != nil {
@@ -269,34 +283,4 @@ func (l *Layout) writeBlob(ctx context.Context, src Source, desc v1.Descriptor, 
 	}
 	report(BlobProgress{Complete: desc.Size, Done: true})
 	return nil
-}
-
-// landingWriter writes to the partial file, dropping the first skip bytes
-// (the prefix already on disk, re-read only to be hashed).
-type landingWriter struct {
-	f      *os.File
-	skip   int64
-	done   int64
-	report func(BlobProgress)
-}
-
-func (w *landingWriter) Write(p []byte) (int, error) {
-	n := len(p)
-	if w.skip > 0 {
-		k := int64(len(p))
-		if k > w.skip {
-			k = w.skip
-		}
-		w.skip -= k
-		p = p[k:]
-	}
-	if len(p) == 0 {
-		return n, nil
-	}
-	if _, err := w.f.Write(p); err != nil {
-		return 0, err
-	}
-	w.done += int64(len(p))
-	w.report(BlobProgress{Complete: w.done})
-	return n, nil
 }

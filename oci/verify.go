@@ -130,6 +130,18 @@ func (v *VerifyReader) Read(p []byte) (int, error) {
 		p = p[:remaining]
 	}
 	n, err := v.r.Read(p)
+	return v.accept(p[:n], err)
+}
+
+// accept takes p, the next bytes of the content, and err, the error that
+// came with them from the underlying stream (io.EOF when it ended there),
+// and returns what Read returns for them: len(p) and nil, or 0 and the
+// error that makes the content bad. p must not run past the size.
+func (v *VerifyReader) accept(p []byte, err error) (int, error) {
+	if v.err != nil {
+		return 0, v.err
+	}
+	n := len(p)
 	if n > 0 {
 		v.h.Write(p[:n])
 		v.n += int64(n)

@@ -1,0 +1,219 @@
+package oci
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"syscall"
+)
+
+// A large blob is landed in its .partial file by two goroutines: the
+// caller's reads the stream and hashes it into full buffers, and a writer
+// stores the buffers, so the write overlaps the hashing of what follows.
+// Where the platform and filesystem allow it (Linux, O_DIRECT) the aligned
+// part of each buffer goes to disk without a copy into the page cache: a
+// gigabyte then costs the writer almost no CPU, and it does not evict
+// whatever else the machine keeps cached.
+const (
+	// pipelineMinSize is the smallest blob landed through the pipeline;
+	// smaller ones are copied by one goroutine with [VerifyReader.WriteTo].
+	pipelineMinSize = 8 << 20
+	// pipelineBuffers is how many copyBufferSize buffers the pipeline
+	// cycles through: one being filled and hashed, the others waiting for
+	// or in a write.
+	pipelineBuffers = 4
+	// directAlign is the alignment of direct writes: their file offset,
+	// length and memory. 4096 satisfies 512-byte and 4 KiB sectors.
+	directAlign = 4096
+)
+
+// landing is the .partial file a blob is written into. Bytes arrive in
+// stream order with their position in the blob; the first skip bytes are
+// already on disk from an earlier attempt (re-read only to be hashed) and
+// are dropped.
+type landing struct {
+	f      *os.File // buffered writes
+	direct *os.File // the same file opened for direct I/O, or nil
+	skip   int64
+	report func(BlobProgress)
+}
+
+// write stores p, the blob's bytes from position pos. aligned says p's
+// first byte lies at a directAlign boundary in memory when pos does
+// (it is a suffix of an aligned buffer that began at an aligned position).
+func (l *landing) write(p []byte, pos int64, aligned bool) error {
+	if pos < l.skip {
+		k := l.skip - pos
+		if k > int64(len(p)) {
+			k = int64(len(p))
+		}
+		p, pos = p[k:], pos+k
+	}
+	if len(p) == 0 {
+		return nil
+	}
+	end := pos + int64(len(p))
+	if l.direct != nil && aligned && pos%directAlign == 0 {
+		n := len(p) / directAlign * directAlign
+		if n > 0 {
+			_, err := l.direct.WriteAt(p[:n], pos)
+			switch {
+			case err == nil:
+				p, pos = p[n:], pos+int64(n)
+			case errors.Is(err, syscall.EINVAL):
+				// The filesystem takes the open but not the write:
+				// buffered writes from here on.
+				l.direct.Close()
+				l.direct = nil
+			default:
+				return err
+			}
+		}
+	}
+	if len(p) > 0 {
+		if _, err := l.f.WriteAt(p, pos); err != nil {
+			return err
+		}
+	}
+	l.report(BlobProgress{Complete: end})
+	return nil
+}
+
+// close closes both descriptors and returns the first error.
+func (l *landing) close() error {
+	var derr error
+	if l.direct != nil {
+		derr = l.direct.Close()
+	}
+	if err := l.f.Close(); err != nil {
+		return err
+	}
+	return derr
+}
+
+// landingWriter adapts a landing to [io.Writer] for the single-goroutine
+// path: unaligned memory, positions counted from zero.
+type landingWriter struct {
+	l   *landing
+	pos int64
+}
+
+func (w *landingWriter) Write(p []byte) (int, error) {
+	if err := w.l.write(p, w.pos, false); err != nil {
+		return 0, err
+	}
+	w.pos += int64(len(p))
+	return len(p), nil
+}
+
+// landPipelined lands vr's content in l through three goroutines that
+// hand the same buffers on: one reads the underlying stream into full
+// buffers, the caller's verifies them (hash, size, digest: the rules of
+// [VerifyReader]), and one writes them. With a core for each the download
+// is as fast as the slowest of the three, which is SHA-256, instead of
+// their sum. The last buffer is written only once the digest matched. On
+// the first failure the others stop and abort is called (it cancels the
+// read); the function returns only once every goroutine has, with nil
+// only when every byte was verified and written.
+func landPipelined(l *landing, vr *VerifyReader, abort func()) error {
+	bufs, aligned, release := pipelineMemory(pipelineBuffers, copyBufferSize)
+	defer release()
+	type chunk struct {
+		buf []byte
+		pos int64 // of buf[0] in the blob
+		err error // the read's error, io.EOF if the stream ended
+	}
+	// Each channel holds every buffer, so a send to one never blocks.
+	free := make(chan []byte, len(bufs))
+	for _, b := range bufs {
+		free <- b
+	}
+	fetched := make(chan chunk, len(bufs))
+	verified := make(chan chunk, len(bufs))
+	stop := make(chan struct{})
+	var stopOnce sync.Once
+	fail := func() { stopOnce.Do(func() { close(stop); abort() }) }
+
+	fetchDone := make(chan struct{})
+	go func() {
+		defer close(fetchDone)
+		defer close(fetched)
+		pos, want := vr.n, vr.desc.Size-vr.n
+		for want > 0 {
+			var buf []byte
+			select {
+			case buf = <-free:
+			case <-stop:
+				return
+			}
+			if int64(len(buf)) > want {
+				buf = buf[:want]
+			}
+			n, err := io.ReadFull(vr.r, buf)
+			if err == io.ErrUnexpectedEOF {
+				err = io.EOF
+			}
+			fetched <- chunk{buf[:n], pos, err}
+			if err != nil {
+				return
+			}
+			pos, want = pos+int64(n), want-int64(n)
+		}
+	}()
+
+	var werr error
+	writeDone := make(chan struct{})
+	go func() {
+		defer close(writeDone)
+		for c := range verified {
+			if werr == nil {
+				if werr = l.write(c.buf, c.pos, aligned); werr != nil {
+					fail()
+				}
+			}
+			free <- c.buf[:cap(c.buf)]
+		}
+	}()
+
+	var verr error
+	for c := range fetched {
+		n, err := vr.accept(c.buf, c.err)
+		if n > 0 {
+			verified <- chunk{buf: c.buf, pos: c.pos}
+		} else {
+			free <- c.buf[:cap(c.buf)]
+		}
+		if err != nil {
+			verr = err
+			fail()
+			break
+		}
+		if c.err != nil {
+			break
+		}
+	}
+	close(verified)
+	<-writeDone
+	<-fetchDone
+	switch {
+	case werr != nil:
+		return werr
+	case verr != nil:
+		return verr
+	case !vr.Verified():
+		// The read stopped early: the writer failed, reported above.
+		return fmt.Errorf("blob %s: landing stopped after %d of %d bytes", vr.desc.Digest, vr.n, vr.desc.Size)
+	}
+	return nil
+}
+
+// heapBuffers returns n buffers of size bytes from the Go heap.
+func heapBuffers(n, size int) [][]byte {
+	bufs := make([][]byte, n)
+	for i := range bufs {
+		bufs[i] = make([]byte, size)
+	}
+	return bufs
+}
