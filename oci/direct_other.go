@@ -8,7 +8,7 @@ import "os"
 // write goes through the page cache.
 func openDirect(string) *os.File { return nil }
 
-// pipelineMemory returns n heap buffers of size bytes each.
-func pipelineMemory(n, size int) (bufs [][]byte, aligned bool, release func()) {
-	return heapBuffers(n, size), false, func() {}
+// pipelineMemory returns size bytes from the Go heap.
+func pipelineMemory(size int) (mem []byte, aligned bool, release func()) {
+	return make([]byte, size), false, func() {}
 }

@@ -20,10 +20,10 @@ const (
 	// pipelineMinSize is the smallest blob landed through the pipeline;
 	// smaller ones are copied by one goroutine with [VerifyReader.WriteTo].
 	pipelineMinSize = 8 << 20
-	// pipelineBuffers is how many copyBufferSize buffers the pipeline
-	// cycles through: one being filled and hashed, the others waiting for
-	// or in a write.
-	pipelineBuffers = 4
+	// pipelineSlots is how many copyBufferSize slots the pipeline's ring
+	// has: enough for each stage to hold one or two while the disk's
+	// latency varies.
+	pipelineSlots = 8
 	// directAlign is the alignment of direct writes: their file offset,
 	// length and memory. 4096 satisfies 512-byte and 4 KiB sectors.
 	directAlign = 4096
@@ -109,29 +109,33 @@ func (w *landingWriter) Write(p []byte) (int, error) {
 }
 
 // landPipelined lands vr's content in l through three goroutines that
-// hand the same buffers on: one reads the underlying stream into full
-// buffers, the caller's verifies them (hash, size, digest: the rules of
-// [VerifyReader]), and one writes them. With a core for each the download
-// is as fast as the slowest of the three, which is SHA-256, instead of
-// their sum. The last buffer is written only once the digest matched. On
-// the first failure the others stop and abort is called (it cancels the
-// read); the function returns only once every goroutine has, with nil
-// only when every byte was verified and written.
+// pass slots of one ring buffer on: one reads the underlying stream into
+// full slots, the caller's verifies them (hash, size, digest: the rules of
+// [VerifyReader]), and one writes them, several adjacent slots in one call
+// when they are ready together. With a core for each the download is as
+// fast as the slowest of the three, which is SHA-256, instead of their
+// sum. The last slot is written only once the digest matched. On the first
+// failure the others stop and abort is called (it cancels the read); the
+// function returns only once every goroutine has, with nil only when every
+// byte was verified and written.
 func landPipelined(l *landing, vr *VerifyReader, abort func()) error {
-	bufs, aligned, release := pipelineMemory(pipelineBuffers, copyBufferSize)
+	const slotSize = copyBufferSize
+	ring, aligned, release := pipelineMemory(pipelineSlots * slotSize)
 	defer release()
+	slot := func(i, n int) []byte { return ring[i*slotSize : i*slotSize+n] }
 	type chunk struct {
-		buf []byte
-		pos int64 // of buf[0] in the blob
-		err error // the read's error, io.EOF if the stream ended
+		slot int
+		n    int
+		pos  int64 // of the slot's first byte in the blob
+		err  error // the read's error, io.EOF if the stream ended
 	}
-	// Each channel holds every buffer, so a send to one never blocks.
-	free := make(chan []byte, len(bufs))
-	for _, b := range bufs {
-		free <- b
+	// Each channel can hold every slot, so a send to one never blocks.
+	free := make(chan int, pipelineSlots)
+	for i := 0; i < pipelineSlots; i++ {
+		free <- i
 	}
-	fetched := make(chan chunk, len(bufs))
-	verified := make(chan chunk, len(bufs))
+	fetched := make(chan chunk, pipelineSlots)
+	verified := make(chan chunk, pipelineSlots)
 	stop := make(chan struct{})
 	var stopOnce sync.Once
 	fail := func() { stopOnce.Do(func() { close(stop); abort() }) }
@@ -142,20 +146,17 @@ func landPipelined(l *landing, vr *VerifyReader, abort func()) error {
 		defer close(fetched)
 		pos, want := vr.n, vr.desc.Size-vr.n
 		for want > 0 {
-			var buf []byte
+			var i int
 			select {
-			case buf = <-free:
+			case i = <-free:
 			case <-stop:
 				return
 			}
-			if int64(len(buf)) > want {
-				buf = buf[:want]
-			}
-			n, err := io.ReadFull(vr.r, buf)
+			n, err := io.ReadFull(vr.r, slot(i, int(min(slotSize, want))))
 			if err == io.ErrUnexpectedEOF {
 				err = io.EOF
 			}
-			fetched <- chunk{buf[:n], pos, err}
+			fetched <- chunk{i, n, pos, err}
 			if err != nil {
 				return
 			}
@@ -167,23 +168,53 @@ func landPipelined(l *landing, vr *VerifyReader, abort func()) error {
 	writeDone := make(chan struct{})
 	go func() {
 		defer close(writeDone)
-		for c := range verified {
+		var carried *chunk
+		for {
+			var c chunk
+			if carried != nil {
+				c, carried = *carried, nil
+			} else if next, ok := <-verified; ok {
+				c = next
+			} else {
+				return
+			}
+			// Take along the chunks already waiting that continue this
+			// one both in the ring and in the file.
+			slots, end := 1, c.pos+int64(c.n)
+		gather:
+			for c.slot+slots < pipelineSlots && end-c.pos == int64(slots*slotSize) {
+				select {
+				case d, ok := <-verified:
+					if !ok {
+						break gather
+					}
+					if d.slot != c.slot+slots || d.pos != end {
+						carried = &d
+						break gather
+					}
+					slots, end = slots+1, end+int64(d.n)
+				default:
+					break gather
+				}
+			}
 			if werr == nil {
-				if werr = l.write(c.buf, c.pos, aligned); werr != nil {
+				if werr = l.write(ring[c.slot*slotSize:c.slot*slotSize+int(end-c.pos)], c.pos, aligned); werr != nil {
 					fail()
 				}
 			}
-			free <- c.buf[:cap(c.buf)]
+			for i := 0; i < slots; i++ {
+				free <- c.slot + i
+			}
 		}
 	}()
 
 	var verr error
 	for c := range fetched {
-		n, err := vr.accept(c.buf, c.err)
+		n, err := vr.accept(slot(c.slot, c.n), c.err)
 		if n > 0 {
-			verified <- chunk{buf: c.buf, pos: c.pos}
+			verified <- chunk{slot: c.slot, n: n, pos: c.pos}
 		} else {
-			free <- c.buf[:cap(c.buf)]
+			free <- c.slot
 		}
 		if err != nil {
 			verr = err
@@ -207,13 +238,4 @@ func landPipelined(l *landing, vr *VerifyReader, abort func()) error {
 		return fmt.Errorf("blob %s: landing stopped after %d of %d bytes", vr.desc.Digest, vr.n, vr.desc.Size)
 	}
 	return nil
-}
-
-// heapBuffers returns n buffers of size bytes from the Go heap.
-func heapBuffers(n, size int) [][]byte {
-	bufs := make([][]byte, n)
-	for i := range bufs {
-		bufs[i] = make([]byte, size)
-	}
-	return bufs
 }
