@@ -187,3 +187,33 @@ func TestLayoutLargeBlobHostileServer(t *testing.T) {
 		})
 	}
 }
+
+// TestLayoutSeveralLargeBlobs: more large blobs in flight than may use the
+// pipeline at once; the others take the one-goroutine path, and all land.
+func TestLayoutSeveralLargeBlobs(t *testing.T) {
+	mem := oci.NewMemory()
+	var layers []v1.Descriptor
+	contents := map[string][]byte{}
+	for i := 0; i < 4; i++ {
+		content := make([]byte, 8<<20+i*4097)
+		rand.Read(content)
+		d := mem.Add(v1.MediaTypeImageLayer, content)
+		layers = append(layers, d)
+		contents[string(d.Digest)] = content
+	}
+	cfg, _ := mem.AddJSON(v1.MediaTypeImageConfig, v1.Image{})
+	img, err := mem.NewImage(context.Background(), v1.Manifest{Config: cfg, Layers: layers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := oci.CreateLayout(t.TempDir())
+	if err := l.Write(context.Background(), "v1", img, &oci.WriteOptions{Jobs: 4}); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range layers {
+		got, err := os.ReadFile(l.BlobPath(d.Digest))
+		if err != nil || !bytes.Equal(got, contents[string(d.Digest)]) {
+			t.Errorf("layer %s differs on disk (%v)", d.Digest, err)
+		}
+	}
+}

@@ -91,13 +91,16 @@ func (l *Layout) Write(ctx context.Context, tag string, ref Ref, opts *WriteOpti
 		errOnce  sync.Once
 		firstErr error
 		next     = make(chan blobJob)
+		// pipelines holds a token per large blob landing through the
+		// pipeline (see landPipelined).
+		pipelines = make(chan struct{}, maxPipelines)
 	)
 	for i := 0; i < jobs && i < len(blobs); i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for j := range next {
-				if err := l.writeBlob(ctx, j.src, j.desc, opts.Progress); err != nil {
+				if err := l.writeBlob(ctx, j.src, j.desc, opts.Progress, pipelines); err != nil {
 					errOnce.Do(func() { firstErr = err; cancel() })
 				}
 			}
@@ -187,7 +190,7 @@ func (l *Layout) writeContent(desc v1.Descriptor, b []byte) error {
 	return writeFileAtomic(path, b)
 }
 
-func (l *Layout) writeBlob(ctx context.Context, src Source, desc v1.Descriptor, progress func(BlobProgress)) error {
+func (l *Layout) writeBlob(ctx context.Context, src Source, desc v1.Descriptor, progress func(BlobProgress), pipelines chan struct{}) error {
 	report := func(p BlobProgress) {
 		if progress != nil {
 			p.Descriptor = desc
@@ -259,7 +262,16 @@ func (l *Layout) writeBlob(ctx context.Context, src Source, desc v1.Descriptor, 
 		return err
 	}
 	land := &landing{f: f, skip: offset, report: report}
+	pipelined := false
 	if desc.Size >= pipelineMinSize {
+		select {
+		case pipelines <- struct{}{}:
+			pipelined = true
+			defer func() { <-pipelines }()
+		default:
+		}
+	}
+	if pipelined {
 		land.direct = openDirect(partial)
 		err = landPipelined(land, vr, abort)
 	} else {
