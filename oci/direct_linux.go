@@ -5,10 +5,26 @@ import (
 	"syscall"
 )
 
-// openDirect opens path for writing with O_DIRECT, or returns nil where the
-// filesystem refuses it (tmpfs on older kernels, some network and FUSE
-// filesystems); the caller then writes through the page cache.
+// directFilesystems are the local filesystems whose direct I/O is known to
+// be both supported and fast (statfs magic numbers): ext2/3/4, XFS, Btrfs
+// and F2FS. Elsewhere — network filesystems, where a direct write is a
+// synchronous round trip, FUSE, overlay, tmpfs — blobs go through the page
+// cache as usual.
+var directFilesystems = map[uint32]bool{
+	0xEF53:     true, // ext2, ext3, ext4
+	0x58465342: true, // XFS
+	0x9123683E: true, // Btrfs
+	0xF2F52010: true, // F2FS
+}
+
+// openDirect opens path for writing with O_DIRECT, or returns nil where
+// direct I/O is not used (see directFilesystems) or the open is refused;
+// the caller then writes through the page cache.
 func openDirect(path string) *os.File {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(path, &st); err != nil || !directFilesystems[uint32(st.Type)] {
+		return nil
+	}
 	f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_DIRECT, 0)
 	if err != nil {
 		return nil
