@@ -27,9 +27,14 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	ggcrlayout "github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
+	"oras.land/oras-go/v2"
+	orasoci "oras.land/oras-go/v2/content/oci"
+	orasremote "oras.land/oras-go/v2/registry/remote"
 
 	"github.com/ocipull/registry"
 	"github.com/ocipull/registry/oci"
@@ -338,6 +343,50 @@ func BenchmarkPullCommand(b *testing.B) {
 			}
 			b.StopTimer()
 			os.Remove(path)
+			b.StartTimer()
+		}
+	})
+	// The peers' own ways of pulling an image into an OCI layout on disk,
+	// in-process: go-containerregistry's layout.Write of remote.Image, and
+	// oras-go's oras.Copy into its oci.Store.
+	b.Run("ggcr-layout-write", func(b *testing.B) {
+		b.SetBytes(size)
+		ref, _ := name.ParseReference(f.host+"/bench/img:v1", name.Insecure)
+		for i := 0; i < b.N; i++ {
+			settle(b)
+			dir := filepath.Join(b.TempDir(), "layout")
+			img, err := remote.Image(ref)
+			if err != nil {
+				b.Fatal(err)
+			}
+			p, err := ggcrlayout.Write(dir, empty.Index)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := p.AppendImage(img); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			os.RemoveAll(dir)
+			b.StartTimer()
+		}
+	})
+	b.Run("oras-copy-oci-store", func(b *testing.B) {
+		b.SetBytes(size)
+		for i := 0; i < b.N; i++ {
+			settle(b)
+			dir := filepath.Join(b.TempDir(), "layout")
+			repo, _ := orasremote.NewRepository(f.host + "/bench/img")
+			repo.PlainHTTP = true
+			store, err := orasoci.New(dir)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := oras.Copy(context.Background(), repo, "v1", store, "v1", oras.DefaultCopyOptions); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			os.RemoveAll(dir)
 			b.StartTimer()
 		}
 	})
