@@ -22,9 +22,9 @@ const (
 	pipelineMinSize = 8 << 20
 	// pipelineSlots is how many copyBufferSize slots the pipeline's ring
 	// has: 16 MiB of slack lets the writer ride out the disk's latency and
-	// write several slots at once when it falls behind (8 slots reached
-	// 83-85% of the verified-download limit on a virtual disk, 16 reached
-	// 92-96%).
+	// write several slots at once when it falls behind (on a virtual disk
+	// 8 slots reached 80-94% of the verified-download limit, 16 reached
+	// 87-96%: BENCHMARKS.md).
 	pipelineSlots = 16
 	// maxPipelines is how many blobs of one [Layout.Write] land through the
 	// pipeline at once, bounding its memory to 32 MiB; other large blobs in
