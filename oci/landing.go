@@ -9,13 +9,13 @@ import (
 	"syscall"
 )
 
-// A large blob is landed in its .partial file by two goroutines: the
-// caller's reads the stream and hashes it into full buffers, and a writer
-// stores the buffers, so the write overlaps the hashing of what follows.
-// Where the platform and filesystem allow it (Linux, O_DIRECT) the aligned
-// part of each buffer goes to disk without a copy into the page cache: a
-// gigabyte then costs the writer almost no CPU, and it does not evict
-// whatever else the machine keeps cached.
+// A large blob is landed in its .partial file by three goroutines
+// (landPipelined): one reads the stream, one hashes, one writes, so
+// writing overlaps the hashing of what follows and the download runs at
+// the speed of SHA-256. Where the platform and filesystem allow it (Linux,
+// O_DIRECT) the aligned part of each write goes to disk without a copy into
+// the page cache: a gigabyte then costs the writer almost no CPU, and it
+// does not evict whatever else the machine keeps cached.
 const (
 	// pipelineMinSize is the smallest blob landed through the pipeline;
 	// smaller ones are copied by one goroutine with [VerifyReader.WriteTo].

@@ -22,11 +22,17 @@ import (
 //
 // A Layout is a [RangeSource]: refs read from it fetch their blobs from the
 // directory, verified like any other source. Writes are atomic per file
-// (a temporary file renamed into place); one process at a time may write
-// to a layout.
+// (a temporary file renamed into place). Writers may share a layout: [Write]
+// calls at once on one Layout, or on several Layout values and in several
+// processes where the system has flock (Linux, macOS, the BSDs), land each
+// blob once (the others wait for it and then skip it) and keep every
+// index.json entry.
 type Layout struct {
 	dir string
 	mu  sync.Mutex // serialises index.json updates within the process
+
+	blobMu  sync.Mutex
+	landing map[digest.Digest]chan struct{} // blobs this value is landing; closed when done
 }
 
 const layoutFile = `{"imageLayoutVersion":"1.0.0"}`

@@ -135,12 +135,21 @@ feed:
 			return err
 		}
 	}
-	return l.addToIndex(ref.Descriptor(), tag)
+	return l.addToIndex(ctx, ref.Descriptor(), tag)
 }
 
-func (l *Layout) addToIndex(desc v1.Descriptor, tag string) error {
+func (l *Layout) addToIndex(ctx context.Context, desc v1.Descriptor, tag string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	// Other processes update index.json under a lock on the directory.
+	dir, err := os.Open(l.dir)
+	if err != nil {
+		return fmt.Errorf("layout %s: %w", l.dir, err)
+	}
+	defer dir.Close()
+	if err := lockFile(ctx, dir); err != nil {
+		return fmt.Errorf("layout %s: lock: %w", l.dir, err)
+	}
 	idx, err := l.Index()
 	if err != nil {
 		return err
@@ -220,9 +229,18 @@ func (l *Layout) writeBlob(ctx context.Context, src Source, desc v1.Descriptor, 
 		return fmt.Errorf("layout %s: %w", l.dir, err)
 	}
 	partial := path + ".partial"
-	f, err := os.OpenFile(partial, os.O_RDWR|os.O_CREATE, 0o644)
+	unlock, err := l.lockBlob(ctx, desc.Digest)
 	if err != nil {
-		return fmt.Errorf("layout %s: %w", l.dir, err)
+		return err
+	}
+	defer unlock()
+	f, landed, err := l.openPartial(ctx, partial, path, desc)
+	if err != nil {
+		return err
+	}
+	if landed {
+		report(BlobProgress{Complete: desc.Size, Done: true, Skipped: true})
+		return nil
 	}
 	var offset, have int64
 	if st, err := f.Stat(); err == nil {
@@ -294,12 +312,87 @@ func (l *Layout) writeBlob(ctx context.Context, src Source, desc v1.Descriptor, 
 	// No fsync: a blob is renamed into place only once verified, and a
 	// blob that a crash left short or garbled under its final name is found
 	// by the next Write, which re-hashes what is present before skipping it.
-	if err := land.close(); err != nil {
-		return err
-	}
-	if err := os.Rename(partial, path); err != nil {
-		return err
+	if renameWhileLocked {
+		if err := os.Rename(partial, path); err != nil {
+			land.close()
+			return err
+		}
+		if err := land.close(); err != nil {
+			return err
+		}
+	} else {
+		if err := land.close(); err != nil {
+			return err
+		}
+		if err := os.Rename(partial, path); err != nil {
+			return err
+		}
 	}
 	report(BlobProgress{Complete: desc.Size, Done: true})
 	return nil
+}
+
+// lockBlob makes the writers of this Layout value land d one at a time:
+// it waits (as long as ctx allows) while another is landing it, and
+// returns the function that lets the next one in.
+func (l *Layout) lockBlob(ctx context.Context, d digest.Digest) (unlock func(), err error) {
+	for {
+		l.blobMu.Lock()
+		busy, ok := l.landing[d]
+		if !ok {
+			if l.landing == nil {
+				l.landing = map[digest.Digest]chan struct{}{}
+			}
+			done := make(chan struct{})
+			l.landing[d] = done
+			l.blobMu.Unlock()
+			return func() {
+				l.blobMu.Lock()
+				delete(l.landing, d)
+				l.blobMu.Unlock()
+				close(done)
+			}, nil
+		}
+		l.blobMu.Unlock()
+		select {
+		case <-busy:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// openPartial opens (creating it if need be) and locks the .partial file of
+// desc, for writers in other processes and other Layout values. When the
+// lock had to be waited for, the writer that held it may have landed the
+// blob (the file we opened is now the blob: landed is true, nothing is
+// returned to write to) or removed a partial file of bad content (we open
+// the new one).
+func (l *Layout) openPartial(ctx context.Context, partial, path string, desc v1.Descriptor) (f *os.File, landed bool, err error) {
+	for attempt := 0; ; attempt++ {
+		if attempt == 100 {
+			return nil, false, fmt.Errorf("layout %s: %s keeps being replaced by other writers", l.dir, filepath.Base(partial))
+		}
+		f, err := os.OpenFile(partial, os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			return nil, false, fmt.Errorf("layout %s: %w", l.dir, err)
+		}
+		if err := lockFile(ctx, f); err != nil {
+			f.Close()
+			return nil, false, fmt.Errorf("layout %s: lock %s: %w", l.dir, filepath.Base(partial), err)
+		}
+		held, herr := f.Stat()
+		named, nerr := os.Stat(partial)
+		if herr == nil && nerr == nil && os.SameFile(held, named) {
+			if hasVerified(path, desc) {
+				f.Close()
+				return nil, true, nil
+			}
+			return f, false, nil
+		}
+		f.Close()
+		if hasVerified(path, desc) {
+			return nil, true, nil
+		}
+	}
 }

@@ -1,0 +1,57 @@
+//go:build linux || darwin || freebsd || openbsd || netbsd || dragonfly
+
+package oci
+
+import (
+	"context"
+	"errors"
+	"os"
+	"syscall"
+	"time"
+)
+
+// renameWhileLocked: with flock, a landed blob is renamed into place
+// before its .partial is closed (and unlocked), so that a writer waiting for
+// the lock never takes over a file that is about to become the blob.
+const renameWhileLocked = true
+
+// lockFile takes an exclusive advisory lock (flock) on f, which other
+// processes and other open files of this process respect; it is released
+// when f is closed. It waits as long as ctx allows, polling, since a
+// blocked flock could not be cancelled.
+func lockFile(ctx context.Context, f *os.File) error {
+	raw, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	wait := 5 * time.Millisecond
+	for {
+		var lerr error
+		if err := raw.Control(func(fd uintptr) {
+			lerr = syscall.Flock(int(fd), syscall.LOCK_EX|syscall.LOCK_NB)
+		}); err != nil {
+			return err
+		}
+		switch {
+		case lerr == nil:
+			return nil
+		case errors.Is(lerr, syscall.EWOULDBLOCK), errors.Is(lerr, syscall.EINTR):
+		case errors.Is(lerr, syscall.ENOTSUP), errors.Is(lerr, syscall.ENOLCK):
+			// A filesystem without flock (some network mounts): the
+			// in-process coordination is all there is.
+			return nil
+		default:
+			return lerr
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		if wait < 100*time.Millisecond {
+			wait *= 2
+		}
+	}
+}
