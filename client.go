@@ -69,9 +69,10 @@ type Client struct {
 	// Repository is the repository name, as in "library/ubuntu".
 	Repository string
 
-	// StallTimeout is how long a response may deliver no bytes (headers or
-	// body) before the connection counts as broken and is retried or
-	// resumed. Zero means 30 s; a negative value turns stall detection off.
+	// StallTimeout is how long a response may go without its headers, or
+	// with less than 1 KiB of body, before the connection counts as stalled
+	// ([ErrStalled]) and is retried or resumed. Zero means 30 s; a negative
+	// value turns stall detection off.
 	StallTimeout time.Duration
 
 	// MaxRetryAfter caps the Retry-After the client waits for: a registry
@@ -506,7 +507,7 @@ func (c *Client) attempt(ctx context.Context, req *request) (*http.Response, err
 
 // send does one round trip with a stall watchdog: if no response headers,
 // and later no body bytes, arrive within StallTimeout, the request is
-// cancelled and its error wraps errStalled. The returned body stops the
+// cancelled and its error wraps ErrStalled. The returned body stops the
 // watchdog when closed.
 func (c *Client) send(ctx context.Context, req *http.Request) (*http.Response, error) {
 	d := c.stallTimeout()
@@ -525,7 +526,7 @@ func (c *Client) send(ctx context.Context, req *http.Request) (*http.Response, e
 		wd.stop()
 		cancel()
 		if wd.fired() {
-			err = fmt.Errorf("no response headers for %s: %w", d, errStalled)
+			err = fmt.Errorf("no response headers for %s: %w", d, ErrStalled)
 		}
 		return nil, c.networkError(ctx, req, err)
 	}

@@ -71,6 +71,11 @@ var (
 	// ErrProtocol means the registry answered outside the protocol: a wrong
 	// status, a malformed header, a redirect loop.
 	ErrProtocol = errors.New("registry protocol violation")
+	// ErrStalled means a response stopped moving: no headers for
+	// [Client.StallTimeout], or less than 1 KiB of body in that time. It
+	// is retried and resumed like a broken connection; an operation that
+	// still fails wraps it.
+	ErrStalled = errors.New("connection stalled")
 
 	// The data model's sentinels, re-exported so callers need not import oci
 	// to test for them.

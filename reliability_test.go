@@ -49,6 +49,7 @@ func faultCases() []faultCase {
 		{"cut after 100 KB, twice", false, rule(faults.Rule{Path: blobs, Times: 2, Fault: faults.CutAfter(100_000)}), nil},
 		{"cut before any body byte", false, rule(faults.Rule{Path: blobs, Times: 1, Fault: faults.CutAfter(0)}), nil},
 		{"stall mid-body", false, rule(faults.Rule{Path: blobs, Times: 1, Fault: faults.StallAfter(50_000, 5*time.Second)}), nil},
+		{"drip mid-body", false, rule(faults.Rule{Path: blobs, Times: 1, Fault: faults.Drip(50_000, 10, 20*time.Millisecond)}), nil},
 		{"stall before headers", false, rule(faults.Rule{Path: blobs, Times: 1, Fault: faults.Stall(5 * time.Second)}), nil},
 		{"503 Retry-After seconds", false, rule(faults.Rule{Path: blobs, Times: 2, Fault: faults.Status(503, "0")}), nil},
 		{"503 Retry-After date", false, rule(faults.Rule{Path: manifests, Times: 1, Fault: faults.Status(503, time.Now().UTC().Format(http.TimeFormat))}), nil},
@@ -454,6 +455,27 @@ func TestManyResumesWithProgress(t *testing.T) {
 		}
 		t.Logf("%d requests: %v", f.inj.Requests(), err)
 	})
+}
+
+// TestDripForeverGivesUp: a server that keeps every connection alive with a
+// few bytes now and then but never gets anywhere is a stall: each
+// connection is cut and resumed, and the read gives up with ErrStalled
+// instead of holding the reader for days.
+func TestDripForeverGivesUp(t *testing.T) {
+	f := newFixture(t, 1<<20)
+	f.c.StallTimeout = 50 * time.Millisecond
+	f.inj.Add(faults.Rule{Path: "/blobs/", Fault: faults.Drip(0, 10, 10*time.Millisecond)})
+	ref, err := f.c.Read(context.Background(), "img", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := ref.(*oci.Image)
+	start := time.Now()
+	b, err := readAll(t, img, img.Layers()[0])
+	if !errors.Is(err, registry.ErrStalled) {
+		t.Fatalf("got %v (%d bytes), want ErrStalled", err, len(b))
+	}
+	t.Logf("gave up after %v, %d requests: %v", time.Since(start).Round(time.Millisecond), f.inj.Requests(), err)
 }
 
 func TestUnknownHostNotRetried(t *testing.T) {

@@ -12,8 +12,11 @@ import (
 	"github.com/cenkalti/backoff/v4"
 )
 
-// errStalled marks a connection that delivered nothing for StallTimeout.
-var errStalled = errors.New("connection stalled")
+// stallMinBytes is the least a body must deliver per StallTimeout: a
+// server that drips a few bytes at a time counts as stalled too, instead of
+// holding a reader for days. (1 KiB per 30 s is 34 bytes/s, far below any
+// usable link.)
+const stallMinBytes = 1 << 10
 
 // defaultBackOff is the policy documented on Client.GetBackOff.
 func defaultBackOff() backoff.BackOff {
@@ -153,20 +156,22 @@ func (w *watchdog) stop() {
 	w.mu.Unlock()
 }
 
-// watchedBody is a response body under a watchdog: each read that yields
-// bytes rearms it, and a read cut short by the watchdog reports errStalled.
+// watchedBody is a response body under a watchdog: every stallMinBytes
+// read rearm it, and a read cut short by the watchdog reports ErrStalled.
 type watchedBody struct {
-	rc io.ReadCloser
-	wd *watchdog
+	rc    io.ReadCloser
+	wd    *watchdog
+	since int // bytes read since the watchdog was last rearmed
 }
 
 func (b *watchedBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
-	if n > 0 {
+	if b.since += n; b.since >= stallMinBytes {
 		b.wd.kick()
+		b.since = 0
 	}
 	if err != nil && err != io.EOF && b.wd.fired() {
-		err = fmt.Errorf("no data for %s: %w", b.wd.d, errStalled)
+		err = fmt.Errorf("less than %d bytes in %s: %w", stallMinBytes, b.wd.d, ErrStalled)
 	}
 	return n, err
 }

@@ -55,6 +55,14 @@ func TestFaults(t *testing.T) {
 			t.Errorf("got %d bytes after %v, err %v", len(b), time.Since(start), err)
 		}
 	})
+	t.Run("Drip", func(t *testing.T) {
+		start := time.Now()
+		_, b, err := do(t, faults.Drip(900, 25, 20*time.Millisecond), nil)
+		// 900 bytes at once, then 4 bursts of 25 bytes 20 ms apart.
+		if err != nil || !bytes.Equal(b, body) || time.Since(start) < 60*time.Millisecond {
+			t.Errorf("got %d bytes after %v, err %v", len(b), time.Since(start), err)
+		}
+	})
 	t.Run("Status", func(t *testing.T) {
 		resp, b, _ := do(t, faults.Status(429, "7"), nil)
 		if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "7" || !strings.Contains(string(b), "TOOMANYREQUESTS") {

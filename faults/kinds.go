@@ -31,6 +31,17 @@ func StallAfter(n int64, d time.Duration) Fault {
 	})
 }
 
+// Drip passes after bytes of body at full speed, then sends the rest n bytes
+// at a time, one burst every interval: a connection that never goes
+// quiet but never gets anywhere either. It stops when the client goes away.
+func Drip(after, n int64, every time.Duration) Fault {
+	return FaultFunc(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		dw := &dripWriter{ResponseWriter: w, fast: after, n: n, every: every, ctxDone: r.Context().Done()}
+		defer dw.abortIfGone()
+		next.ServeHTTP(dw, r)
+	})
+}
+
 // Stall sends nothing at all, not even headers, for d (or until the client
 // goes away), then serves the request normally.
 func Stall(d time.Duration) Fault {

@@ -108,3 +108,63 @@ func (o *oversizeWriter) Write(p []byte) (int, error) {
 	}
 	return o.ResponseWriter.Write(p)
 }
+
+// dripWriter is the writer of [Drip].
+type dripWriter struct {
+	http.ResponseWriter
+	fast    int64
+	n       int64
+	every   time.Duration
+	ctxDone <-chan struct{}
+	gone    bool
+}
+
+func (d *dripWriter) Write(p []byte) (int, error) {
+	written := 0
+	if d.fast > 0 {
+		k := int64(len(p))
+		if k > d.fast {
+			k = d.fast
+		}
+		m, err := d.ResponseWriter.Write(p[:k])
+		d.fast -= int64(m)
+		written += m
+		if err != nil {
+			return written, err
+		}
+		p = p[k:]
+	}
+	for len(p) > 0 {
+		if d.gone {
+			return written, http.ErrAbortHandler
+		}
+		k := int64(len(p))
+		if k > d.n {
+			k = d.n
+		}
+		m, err := d.ResponseWriter.Write(p[:k])
+		written += m
+		if err != nil {
+			return written, err
+		}
+		if f, ok := d.ResponseWriter.(http.Flusher); ok {
+			f.Flush()
+		}
+		p = p[k:]
+		t := time.NewTimer(d.every)
+		select {
+		case <-t.C:
+		case <-d.ctxDone:
+			d.gone = true
+		}
+		t.Stop()
+	}
+	return written, nil
+}
+
+// abortIfGone drops the connection when the client left mid-drip.
+func (d *dripWriter) abortIfGone() {
+	if d.gone {
+		panic(http.ErrAbortHandler)
+	}
+}
