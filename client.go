@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -100,6 +101,13 @@ type Client struct {
 	initOnce sync.Once
 	hc       *http.Client
 	auth     *authState
+
+	// httpFallback (set by [Reference.Client] for loopback hosts) lets a
+	// client without a Scheme fall back from HTTPS to plain HTTP when the
+	// registry answers a TLS handshake in plain HTTP; fellBack records that
+	// it did, for the client's lifetime.
+	httpFallback bool
+	fellBack     atomic.Bool
 }
 
 const (
@@ -157,10 +165,13 @@ func (c *Client) CloseIdleConnections() {
 }
 
 func (c *Client) scheme() string {
-	if c.Scheme == "" {
-		return "https"
+	switch {
+	case c.Scheme != "":
+		return c.Scheme
+	case c.httpFallback && c.fellBack.Load():
+		return "http"
 	}
-	return c.Scheme
+	return "https"
 }
 
 func (c *Client) userAgent() string {
@@ -457,6 +468,13 @@ func (c *Client) attempt(ctx context.Context, req *request) (*http.Response, err
 		}
 		resp, err := c.send(ctx, hreq)
 		if err != nil {
+			if c.Scheme == "" && c.httpFallback && sameOrigin && u.Scheme == "https" && errors.Is(err, http.ErrSchemeMismatch) {
+				// A loopback registry that speaks plain HTTP: use it
+				// from now on, as Docker and containerd do for localhost.
+				c.fellBack.Store(true)
+				u.Scheme, origin.Scheme = "http", "http"
+				continue
+			}
 			return nil, err
 		}
 		switch {
@@ -547,6 +565,10 @@ func (c *Client) networkError(ctx context.Context, req *http.Request, err error)
 	var unknownAuth x509.UnknownAuthorityError
 	var hostErr x509.HostnameError
 	if errors.As(err, &certErr) || errors.As(err, &unknownAuth) || errors.As(err, &hostErr) {
+		return backoff.Permanent(werr)
+	}
+	// A plain-HTTP server will not learn TLS on a retry.
+	if errors.Is(err, http.ErrSchemeMismatch) {
 		return backoff.Permanent(werr)
 	}
 	// A name that does not exist will not exist a second later either.

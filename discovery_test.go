@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -271,14 +274,70 @@ func TestParseReference(t *testing.T) {
 			}
 		})
 	}
-	r, _ := registry.ParseReference("127.0.0.1:5000/a:v")
-	if c := r.Client(); c.Scheme != "http" {
-		t.Errorf("loopback scheme: %q", c.Scheme)
-	}
-	r, _ = registry.ParseReference("ghcr.io/a:v")
+	r, _ := registry.ParseReference("ghcr.io/a:v")
 	if c := r.Client(); c.Scheme != "" {
-		t.Errorf("remote scheme: %q", c.Scheme)
+		t.Errorf("remote scheme: %q, want the default (https only)", c.Scheme)
 	}
+}
+
+// TestLoopbackSchemeFallback: a client from Reference.Client for a loopback
+// host tries HTTPS, and falls back to plain HTTP once, for its lifetime,
+// when the registry answers in plain HTTP; a loopback registry that speaks
+// TLS is used over TLS.
+func TestLoopbackSchemeFallback(t *testing.T) {
+	f := newFixture(t)
+	pull := func(t *testing.T, c *registry.Client) {
+		t.Helper()
+		ref, err := c.Read(context.Background(), "img", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		img := ref.(*oci.Image)
+		for _, d := range img.Layers() {
+			if _, err := readAll(t, img, d); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	t.Run("plain HTTP", func(t *testing.T) {
+		var conns atomic.Int64
+		ts := httptest.NewUnstartedServer(f.srv)
+		ts.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				conns.Add(1)
+			}
+		}
+		ts.Start()
+		t.Cleanup(ts.Close)
+		r, err := registry.ParseReference(ts.Listener.Addr().String() + "/test/repo:img")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := r.Client()
+		pull(t, c)
+		pull(t, c)
+		// One refused TLS handshake, then one keep-alive connection.
+		if n := conns.Load(); n != 2 {
+			t.Errorf("%d connections, want 2", n)
+		}
+	})
+	t.Run("TLS", func(t *testing.T) {
+		var plain atomic.Int64
+		ts := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			if req.TLS == nil {
+				plain.Add(1)
+			}
+			f.srv.ServeHTTP(w, req)
+		}))
+		t.Cleanup(ts.Close)
+		r, _ := registry.ParseReference(ts.Listener.Addr().String() + "/test/repo:img")
+		c := r.Client()
+		c.Transport = ts.Client().Transport // trusts the test certificate
+		pull(t, c)
+		if plain.Load() != 0 {
+			t.Errorf("%d plain-HTTP requests to a TLS registry", plain.Load())
+		}
+	})
 }
 
 func TestExistsUnknownRepository(t *testing.T) {

@@ -107,15 +107,15 @@ func (r Reference) String() string {
 	return s
 }
 
-// Client returns a client for the reference's repository. Plain HTTP is
-// chosen for loopback hosts (localhost, 127.0.0.0/8, ::1), as Docker does;
-// set Scheme on the result to choose otherwise, and fill in the other
-// fields (Credentials, Transport, ...) before first use.
+// Client returns a client for the reference's repository. For loopback
+// hosts (localhost, 127.0.0.0/8, ::1) it tries HTTPS and falls back to
+// plain HTTP, for the client's lifetime, when the registry answers the TLS
+// handshake in plain HTTP, as Docker and containerd do for localhost; set
+// Scheme on the result to choose one, and fill in the other fields
+// (Credentials, Transport, ...) before first use.
 func (r Reference) Client() *Client {
 	c := &Client{Host: r.Host, Repository: r.Repository}
-	if isLoopbackHost(r.Host) {
-		c.Scheme = "http"
-	}
+	c.httpFallback = isLoopbackHost(r.Host)
 	return c
 }
 

@@ -6,6 +6,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -87,6 +88,20 @@ func hint(err error) string {
 		return " (the registry speaks plain HTTP: add --plain-http)"
 	case strings.Contains(msg, "no space left on device"):
 		return " (free some disk space and run the same command again: finished blobs are kept)"
+	case errors.Is(err, registry.ErrStalled):
+		return " (the registry stopped sending: run the same command again, finished blobs are kept and a partial one resumes)"
+	case errors.Is(err, registry.ErrTooManyRequests):
+		return " (the registry is rate-limiting this client: wait, or log in for a higher limit)"
+	case errors.Is(err, registry.ErrManifestUnknown), errors.Is(err, registry.ErrNameUnknown):
+		return " (check the repository and tag: \"ocipull tags REPOSITORY\" lists its tags)"
+	}
+	var unknownCA x509.UnknownAuthorityError
+	var wrongHost x509.HostnameError
+	switch {
+	case errors.As(err, &unknownCA):
+		return " (the registry's certificate is not signed by a trusted authority: point SSL_CERT_FILE at its CA certificate)"
+	case errors.As(err, &wrongHost):
+		return " (the registry's certificate is for another name)"
 	}
 	return ""
 }
@@ -126,7 +141,7 @@ type remoteFlags struct {
 }
 
 func (r *remoteFlags) register(fs *flag.FlagSet) {
-	fs.BoolVar(&r.plainHTTP, "plain-http", false, "use plain HTTP, credentials included (implied for loopback hosts)")
+	fs.BoolVar(&r.plainHTTP, "plain-http", false, "use plain HTTP, credentials included (loopback hosts fall back to it when they do not speak TLS)")
 	fs.StringVar(&r.username, "username", "", "user name (default: Docker's config.json)")
 	fs.BoolVar(&r.passwordStdin, "password-stdin", false, "read the password from standard input")
 }

@@ -255,6 +255,9 @@ func TestHints(t *testing.T) {
 		{fmt.Errorf("pull x: %w", registry.ErrDenied), "may not pull"},
 		{errors.New(`Get "https://h/v2/": http: server gave HTTP response to HTTPS client`), "--plain-http"},
 		{errors.New("write blobs/sha256/x: no space left on device"), "free some disk space"},
+		{fmt.Errorf("pull x: %w", registry.ErrStalled), "run the same command again"},
+		{fmt.Errorf("pull x: %w", registry.ErrTooManyRequests), "rate-limiting"},
+		{fmt.Errorf("pull x: %w", registry.ErrManifestUnknown), "ocipull tags"},
 		{errors.New("something else"), ""},
 	} {
 		if got := hint(tc.err); !strings.Contains(got, tc.want) || (tc.want == "" && got != "") {
@@ -314,4 +317,18 @@ func TestInterruptedPullResumes(t *testing.T) {
 	if partials, _ := filepath.Glob(filepath.Join(dir, "blobs", "sha256", "*.partial")); len(partials) != 0 {
 		t.Errorf("partial files left: %v", partials)
 	}
+}
+
+// TestUntrustedCertificateHint: a loopback registry whose certificate is not
+// trusted is an error with a hint, not a fall back to plain HTTP.
+func TestUntrustedCertificateHint(t *testing.T) {
+	ts := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Error("a request got through an untrusted certificate")
+	}))
+	t.Cleanup(ts.Close)
+	code, _, errs := runCmd(t, "", "inspect", ts.Listener.Addr().String()+"/app/x:v1")
+	if code != 1 || !strings.Contains(errs, "SSL_CERT_FILE") {
+		t.Errorf("exit %d: %s", code, errs)
+	}
+	t.Log(errs)
 }
