@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -29,6 +30,14 @@ import (
 // in-memory storage, optionally behind htpasswd Basic auth.
 func referenceRegistry(t testing.TB, user, pass string) *httptest.Server {
 	t.Helper()
+	ts := httptest.NewServer(referenceApp(t, user, pass))
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+// referenceApp is the reference registry's handler, to serve as one wants.
+func referenceApp(t testing.TB, user, pass string) http.Handler {
+	t.Helper()
 	cfg := &configuration.Configuration{}
 	cfg.Storage = configuration.Storage{"inmemory": configuration.Parameters{}, "delete": configuration.Parameters{"enabled": true}}
 	cfg.Log.Level = "error"
@@ -45,10 +54,7 @@ func referenceRegistry(t testing.TB, user, pass string) *httptest.Server {
 		}
 		cfg.Auth = configuration.Auth{"htpasswd": configuration.Parameters{"realm": "interop", "path": path}}
 	}
-	app := handlers.NewApp(context.Background(), cfg)
-	ts := httptest.NewServer(app)
-	t.Cleanup(ts.Close)
-	return ts
+	return handlers.NewApp(context.Background(), cfg)
 }
 
 // content is what the peers push and pull.
