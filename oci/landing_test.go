@@ -217,3 +217,41 @@ func TestLayoutSeveralLargeBlobs(t *testing.T) {
 		}
 	}
 }
+
+// TestLayoutLargeBlobInterrupted: a pipelined landing cancelled part-way
+// leaves a .partial that is an exact prefix of the blob, and the next Write
+// continues it with one Range request.
+func TestLayoutLargeBlobInterrupted(t *testing.T) {
+	f := newLargeFixture(t)
+	l, _ := oci.CreateLayout(t.TempDir())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	opts := &oci.WriteOptions{Progress: func(p oci.BlobProgress) {
+		if p.Descriptor.Digest == f.layer.Digest && p.Complete >= 3<<20 {
+			cancel()
+		}
+	}}
+	if err := l.Write(ctx, "v1", f.img, opts); !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want context.Canceled", err)
+	}
+	partial, err := os.ReadFile(l.BlobPath(f.layer.Digest) + ".partial")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(partial) < 3<<20 || len(partial) >= len(f.content) || !bytes.Equal(partial, f.content[:len(partial)]) {
+		t.Fatalf(".partial of %d bytes is not a proper prefix of the blob", len(partial))
+	}
+	var resumed atomic.Bool
+	opts = &oci.WriteOptions{Progress: func(p oci.BlobProgress) {
+		if p.Resumed && p.Descriptor.Digest == f.layer.Digest {
+			resumed.Store(true)
+		}
+	}}
+	if err := l.Write(context.Background(), "v1", f.img, opts); err != nil {
+		t.Fatal(err)
+	}
+	f.check(t, l)
+	if !resumed.Load() || f.ranges.Load() != 1 {
+		t.Errorf("resumed %v with %d range requests, want one", resumed.Load(), f.ranges.Load())
+	}
+}
