@@ -3,14 +3,23 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -124,7 +133,7 @@ func TestServeAndPullAgain(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
-	go func() { done <- serveUntilDone(ctx, ln, srv, func(string) {}) }()
+	go func() { done <- serveUntilDone(ctx, ln, srv, func() {}) }()
 	dir2 := t.TempDir()
 	code, out, errs := runCmd(t, "", "pull", "--quiet", ln.Addr().String()+"/served/app:v1", dir2)
 	if code != 0 || strings.TrimSpace(out) != string(f.idx.Digest()) {
@@ -331,4 +340,96 @@ func TestUntrustedCertificateHint(t *testing.T) {
 		t.Errorf("exit %d: %s", code, errs)
 	}
 	t.Log(errs)
+}
+
+// TestServeTLS: serve --tls-cert/--tls-key serves the layout over HTTPS, to a
+// client that trusts the certificate.
+func TestServeTLS(t *testing.T) {
+	f := newFixture(t, nil)
+	dir := t.TempDir()
+	if code, _, errs := runCmd(t, "", "pull", f.host+"/app/x:v1", dir); code != 0 {
+		t.Fatal(errs)
+	}
+	certFile, keyFile, pool := selfSignedCert(t, "127.0.0.1")
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb syncBuffer
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, []string{"serve", "--addr", addr, "--tls-cert", certFile, "--tls-key", keyFile, "--repo", "served/app", dir}, nil, &out, &errb)
+	}()
+	for start := time.Now(); !strings.Contains(out.String(), "https://"+addr); time.Sleep(10 * time.Millisecond) {
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("serve did not start: %s %s", out.String(), errb.String())
+		}
+	}
+	c := &registry.Client{Host: addr, Repository: "served/app",
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	ref, err := c.Read(context.Background(), "v1", "")
+	if err != nil || ref.Digest() != f.idx.Digest() {
+		t.Fatalf("read over TLS: %v", err)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("serve exit %d: %s", code, errb.String())
+	}
+	if code, _, errs := runCmd(t, "", "serve", "--tls-cert", certFile, dir); code != 2 {
+		t.Errorf("--tls-cert without --tls-key: exit %d, %s", code, errs)
+	}
+}
+
+// selfSignedCert writes a certificate and key for host and returns their
+// files and a pool that trusts the certificate.
+func selfSignedCert(t *testing.T, host string) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: host},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP(host)},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -20,11 +21,24 @@ func cmdServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	fs := newFlags("serve", "[flags] DIR", stderr)
 	addr := fs.String("addr", "127.0.0.1:5000", "address to listen on")
 	repo := fs.String("repo", "image", "repository name to serve the layout as")
+	certFile := fs.String("tls-cert", "", "serve HTTPS with this PEM certificate (chain) file; needs --tls-key")
+	keyFile := fs.String("tls-key", "", "the PEM private key of --tls-cert")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		return usageErr("want DIR, got %d arguments", fs.NArg())
+	}
+	if (*certFile == "") != (*keyFile == "") {
+		return usageErr("--tls-cert and --tls-key go together")
+	}
+	var tlsConfig *tls.Config
+	if *certFile != "" {
+		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	if !registry.RepositoryRegexp.MatchString(*repo) {
 		return usageErr("--repo %q is not a valid repository name", *repo)
@@ -37,7 +51,12 @@ func cmdServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	return serveUntilDone(ctx, ln, srv, func(url string) {
+	url := "http://" + ln.Addr().String()
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+		url = "https://" + ln.Addr().String()
+	}
+	return serveUntilDone(ctx, ln, srv, func() {
 		fmt.Fprintf(stdout, "serving %s (%d manifests) at %s/v2/%s\n", fs.Arg(0), n, url, *repo)
 	})
 }
@@ -70,13 +89,13 @@ func layoutServer(ctx context.Context, dir, repo string) (*registry.Server, int,
 }
 
 // serveUntilDone serves h on ln until ctx is done, then shuts down cleanly.
-func serveUntilDone(ctx context.Context, ln net.Listener, h http.Handler, ready func(url string)) error {
+func serveUntilDone(ctx context.Context, ln net.Listener, h http.Handler, ready func()) error {
 	// Slow or idle clients cannot hold connections: headers within 10 s,
 	// idle keep-alive connections closed after 2 minutes.
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	ready("http://" + ln.Addr().String())
+	ready()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
