@@ -23,11 +23,10 @@ import (
 // A Layout is a [RangeSource]: refs read from it fetch their blobs from the
 // directory, verified like any other source. Writes are atomic per file
 // (a temporary file renamed into place). Writers may share a layout:
-// [Layout.Write]
-// calls at once on one Layout, or on several Layout values and in several
-// processes where the system has flock (Linux, macOS, the BSDs), land each
-// blob once (the others wait for it and then skip it) and keep every
-// index.json entry.
+// [Layout.Write] calls at once on one Layout, or on several Layout values
+// and in several processes where the system has flock (Linux, macOS, the
+// BSDs), land each blob once (the others wait for it and then skip it) and
+// keep every index.json entry.
 type Layout struct {
 	dir string
 	mu  sync.Mutex // serialises index.json updates within the process
