@@ -314,6 +314,7 @@ func TestLoopbackSchemeFallback(t *testing.T) {
 			t.Fatal(err)
 		}
 		c := r.Client()
+		c.MaxConnsPerHost = 1 // no extra dial racing a connection back to the pool
 		pull(t, c)
 		pull(t, c)
 		// One refused TLS handshake, then one keep-alive connection.

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -223,6 +224,9 @@ func TestLayoutSeveralLargeBlobs(t *testing.T) {
 // continues it with one Range request.
 func TestLayoutLargeBlobInterrupted(t *testing.T) {
 	f := newLargeFixture(t)
+	// The first download stalls after 5 MiB, so that the cancellation
+	// below, at 3 MiB on disk, comes before the pipeline has read it all.
+	f.inj.Add(faults.Rule{Path: "/blobs/" + string(f.layer.Digest), Method: http.MethodGet, Nth: 1, Fault: faults.StallAfter(5<<20, 10*time.Second)})
 	l, _ := oci.CreateLayout(t.TempDir())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
