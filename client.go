@@ -523,9 +523,9 @@ func (c *Client) attempt(ctx context.Context, req *request) (*http.Response, err
 	}
 }
 
-// send does one round trip with a stall watchdog: if no response headers,
-// and later no body bytes, arrive within StallTimeout, the request is
-// cancelled and its error wraps ErrStalled. The returned body stops the
+// send does one round trip with a stall watchdog: if no response headers
+// arrive within StallTimeout, or later less than stallMinBytes of body, the
+// request is cancelled and its error wraps ErrStalled. The returned body stops the
 // watchdog when closed.
 func (c *Client) send(ctx context.Context, req *http.Request) (*http.Response, error) {
 	d := c.stallTimeout()

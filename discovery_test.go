@@ -321,6 +321,17 @@ func TestLoopbackSchemeFallback(t *testing.T) {
 		if n := conns.Load(); n != 2 {
 			t.Errorf("%d connections, want 2", n)
 		}
+
+		// A client not made by Reference.Client does not fall back, and a
+		// plain-HTTP answer to TLS is not retried: one connection.
+		direct := &registry.Client{Host: ts.Listener.Addr().String(), Repository: "test/repo", GetBackOff: fastBackOff}
+		before := conns.Load()
+		if _, err := direct.Read(context.Background(), "img", ""); !errors.Is(err, http.ErrSchemeMismatch) {
+			t.Errorf("got %v, want http.ErrSchemeMismatch", err)
+		}
+		if n := conns.Load() - before; n != 1 {
+			t.Errorf("%d connections for a plain-HTTP answer to TLS, want 1 (no retry)", n)
+		}
 	})
 	t.Run("TLS", func(t *testing.T) {
 		var plain atomic.Int64

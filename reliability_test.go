@@ -478,6 +478,17 @@ func TestDripForeverGivesUp(t *testing.T) {
 	t.Logf("gave up after %v, %d requests: %v", time.Since(start).Round(time.Millisecond), f.inj.Requests(), err)
 }
 
+// TestHeadersStallGivesUp: a registry that never sends response headers
+// fails, after the retry policy, with ErrStalled.
+func TestHeadersStallGivesUp(t *testing.T) {
+	f := newFixture(t)
+	f.c.StallTimeout = 50 * time.Millisecond
+	f.inj.Add(faults.Rule{Path: "/manifests/", Fault: faults.Stall(10 * time.Second)})
+	if _, err := f.c.Read(context.Background(), "img", ""); !errors.Is(err, registry.ErrStalled) {
+		t.Fatalf("got %v, want ErrStalled", err)
+	}
+}
+
 func TestUnknownHostNotRetried(t *testing.T) {
 	var dials atomic.Int64
 	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {

@@ -157,7 +157,7 @@ func (w *watchdog) stop() {
 }
 
 // watchedBody is a response body under a watchdog: every stallMinBytes
-// read rearm it, and a read cut short by the watchdog reports ErrStalled.
+// read rearms it, and a read cut short by the watchdog reports ErrStalled.
 type watchedBody struct {
 	rc    io.ReadCloser
 	wd    *watchdog

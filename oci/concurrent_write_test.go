@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 
@@ -72,6 +73,9 @@ func TestConcurrentWritesShareBlobs(t *testing.T) {
 			if err != nil || !bytes.Equal(got, c.want) {
 				t.Fatalf("round %d: shared blob %s differs on disk (%d bytes, %v)", round, c.d.Digest, len(got), err)
 			}
+		}
+		if left, _ := filepath.Glob(filepath.Join(dir, "blobs", "sha256", "*.partial")); len(left) != 0 {
+			t.Fatalf("round %d: partial files left: %v", round, left)
 		}
 		idx, err := first.Index()
 		if err != nil {

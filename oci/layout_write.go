@@ -366,8 +366,8 @@ func (l *Layout) lockBlob(ctx context.Context, d digest.Digest) (unlock func(), 
 // desc, for writers in other processes and other Layout values. When the
 // lock had to be waited for, the writer that held it may have landed the
 // blob (the file we opened is now the blob: landed is true, nothing is
-// returned to write to) or removed a partial file of bad content (we open
-// the new one).
+// returned to write to; a .partial created meanwhile is removed) or removed
+// a partial file of bad content (we open the new one).
 func (l *Layout) openPartial(ctx context.Context, partial, path string, desc v1.Descriptor) (f *os.File, landed bool, err error) {
 	for attempt := 0; ; attempt++ {
 		if attempt == 100 {
@@ -385,6 +385,10 @@ func (l *Layout) openPartial(ctx context.Context, partial, path string, desc v1.
 		named, nerr := os.Stat(partial)
 		if herr == nil && nerr == nil && os.SameFile(held, named) {
 			if hasVerified(path, desc) {
+				// Landed while we waited, and this .partial is one we
+				// just created (or a leftover): ours to remove, under
+				// its lock.
+				os.Remove(partial)
 				f.Close()
 				return nil, true, nil
 			}

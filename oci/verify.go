@@ -143,7 +143,7 @@ func (v *VerifyReader) accept(p []byte, err error) (int, error) {
 	}
 	n := len(p)
 	if n > 0 {
-		v.h.Write(p[:n])
+		v.h.Write(p)
 		v.n += int64(n)
 	}
 	if v.n == v.desc.Size {
