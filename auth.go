@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -84,8 +83,9 @@ const (
 	oauthClientID = "ocipull-registry"
 )
 
-// authState is one client's authorization state: what the registry asked
-// for, and the tokens it granted. Nothing here is shared between clients.
+// authState is one transport's authorization state: what the registry
+// asked for, and the tokens it granted. Nothing here is shared between
+// clients.
 type authState struct {
 	mu      sync.Mutex
 	basic   bool       // the registry asked for Basic
@@ -107,42 +107,43 @@ type tokenEntry struct {
 	err     error
 }
 
-func newAuthState() *authState { return &authState{tokens: map[tokenKey]*tokenEntry{}} }
-
-// credential looks up the client's credentials once and remembers the answer.
-func (c *Client) credential(ctx context.Context) (Credential, error) {
-	a := c.auth
+// credential looks up the credentials once and remembers the answer (a
+// lookup cut short by the caller's context is not remembered).
+func (t *transport) credential(ctx context.Context) (Credential, error) {
+	a := &t.auth
 	a.credMu.Lock()
 	defer a.credMu.Unlock()
-	if !a.credOK {
-		if c.Credentials != nil {
-			a.cred, a.credErr = c.Credentials.Credential(ctx, c.Host)
-			if a.credErr != nil {
-				a.cred = Credential{}
-			}
-		}
-		a.credOK = true
+	if a.credOK || t.creds == nil {
+		return a.cred, a.credErr
 	}
+	cred, err := t.creds.Credential(ctx, t.host)
+	if err != nil {
+		if ctx.Err() != nil {
+			return Credential{}, err
+		}
+		cred = Credential{}
+	}
+	a.cred, a.credErr, a.credOK = cred, err, true
 	return a.cred, a.credErr
 }
 
 // authorize adds the Authorization header the registry asked for earlier:
 // a cached or freshly fetched token for scope, or Basic credentials.
 // Before any challenge it adds nothing.
-func (c *Client) authorize(ctx context.Context, req *http.Request, scope string) error {
-	a := c.auth
+func (t *transport) authorize(ctx context.Context, req *http.Request, scope string) error {
+	a := &t.auth
 	a.mu.Lock()
 	bearer, basic := a.bearer, a.basic
 	a.mu.Unlock()
 	switch {
 	case bearer != nil:
-		tok, err := c.token(ctx, bearer, scope, scope, false)
+		tok, err := t.token(ctx, bearer, scope, scope, false)
 		if err != nil {
 			return err
 		}
-		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header["Authorization"] = []string{"Bearer " + tok}
 	case basic:
-		cred, _ := c.credential(ctx)
+		cred, _ := t.credential(ctx)
 		if cred.Username != "" || cred.Password != "" {
 			req.SetBasicAuth(cred.Username, cred.Password)
 		}
@@ -154,175 +155,165 @@ func (c *Client) authorize(ctx context.Context, req *http.Request, scope string)
 // what the registry asked for and gets the authorization, reporting whether
 // the request should be retried with it. ce is the refusal, returned when
 // nothing can be done, with the credential lookup's error when that failed.
-func (c *Client) challenge(ctx context.Context, resp *http.Response, scope string, ce *ClientError) (bool, error) {
+func (t *transport) challenge(ctx context.Context, resp *http.Response, scope string, ce *ClientError) (bool, error) {
 	cs, perr := parseChallenges(resp.Header.Values("WWW-Authenticate"))
-	var bearer, basic *challenge
-	for i := range cs {
-		switch cs[i].Scheme {
-		case "bearer":
-			if bearer == nil {
-				bearer = &cs[i]
-			}
-		case "basic":
-			if basic == nil {
-				basic = &cs[i]
-			}
-		}
-	}
+	bearer, basic := pickChallenges(cs)
 	if resp.StatusCode == http.StatusForbidden && (bearer == nil || bearer.Params["error"] != "insufficient_scope") {
 		return false, nil
 	}
 	switch {
 	case bearer != nil:
-		if err := c.checkRealm(bearer.Params["realm"]); err != nil {
-			return false, backoff.Permanent(err)
-		}
-		c.auth.mu.Lock()
-		c.auth.bearer = bearer
-		c.auth.mu.Unlock()
-		// The challenge's own scope is passed through unchanged (it may be
-		// wider, as after insufficient_scope); without one, the request's.
-		ask := scope
-		if s := bearer.Params["scope"]; s != "" {
-			ask = s
-		}
-		if _, err := c.token(ctx, bearer, scope, ask, true); err != nil {
-			return false, err
-		}
-		return true, nil
+		return t.answerBearer(ctx, bearer, scope)
 	case basic != nil:
-		cred, credErr := c.credential(ctx)
-		if cred.Username == "" && cred.Password == "" {
-			if credErr != nil {
-				return false, backoff.Permanent(fmt.Errorf("%w (and looking up credentials failed: %v)", ce, credErr))
-			}
-			return false, nil
+		return t.answerBasic(ctx, ce)
+	case perr != nil:
+		return false, backoff.Permanent(fmt.Errorf("%w: %w: %v", ce, ErrProtocol, perr))
+	}
+	return false, nil
+}
+
+// pickChallenges finds the first Bearer and the first Basic challenge.
+func pickChallenges(cs []challenge) (bearer, basic *challenge) {
+	for i := range cs {
+		switch {
+		case cs[i].Scheme == "bearer" && bearer == nil:
+			bearer = &cs[i]
+		case cs[i].Scheme == "basic" && basic == nil:
+			basic = &cs[i]
 		}
-		if err := c.checkBasicAllowed(c.scheme(), c.Host); err != nil {
-			return false, backoff.Permanent(err)
-		}
-		c.auth.mu.Lock()
-		c.auth.basic = true
-		c.auth.mu.Unlock()
-		return true, nil
-	default:
-		if perr != nil {
-			return false, backoff.Permanent(fmt.Errorf("%w: %w: %v", ce, ErrProtocol, perr))
+	}
+	return bearer, basic
+}
+
+func (t *transport) answerBearer(ctx context.Context, bearer *challenge, scope string) (bool, error) {
+	if err := t.checkRealm(bearer.Params["realm"]); err != nil {
+		return false, backoff.Permanent(err)
+	}
+	t.auth.mu.Lock()
+	t.auth.bearer = bearer
+	t.auth.mu.Unlock()
+	// The challenge's own scope is passed through unchanged (it may be
+	// wider, as after insufficient_scope); without one, the request's.
+	ask := scope
+	if s := bearer.Params["scope"]; s != "" {
+		ask = s
+	}
+	if _, err := t.token(ctx, bearer, scope, ask, true); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+func (t *transport) answerBasic(ctx context.Context, ce *ClientError) (bool, error) {
+	cred, credErr := t.credential(ctx)
+	if cred.Username == "" && cred.Password == "" {
+		if credErr != nil {
+			return false, backoff.Permanent(fmt.Errorf("%w (and looking up credentials failed: %v)", ce, credErr))
 		}
 		return false, nil
 	}
+	if err := t.checkBasicAllowed(t.currentScheme(), t.host); err != nil {
+		return false, backoff.Permanent(err)
+	}
+	t.auth.mu.Lock()
+	t.auth.basic = true
+	t.auth.mu.Unlock()
+	return true, nil
 }
 
-// checkRealm refuses realms that are not absolute http(s) URLs, and plain
-// HTTP realms for a registry reached over HTTPS (a downgrade that would
-// expose credentials and tokens), unless the realm is on a loopback host.
-func (c *Client) checkRealm(realm string) error {
+// checkRealm refuses realms that are not absolute http(s) URLs, plain HTTP
+// realms for a registry reached over HTTPS (a downgrade that would expose
+// credentials and tokens) unless on a loopback host, and realms on
+// internal addresses for a registry that is not itself internal (see
+// [isInternalHost]; the address actually dialled is checked too).
+func (t *transport) checkRealm(realm string) error {
 	u, err := url.Parse(realm)
 	if err != nil || realm == "" || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.User != nil {
 		return fmt.Errorf("%w: bearer challenge realm %q is not an absolute http(s) URL", ErrProtocol, printable(realm, 120))
 	}
-	if u.Scheme == "http" && c.scheme() == "https" && !isLoopback(u.Hostname()) {
+	if u.Scheme == "http" && t.currentScheme() == "https" && !isLoopback(u.Hostname()) {
 		return fmt.Errorf("%w: refusing plain-HTTP token realm %s for an HTTPS registry", ErrProtocol, redactURL(u))
 	}
-	// A registry on a public name must not point the client (and its
-	// credentials) at loopback, private or link-local addresses such as the
-	// cloud metadata service. Local setups (a registry that is itself on
-	// such an address) may use them.
-	if isInternalHost(u.Hostname()) && !sameHostPort(u, &url.URL{Scheme: u.Scheme, Host: c.Host}) && !isInternalHost(hostOnly(c.Host)) {
-		return fmt.Errorf("%w: refusing token realm %s on an internal address for registry %s", ErrProtocol, redactURL(u), printable(c.Host, 80))
+	if isInternalHost(u.Hostname()) && !t.registryInternal() {
+		return fmt.Errorf("%w: refusing token realm %s on an internal address for registry %s", ErrProtocol, redactURL(u), printable(t.host, 80))
 	}
 	return nil
 }
 
-// hostOnly drops the port of host[:port] and the brackets of an IPv6 address.
-func hostOnly(hostport string) string {
-	h := hostport
-	if hh, _, err := net.SplitHostPort(hostport); err == nil {
-		h = hh
-	}
-	return strings.Trim(h, "[]")
-}
+// registryInternal reports whether the registry itself is on an internal
+// host: then its realms and redirects may be internal too.
+func (t *transport) registryInternal() bool { return isInternalHost(hostOnly(t.host)) }
 
-// isInternalHost reports localhost names and loopback, private and
-// link-local IP literals. Other names are not resolved.
-func isInternalHost(host string) bool {
-	if isLoopback(host) {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && isInternalIP(ip)
-}
-
-// isInternalIP reports loopback, private (RFC 1918, RFC 4193), link-local
-// and unspecified addresses.
-func isInternalIP(ip net.IP) bool {
-	return ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified()
-}
-
-// checkBasicAllowed refuses to send Basic credentials over plain HTTP to a
-// host that is not loopback unless AllowBasicOverHTTP is set.
-func (c *Client) checkBasicAllowed(scheme, host string) error {
-	if scheme == "https" || c.AllowBasicOverHTTP {
+// checkBasicAllowed refuses to send Basic credentials over plain HTTP,
+// except to a loopback host, or to the registry's own host when
+// AllowBasicOverHTTP is set (never to another host it points at).
+func (t *transport) checkBasicAllowed(scheme, host string) error {
+	if scheme == "https" || isLoopback(hostOnly(host)) {
 		return nil
 	}
-	if isLoopback(hostOnly(host)) {
+	if t.basicOverHTTP && strings.EqualFold(hostOnly(host), hostOnly(t.host)) {
 		return nil
 	}
-	return fmt.Errorf("%w: refusing to send credentials over plain HTTP to %s (set AllowBasicOverHTTP to permit it)", ErrUnauthorized, printable(host, 80))
-}
-
-// isLoopback reports whether host is localhost or a loopback address.
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return fmt.Errorf("%w: refusing to send credentials over plain HTTP to %s (set AllowBasicOverHTTP to permit it for the registry's own host)", ErrUnauthorized, printable(host, 80))
 }
 
 // token returns a token for scope (the scope a request needs, the cache
 // key) from the realm and service of the bearer challenge ch: from the
-// cache unless stale or refresh is set, else fetched — asking for ask, which
-// is scope itself or, right after a challenge, the challenge's own scope —
-// one fetch at a time per key, shared by every goroutine that waits for it.
-func (c *Client) token(ctx context.Context, ch *challenge, scope, ask string, refresh bool) (string, error) {
-	a := c.auth
+// cache unless stale or refresh is set, else fetched once (asking for ask,
+// which is scope itself or, right after a challenge, the challenge's own
+// scope). One fetch runs at a time per key and every goroutine that needs
+// the key waits for it; a waiter whose own context is live does not fail
+// with the fetcher's cancellation, it fetches for itself.
+func (t *transport) token(ctx context.Context, ch *challenge, scope, ask string, refresh bool) (string, error) {
+	a := &t.auth
 	key := tokenKey{realm: ch.Params["realm"], service: ch.Params["service"], scope: scope}
-	a.mu.Lock()
-	if e := a.tokens[key]; e != nil {
-		select {
-		case <-e.done:
-			if e.err == nil && !refresh && time.Now().Before(e.renewAt) {
-				a.mu.Unlock()
-				return e.token, nil
-			}
-			// Stale, failed or refused: fetch anew below.
-		default:
-			// A fetch is under way: wait for it, whatever refresh says, so
-			// that concurrent refusals cause one fetch.
-			a.mu.Unlock()
+	for {
+		a.mu.Lock()
+		e := a.tokens[key]
+		if e != nil {
 			select {
 			case <-e.done:
-			case <-ctx.Done():
-				return "", ctx.Err()
+				if e.err == nil && !refresh && time.Now().Before(e.renewAt) {
+					a.mu.Unlock()
+					return e.token, nil
+				}
+				// Stale, failed or refused: fetch anew below.
+			default:
+				// A fetch is under way: wait for it, whatever refresh says, so
+				// that concurrent refusals cause one fetch.
+				a.mu.Unlock()
+				select {
+				case <-e.done:
+				case <-ctx.Done():
+					return "", ctx.Err()
+				}
+				if e.err != nil && isCancellation(e.err) && ctx.Err() == nil {
+					refresh = false
+					continue // the fetcher gave up, not the realm: try again
+				}
+				return e.token, e.err
 			}
-			return e.token, e.err
 		}
-	}
-	e := &tokenEntry{done: make(chan struct{})}
-	a.tokens[key] = e
-	a.mu.Unlock()
-
-	e.token, e.renewAt, e.err = c.fetchToken(ctx, ch.Params["realm"], ch.Params["service"], ask)
-	close(e.done)
-	if e.err != nil {
-		a.mu.Lock()
-		if a.tokens[key] == e {
-			delete(a.tokens, key)
-		}
+		e = &tokenEntry{done: make(chan struct{})}
+		a.tokens[key] = e
 		a.mu.Unlock()
+
+		e.token, e.renewAt, e.err = t.fetchToken(ctx, ch.Params["realm"], ch.Params["service"], ask)
+		close(e.done)
+		if e.err != nil {
+			a.mu.Lock()
+			if a.tokens[key] == e {
+				delete(a.tokens, key)
+			}
+			a.mu.Unlock()
+		}
+		return e.token, e.err
 	}
-	return e.token, e.err
+}
+
+// isCancellation reports an error caused by a context ending.
+func isCancellation(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // tokenResponse is the token endpoint's answer (Docker registry token
@@ -334,28 +325,21 @@ type tokenResponse struct {
 	IssuedAt    string `json:"issued_at"`
 }
 
-// fetchToken asks the realm for a token (with retries), returning it and
-// when to renew it.
-func (c *Client) fetchToken(ctx context.Context, realm, service, scope string) (string, time.Time, error) {
-	cred, credErr := c.credential(ctx)
-	var tr tokenResponse
-	err := c.retry(ctx, func() error {
-		var err error
-		if cred.IdentityToken != "" {
-			tr, err = c.tokenRequest(ctx, http.MethodPost, realm, service, scope, cred)
-			var ce *ClientError
-			if errors.As(err, &ce) && (ce.StatusCode == http.StatusNotFound || ce.StatusCode == http.StatusMethodNotAllowed || ce.StatusCode == http.StatusBadRequest) {
-				tr, err = c.tokenRequest(ctx, http.MethodGet, realm, service, scope, cred)
-			}
-			return err
-		}
-		tr, err = c.tokenRequest(ctx, http.MethodGet, realm, service, scope, cred)
-		return err
-	})
+// fetchToken asks the realm for a token, once (the attempt that needs it
+// is what is retried), returning it and when to renew it. A temporary
+// failure is returned as such, for the retry loop.
+func (t *transport) fetchToken(ctx context.Context, realm, service, scope string) (string, time.Time, error) {
+	cred, credErr := t.credential(ctx)
+	tr, err := t.tokenExchange(ctx, realm, service, scope, cred)
 	if err != nil {
-		err = fmt.Errorf("fetching token for %s from %s: %w", scope, redactURL(mustParse(realm)), err)
+		var perm *backoff.PermanentError
+		permanent := errors.As(err, &perm)
+		err = fmt.Errorf("fetching token for %s from %s: %w", printable(scope, 200), redactURL(mustParse(realm)), unwrapPermanent(err))
 		if credErr != nil {
 			err = fmt.Errorf("%w (and looking up credentials failed: %v)", err, credErr)
+		}
+		if permanent {
+			err = backoff.Permanent(err)
 		}
 		return "", time.Time{}, err
 	}
@@ -367,11 +351,22 @@ func (c *Client) fetchToken(ctx context.Context, realm, service, scope string) (
 	if tr.ExpiresIn > 0 && tr.ExpiresIn < 1<<31 {
 		lifetime = time.Duration(tr.ExpiresIn) * time.Second
 	}
-	margin := lifetime / 4
-	if margin > maxTokenMargin {
-		margin = maxTokenMargin
-	}
+	margin := min(lifetime/4, maxTokenMargin)
 	return tok, time.Now().Add(lifetime - margin), nil
+}
+
+// tokenExchange makes the token request: the OAuth2 POST for an identity
+// token (falling back to GET when the realm refuses POST), else a GET.
+func (t *transport) tokenExchange(ctx context.Context, realm, service, scope string, cred Credential) (tokenResponse, error) {
+	if cred.IdentityToken == "" {
+		return t.tokenRequest(ctx, http.MethodGet, realm, service, scope, cred)
+	}
+	tr, err := t.tokenRequest(ctx, http.MethodPost, realm, service, scope, cred)
+	var ce *ClientError
+	if errors.As(err, &ce) && (ce.StatusCode == http.StatusNotFound || ce.StatusCode == http.StatusMethodNotAllowed || ce.StatusCode == http.StatusBadRequest) {
+		return t.tokenRequest(ctx, http.MethodGet, realm, service, scope, cred)
+	}
+	return tr, err
 }
 
 func mustParse(s string) *url.URL {
@@ -382,19 +377,17 @@ func mustParse(s string) *url.URL {
 	return u
 }
 
-// tokenRequest makes one token request. GET sends service and scope in the
-// query with Basic credentials when there are any; POST sends the OAuth2
-// refresh-token form. Redirects are not followed.
-func (c *Client) tokenRequest(ctx context.Context, method, realm, service, scope string, cred Credential) (tokenResponse, error) {
-	var tr tokenResponse
+// newTokenRequest builds one token request. GET sends service and scope
+// in the query with Basic credentials when there are any; POST sends the
+// OAuth2 refresh-token form.
+func (t *transport) newTokenRequest(ctx context.Context, method, realm, service, scope string, cred Credential) (*http.Request, error) {
 	u, err := url.Parse(realm)
 	if err != nil {
-		return tr, backoff.Permanent(err)
+		return nil, backoff.Permanent(err)
 	}
 	var body io.Reader
-	var form url.Values
 	if method == http.MethodPost {
-		form = url.Values{"grant_type": {"refresh_token"}, "refresh_token": {cred.IdentityToken}, "client_id": {oauthClientID}}
+		form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {cred.IdentityToken}, "client_id": {oauthClientID}}
 		if service != "" {
 			form.Set("service", service)
 		}
@@ -412,40 +405,58 @@ func (c *Client) tokenRequest(ctx context.Context, method, realm, service, scope
 		}
 		u.RawQuery = q.Encode()
 	}
+	if !t.registryInternal() {
+		ctx = withDialCheck(ctx)
+	}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
 	if err != nil {
-		return tr, backoff.Permanent(err)
+		return nil, backoff.Permanent(err)
 	}
-	req.Header.Set("User-Agent", c.userAgent())
+	req.Header.Set("User-Agent", t.userAgent)
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("Accept-Encoding", "identity")
 	if method == http.MethodPost {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
 	if method == http.MethodGet && (cred.Username != "" || cred.Password != "") {
-		if err := c.checkBasicAllowed(u.Scheme, u.Host); err != nil {
-			return tr, backoff.Permanent(err)
+		if err := t.checkBasicAllowed(u.Scheme, u.Host); err != nil {
+			return nil, backoff.Permanent(err)
 		}
 		req.SetBasicAuth(cred.Username, cred.Password)
 	}
-	resp, err := c.send(ctx, req)
+	return req, nil
+}
+
+// tokenRequest makes one token request and reads its answer. Redirects
+// are not followed. A 401 or 403 from the realm means the credentials
+// were refused: the error wraps ErrUnauthorized.
+func (t *transport) tokenRequest(ctx context.Context, method, realm, service, scope string, cred Credential) (tokenResponse, error) {
+	var tr tokenResponse
+	req, err := t.newTokenRequest(ctx, method, realm, service, scope, cred)
+	if err != nil {
+		return tr, err
+	}
+	resp, err := t.send(req)
 	if err != nil {
 		return tr, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		ce := newClientError(resp)
-		if ce.Temporary() {
+		switch {
+		case ce.Temporary():
 			return tr, ce
+		case isAuthRefusal(ce.StatusCode):
+			return tr, backoff.Permanent(&tokenRefusal{ce})
 		}
 		return tr, backoff.Permanent(ce)
 	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxTokenResponse+1))
+	b, err := readAllCapped(resp.Body, resp.ContentLength, maxTokenResponse)
+	if errors.Is(err, ErrTooLarge) {
+		return tr, backoff.Permanent(fmt.Errorf("token response: %w", err))
+	}
 	if err != nil {
 		return tr, err
-	}
-	if len(b) > maxTokenResponse {
-		return tr, backoff.Permanent(fmt.Errorf("%w: token response over %d bytes", ErrTooLarge, maxTokenResponse))
 	}
 	if err := json.Unmarshal(b, &tr); err != nil {
 		return tr, backoff.Permanent(fmt.Errorf("%w: token response is not JSON", ErrProtocol))
@@ -458,6 +469,28 @@ func (c *Client) tokenRequest(ctx context.Context, method, realm, service, scope
 		return tr, backoff.Permanent(fmt.Errorf("%w: token response has no usable token", ErrProtocol))
 	}
 	return tr, nil
+}
+
+// tokenRefusal is the token endpoint refusing the credentials (401 or 403
+// from the realm): it matches ErrUnauthorized, whatever the status, so
+// that a wrong password is reported as one and not as a registry that
+// denies a repository.
+type tokenRefusal struct{ *ClientError }
+
+func (e *tokenRefusal) Error() string {
+	return "the token endpoint refused the credentials: " + e.ClientError.Error()
+}
+
+func (e *tokenRefusal) Is(target error) bool { return target == ErrUnauthorized }
+
+// As reaches the refusal's *ClientError (status, codes) for errors.As,
+// without letting errors.Is match it as ErrDenied.
+func (e *tokenRefusal) As(target any) bool {
+	if p, ok := target.(**ClientError); ok {
+		*p = e.ClientError
+		return true
+	}
+	return false
 }
 
 // isHeaderSafe reports whether s is visible ASCII (no spaces, no control

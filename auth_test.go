@@ -52,7 +52,7 @@ func defaultAuth() *registry.ServerAuth {
 
 func pullAll(t *testing.T, c *registry.Client) error {
 	t.Helper()
-	ref, err := c.Read(context.Background(), "v1", "")
+	ref, err := c.Read(context.Background(), "v1")
 	if err != nil {
 		return err
 	}
@@ -135,7 +135,7 @@ func TestAuthConcurrentPullsShareOneToken(t *testing.T) {
 	_, inj, client := authFixture(t, defaultAuth())
 	c := client("pub/img")
 	// Learn the challenge first, then race 16 readers for the token.
-	if _, err := c.Read(context.Background(), "v1", ""); err != nil {
+	if _, err := c.Read(context.Background(), "v1"); err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
@@ -222,7 +222,7 @@ func TestBasicRefusedOverPlainHTTPToRemoteHost(t *testing.T) {
 			h.Set("WWW-Authenticate", `Basic realm="x"`)
 			return &http.Response{StatusCode: 401, Header: h, Body: http.NoBody, Request: r}, nil
 		})}
-	_, err := c.Read(context.Background(), "v1", "")
+	_, err := c.Read(context.Background(), "v1")
 	if !errors.Is(err, registry.ErrUnauthorized) || !strings.Contains(err.Error(), "plain HTTP") {
 		t.Fatalf("got %v", err)
 	}
@@ -293,7 +293,7 @@ func TestRealmOnInternalAddressRefused(t *testing.T) {
 				h.Set("WWW-Authenticate", `Bearer realm="`+realm+`",service="x"`)
 				return &http.Response{StatusCode: 401, Header: h, Body: http.NoBody, Request: r}, nil
 			})}
-		_, err := c.Read(context.Background(), "v1", "")
+		_, err := c.Read(context.Background(), "v1")
 		if !errors.Is(err, registry.ErrProtocol) {
 			t.Errorf("realm %s: got %v, want ErrProtocol", realm, err)
 		}
@@ -349,7 +349,7 @@ func TestCatalogTokenAfterRepositoryPull(t *testing.T) {
 	_, inj, client := authFixture(t, auth)
 	c := client("priv/img")
 	c.Credentials = registry.StaticCredentials("alice", "s3cret")
-	if _, err := c.Read(context.Background(), "v1", ""); err != nil {
+	if _, err := c.Read(context.Background(), "v1"); err != nil {
 		t.Fatal(err)
 	}
 	inj.Reset()

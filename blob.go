@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
-	"strings"
 
 	"github.com/cenkalti/backoff/v4"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -16,7 +16,7 @@ import (
 )
 
 // clientSource is the oci.Source of refs read by a Client: manifests and
-// blobs of the client's repository, by digest.
+// blobs of the client's repository, by digest, through its transport.
 type clientSource struct{ c *Client }
 
 func (c *Client) source() oci.RangeSource { return clientSource{c} }
@@ -27,7 +27,7 @@ func (s clientSource) Manifest(ctx context.Context, desc v1.Descriptor) ([]byte,
 	if err := validateDigest(string(desc.Digest)); err != nil {
 		return nil, err
 	}
-	raw, _, err := s.c.fetchManifest(ctx, string(desc.Digest))
+	raw, _, err := s.c.fetchManifest(ctx, s.c.init(), string(desc.Digest))
 	return raw, err
 }
 
@@ -44,7 +44,9 @@ func (s clientSource) BlobAt(ctx context.Context, desc v1.Descriptor, offset int
 	if desc.Size < 0 || offset < 0 || offset > desc.Size {
 		return nil, fmt.Errorf("blob %s: %w: offset %d, size %d", desc.Digest, oci.ErrInvalidDescriptor, offset, desc.Size)
 	}
-	r := &blobStream{c: s.c, ctx: ctx, desc: desc, url: s.c.url("blobs", string(desc.Digest)), offset: offset, start: offset}
+	t := s.c.init()
+	r := &blobStream{t: t, ctx: ctx, desc: desc, url: t.registryURL(apiPath(s.c.Repository, kindBlobs, string(desc.Digest)), ""),
+		scope: pullScope(s.c.Repository), offset: offset, start: offset}
 	// The first request is made now, so that a missing blob or a refused
 	// request is reported by the open, not by the first read.
 	if desc.Size > offset {
@@ -75,10 +77,11 @@ const (
 // It yields at most desc.Size-start bytes and is not itself verifying:
 // oci.VerifyReader wraps it.
 type blobStream struct {
-	c      *Client
-	ctx    context.Context
+	t      *transport
+	ctx    context.Context // the stream's own: the caller's OpenBlob context
 	desc   v1.Descriptor
-	url    string
+	url    *url.URL
+	scope  string
 	start  int64
 	offset int64 // absolute position of the next byte to deliver
 	body   io.ReadCloser
@@ -94,14 +97,14 @@ type blobStream struct {
 // open requests the blob from r.offset, retrying transient failures.
 func (r *blobStream) open() error {
 	if r.bo == nil {
-		r.bo = r.c.newBackOff()
+		r.bo = r.t.newBackOff()
 	}
-	return r.c.retryWith(r.ctx, r.bo, func() error {
-		req := &request{method: http.MethodGet, url: r.url, scope: r.c.pullScope()}
+	return r.t.retry(r.ctx, r.bo, func() error {
+		req := &request{method: http.MethodGet, url: r.url, scope: r.scope}
 		if r.offset > 0 {
-			req.rng = fmt.Sprintf("bytes=%d-%d", r.offset, r.desc.Size-1)
+			req.rng = "bytes=" + strconv.FormatInt(r.offset, 10) + "-" + strconv.FormatInt(r.desc.Size-1, 10)
 		}
-		resp, err := r.c.attempt(r.ctx, req)
+		resp, err := r.t.attempt(r.ctx, req)
 		if err != nil {
 			return err
 		}
@@ -145,37 +148,6 @@ func (r *blobStream) accept(resp *http.Response) error {
 		return backoff.Permanent(fmt.Errorf("blob %s: %w: unexpected status %d", r.desc.Digest, ErrProtocol, resp.StatusCode))
 	}
 	return nil
-}
-
-// parseContentRange reads "bytes first-last/total" (RFC 9110 section
-// 14.4); total is -1 for "*".
-func parseContentRange(v string) (first, last, total int64, err error) {
-	bad := errors.New("malformed Content-Range")
-	rest, ok := strings.CutPrefix(strings.TrimSpace(v), "bytes ")
-	if !ok {
-		return 0, 0, 0, bad
-	}
-	rng, tot, ok := strings.Cut(rest, "/")
-	if !ok {
-		return 0, 0, 0, bad
-	}
-	f, l, ok := strings.Cut(rng, "-")
-	if !ok {
-		return 0, 0, 0, bad
-	}
-	if first, err = strconv.ParseInt(f, 10, 64); err != nil || first < 0 {
-		return 0, 0, 0, bad
-	}
-	if last, err = strconv.ParseInt(l, 10, 64); err != nil || last < first {
-		return 0, 0, 0, bad
-	}
-	if tot == "*" {
-		return first, last, -1, nil
-	}
-	if total, err = strconv.ParseInt(tot, 10, 64); err != nil || total <= last {
-		return 0, 0, 0, bad
-	}
-	return first, last, total, nil
 }
 
 // Read delivers the next bytes, resuming as described on blobStream.
@@ -253,16 +225,16 @@ func (r *blobStream) broken(err error) error {
 	}
 	if r.moved > 0 {
 		// Progress since the last break: the policy starts over.
-		r.bo = r.c.newBackOff()
+		r.bo = r.t.newBackOff()
 		r.moved = 0
 	}
-	wait, ok := r.c.nextWait(r.ctx, r.bo, err)
+	wait, ok := r.t.nextWait(r.ctx, r.bo, err)
 	if !ok {
 		r.err = fmt.Errorf("broken after %d of %d bytes: %w", r.offset, r.desc.Size, err)
 		return r.err
 	}
-	if r.c.RetryNotify != nil {
-		r.c.RetryNotify(err, wait)
+	if r.t.notify != nil {
+		r.t.notify(err, wait)
 	}
 	if err := sleep(r.ctx, wait); err != nil {
 		r.err = err

@@ -49,7 +49,7 @@ func newFixture(t *testing.T, layerSizes ...int) *fixture {
 
 func readAll(t *testing.T, img *oci.Image, d v1.Descriptor) ([]byte, error) {
 	t.Helper()
-	rc, err := img.OpenBlob(d)
+	rc, err := img.OpenBlob(context.Background(), d)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +67,7 @@ func TestReadByTagDigestAndBoth(t *testing.T) {
 		{"both", "img", string(want)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ref, err := f.c.Read(ctx, tc.tag, tc.dgst)
+			ref, err := f.c.Read(ctx, joinRef(tc.tag, tc.dgst))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -92,7 +92,7 @@ func TestReadByTagDigestAndBoth(t *testing.T) {
 					t.Errorf("layer %s: bytes differ", l.Digest)
 				}
 			}
-			cfg, err := img.ReadConfig()
+			cfg, err := img.ReadConfig(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -105,7 +105,7 @@ func TestReadByTagDigestAndBoth(t *testing.T) {
 
 func TestReadIsLazy(t *testing.T) {
 	f := newFixture(t)
-	ref, err := f.c.Read(context.Background(), "multi", "")
+	ref, err := f.c.Read(context.Background(), "multi")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestReadIsLazy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	child, err := idx.Child(d)
+	child, err := idx.Child(context.Background(), d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func TestReadIsLazy(t *testing.T) {
 	if got := f.inj.RequestsTo("/blobs/"); got != 0 {
 		t.Errorf("blob requests: got %d, want 0", got)
 	}
-	if _, err := child.(*oci.Image).ReadConfig(); err != nil {
+	if _, err := child.(*oci.Image).ReadConfig(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -157,7 +157,7 @@ func TestReadErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f.inj.Reset()
 			c := registry.Client{Scheme: f.c.Scheme, Host: f.c.Host, Repository: tc.repo, Transport: f.c.Transport, GetBackOff: f.c.GetBackOff}
-			_, err := c.Read(ctx, tc.tag, tc.dgst)
+			_, err := c.Read(ctx, joinRef(tc.tag, tc.dgst))
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("got %v, want %v", err, tc.want)
 			}
@@ -172,7 +172,7 @@ func TestReadErrors(t *testing.T) {
 func TestInvalidHost(t *testing.T) {
 	for _, h := range []string{"", "a/b", "user@host", "host:0", "host:99999", "[::1", "host:", "-bad.com", "a..b", "host?x"} {
 		c := &registry.Client{Host: h, Repository: "a"}
-		if _, err := c.Read(context.Background(), "t", ""); !errors.Is(err, registry.ErrInvalidReference) {
+		if _, err := c.Read(context.Background(), "t"); !errors.Is(err, registry.ErrInvalidReference) {
 			t.Errorf("host %q: got %v, want ErrInvalidReference", h, err)
 		}
 	}
@@ -218,7 +218,7 @@ func TestHostileManifests(t *testing.T) {
 				}
 				w.Write(tc.body)
 			})
-			_, err := c.Read(context.Background(), "t", tc.dgst)
+			_, err := c.Read(context.Background(), joinRef("t", tc.dgst))
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("got %v, want %v", err, tc.want)
 			}
@@ -234,7 +234,7 @@ func TestContentTypeFallback(t *testing.T) {
 			w.Header()["Content-Type"] = []string{ct}
 			w.Write(body)
 		})
-		ref, err := c.Read(context.Background(), "t", "")
+		ref, err := c.Read(context.Background(), "t")
 		if err != nil {
 			t.Fatalf("Content-Type %q: %v", ct, err)
 		}
@@ -254,7 +254,7 @@ func TestRequestHeaders(t *testing.T) {
 		next.ServeHTTP(w, r)
 	})})
 	f.c.UserAgent = "test-agent/1"
-	if _, err := f.c.Read(context.Background(), "img", ""); err != nil {
+	if _, err := f.c.Read(context.Background(), "img"); err != nil {
 		t.Fatal(err)
 	}
 	for _, mt := range oci.ManifestMediaTypes() {
@@ -302,7 +302,7 @@ func TestBlobFaults(t *testing.T) {
 			for _, r := range tc.rules {
 				f.inj.Add(r)
 			}
-			ref, err := f.c.Read(context.Background(), "img", "")
+			ref, err := f.c.Read(context.Background(), "img")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -334,7 +334,7 @@ func TestBlobFaults(t *testing.T) {
 func TestPersistent500GivesUp(t *testing.T) {
 	f := newFixture(t, 300_000)
 	f.inj.Add(faults.Rule{Path: "/blobs/", Fault: faults.Status(500, "")})
-	ref, err := f.c.Read(context.Background(), "img", "")
+	ref, err := f.c.Read(context.Background(), "img")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +355,7 @@ func TestRetryAfterBeyondDeadline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	start := time.Now()
-	_, err := f.c.Read(ctx, "img", "")
+	_, err := f.c.Read(ctx, "img")
 	if !errors.Is(err, registry.ErrTooManyRequests) {
 		t.Fatalf("got %v, want ErrTooManyRequests", err)
 	}
@@ -373,7 +373,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 	f.inj.Add(faults.Rule{Path: "/manifests/", Times: 1, Fault: faults.Status(503, "1")})
 	var waits []time.Duration
 	f.c.RetryNotify = func(err error, d time.Duration) { waits = append(waits, d) }
-	if _, err := f.c.Read(context.Background(), "img", ""); err != nil {
+	if _, err := f.c.Read(context.Background(), "img"); err != nil {
 		t.Fatal(err)
 	}
 	if len(waits) != 1 || waits[0] < time.Second {
@@ -385,7 +385,7 @@ func TestRetriesOff(t *testing.T) {
 	f := newFixture(t)
 	f.c.GetBackOff = func() backoff.BackOff { return &backoff.StopBackOff{} }
 	f.inj.Add(faults.Rule{Path: "/manifests/", Fault: faults.Status(503, "")})
-	if _, err := f.c.Read(context.Background(), "img", ""); err == nil {
+	if _, err := f.c.Read(context.Background(), "img"); err == nil {
 		t.Fatal("want an error")
 	}
 	if n := f.inj.Requests(); n != 1 {
@@ -396,7 +396,7 @@ func TestRetriesOff(t *testing.T) {
 func TestNoRetryOn4xx(t *testing.T) {
 	f := newFixture(t)
 	f.inj.Add(faults.Rule{Path: "/manifests/", Fault: faults.Status(400, "")})
-	_, err := f.c.Read(context.Background(), "img", "")
+	_, err := f.c.Read(context.Background(), "img")
 	var ce *registry.ClientError
 	if !errors.As(err, &ce) || ce.StatusCode != 400 {
 		t.Fatalf("got %v", err)
@@ -414,7 +414,7 @@ func TestRedactedErrors(t *testing.T) {
 	f.inj.Add(faults.Rule{Path: "/blobs/", Fault: faults.FaultFunc(func(w http.ResponseWriter, r *http.Request, _ http.Handler) {
 		http.Redirect(w, r, ts2.URL+"/bucket/blob?X-Amz-Signature=secret123&X-Amz-Credential=AKIA", http.StatusTemporaryRedirect)
 	})})
-	ref, err := f.c.Read(context.Background(), "img", "")
+	ref, err := f.c.Read(context.Background(), "img")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -434,7 +434,7 @@ func TestRedirectLoop(t *testing.T) {
 	c := hostile(t, func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, r.URL.Path, http.StatusFound)
 	})
-	_, err := c.Read(context.Background(), "t", "")
+	_, err := c.Read(context.Background(), "t")
 	if !errors.Is(err, registry.ErrProtocol) {
 		t.Fatalf("got %v, want ErrProtocol", err)
 	}
@@ -444,12 +444,12 @@ func TestContextCancelStopsRead(t *testing.T) {
 	f := newFixture(t, 1<<20)
 	f.inj.Add(faults.Rule{Path: "/blobs/", Fault: faults.StallAfter(1000, 10*time.Second)})
 	ctx, cancel := context.WithCancel(context.Background())
-	ref, err := f.c.Read(ctx, "img", "")
+	ref, err := f.c.Read(ctx, "img")
 	if err != nil {
 		t.Fatal(err)
 	}
 	img := ref.(*oci.Image)
-	rc, err := img.OpenBlob(img.Layers()[0])
+	rc, err := img.OpenBlob(ctx, img.Layers()[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -469,27 +469,27 @@ func TestDockerSchema2(t *testing.T) {
 	mem := oci.NewMemory()
 	cfg := mem.Add(oci.MediaTypeDockerConfig, []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`))
 	layer := mem.Add(oci.MediaTypeDockerLayer, randomBytes(t, 5000))
-	img, err := mem.NewImage(context.Background(), v1.Manifest{MediaType: oci.MediaTypeDockerManifest, Config: cfg, Layers: []v1.Descriptor{layer}})
+	img, err := mem.NewImage(v1.Manifest{MediaType: oci.MediaTypeDockerManifest, Config: cfg, Layers: []v1.Descriptor{layer}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	d := img.Descriptor()
 	d.Platform = &linuxAMD64
-	list, err := mem.NewIndex(context.Background(), v1.Index{MediaType: oci.MediaTypeDockerManifestList, Manifests: []v1.Descriptor{d}})
+	list, err := mem.NewIndex(v1.Index{MediaType: oci.MediaTypeDockerManifestList, Manifests: []v1.Descriptor{d}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := registry.NewServer()
 	mustAdd(t, srv, "docker/img", "latest", list)
 	c := clientFor(t, serve(t, srv), "docker/img")
-	ref, err := c.Read(context.Background(), "latest", "")
+	ref, err := c.Read(context.Background(), "latest")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ref.MediaType() != oci.MediaTypeDockerManifestList {
 		t.Errorf("media type: got %s", ref.MediaType())
 	}
-	got, err := oci.ImageForPlatform(ref, linuxAMD64)
+	got, err := oci.ImageForPlatform(context.Background(), ref, linuxAMD64)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -504,7 +504,7 @@ func TestDockerSchema2(t *testing.T) {
 
 func TestConcurrentReads(t *testing.T) {
 	f := newFixture(t, 50_000, 50_000, 50_000, 50_000)
-	ref, err := f.c.Read(context.Background(), "img", "")
+	ref, err := f.c.Read(context.Background(), "img")
 	if err != nil {
 		t.Fatal(err)
 	}

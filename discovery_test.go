@@ -148,7 +148,7 @@ func artifactFixture(t *testing.T, disable bool) (*registry.Client, *oci.Image, 
 	var refs []v1.Descriptor
 	for i, at := range []string{"application/vnd.example.sbom", "application/vnd.example.sig", "application/vnd.example.sbom"} {
 		blob := mem.Add("application/octet-stream", []byte(fmt.Sprintf("payload %d", i)))
-		a, err := mem.NewImage(context.Background(), v1.Manifest{ArtifactType: at, Config: empty, Layers: []v1.Descriptor{blob}, Subject: &subj})
+		a, err := mem.NewImage(v1.Manifest{ArtifactType: at, Config: empty, Layers: []v1.Descriptor{blob}, Subject: &subj})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -157,7 +157,7 @@ func artifactFixture(t *testing.T, disable bool) (*registry.Client, *oci.Image, 
 	}
 	if disable {
 		// The tag schema, as a pushing client maintains it.
-		idx, err := mem.NewIndex(context.Background(), v1.Index{Manifests: refs})
+		idx, err := mem.NewIndex(v1.Index{Manifests: refs})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -205,13 +205,13 @@ func TestReadPlatform(t *testing.T) {
 		{v1.Platform{OS: "linux", Architecture: "arm", Variant: "v6"}, false},
 		{v1.Platform{OS: "windows", Architecture: "amd64"}, false},
 	} {
-		img, err := f.c.ReadPlatform(ctx, "multi", "", tc.p)
+		img, err := f.c.ReadPlatform(ctx, "multi", tc.p)
 		if tc.want {
 			if err != nil {
 				t.Errorf("%s: %v", oci.PlatformString(tc.p), err)
 				continue
 			}
-			cfg, _ := img.ReadConfig()
+			cfg, _ := img.ReadConfig(context.Background())
 			if cfg.Architecture != tc.p.Architecture {
 				t.Errorf("%s: got %s", oci.PlatformString(tc.p), cfg.Architecture)
 			}
@@ -222,10 +222,10 @@ func TestReadPlatform(t *testing.T) {
 		}
 	}
 	// A plain image is checked against the platform.
-	if _, err := f.c.ReadPlatform(ctx, "img", "", linuxARM64); !errors.Is(err, registry.ErrNoMatchingPlatform) {
+	if _, err := f.c.ReadPlatform(ctx, "img", linuxARM64); !errors.Is(err, registry.ErrNoMatchingPlatform) {
 		t.Errorf("plain image, wrong platform: %v", err)
 	}
-	if _, err := f.c.ReadPlatform(ctx, "img", "", linuxAMD64); err != nil {
+	if _, err := f.c.ReadPlatform(ctx, "img", linuxAMD64); err != nil {
 		t.Errorf("plain image: %v", err)
 	}
 }
@@ -288,7 +288,7 @@ func TestLoopbackSchemeFallback(t *testing.T) {
 	f := newFixture(t)
 	pull := func(t *testing.T, c *registry.Client) {
 		t.Helper()
-		ref, err := c.Read(context.Background(), "img", "")
+		ref, err := c.Read(context.Background(), "img")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -326,7 +326,7 @@ func TestLoopbackSchemeFallback(t *testing.T) {
 		// plain-HTTP answer to TLS is not retried: one connection.
 		direct := &registry.Client{Host: ts.Listener.Addr().String(), Repository: "test/repo", GetBackOff: fastBackOff}
 		before := conns.Load()
-		if _, err := direct.Read(context.Background(), "img", ""); !errors.Is(err, http.ErrSchemeMismatch) {
+		if _, err := direct.Read(context.Background(), "img"); !errors.Is(err, http.ErrSchemeMismatch) {
 			t.Errorf("got %v, want http.ErrSchemeMismatch", err)
 		}
 		if n := conns.Load() - before; n != 1 {

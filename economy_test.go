@@ -44,7 +44,7 @@ func TestRequestEconomy(t *testing.T) {
 			c := clientFor(t, ts, "eco/img")
 			c.Transport = nil // the client's own transport, as callers get it
 			c.MaxConnsPerHost = tc.parallel
-			ref, err := c.Read(context.Background(), "v1", "")
+			ref, err := c.Read(context.Background(), "v1")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -56,7 +56,7 @@ func TestRequestEconomy(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					for d := range work {
-						rc, err := ref.(*oci.Image).OpenBlob(d)
+						rc, err := ref.(*oci.Image).OpenBlob(context.Background(), d)
 						if err != nil {
 							t.Error(err)
 							continue
@@ -100,7 +100,7 @@ func TestNoDuplicateBlobFetch(t *testing.T) {
 		cfg, _ := mem.AddJSON(v1.MediaTypeImageConfig, v1.Image{Platform: p})
 		own := mem.Add(v1.MediaTypeImageLayerGzip, randomBytes(t, 10_000))
 		unique[string(cfg.Digest)], unique[string(own.Digest)] = true, true
-		img, err := mem.NewImage(ctx, v1.Manifest{Config: cfg, Layers: []v1.Descriptor{shared, own, shared}})
+		img, err := mem.NewImage(v1.Manifest{Config: cfg, Layers: []v1.Descriptor{shared, own, shared}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,7 +109,7 @@ func TestNoDuplicateBlobFetch(t *testing.T) {
 		d.Platform = &pp
 		ms = append(ms, d)
 	}
-	idx, err := mem.NewIndex(ctx, v1.Index{Manifests: ms})
+	idx, err := mem.NewIndex(v1.Index{Manifests: ms})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestNoDuplicateBlobFetch(t *testing.T) {
 	mustAdd(t, s, "dup/img", "v1", idx)
 	inj := &faults.Injector{Next: s}
 	c := clientFor(t, serve(t, inj), "dup/img")
-	ref, err := c.Read(ctx, "v1", "")
+	ref, err := c.Read(ctx, "v1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -191,7 +192,7 @@ func newClientError(resp *http.Response) *ClientError {
 		e.URL = redactURL(resp.Request.URL)
 	}
 	e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
-	body := readCapped(resp.Body, maxErrorBody)
+	body, _ := readAllCapped(io.LimitReader(resp.Body, maxErrorBody), -1, maxErrorBody)
 	resp.Body.Close()
 	var er ErrorResponse
 	if err := json.Unmarshal(body, &er); err == nil && len(er.Errors) > 0 {
@@ -203,41 +204,6 @@ func newClientError(resp *http.Response) *ClientError {
 		e.Body = string(body)
 	}
 	return e
-}
-
-// parseRetryAfter reads Retry-After (RFC 9110 section 10.2.3): delay-seconds
-// or an HTTP-date. Unparsable or past values mean zero.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if n, err := parseUint(v); err == nil {
-		if n > 1<<31 {
-			n = 1 << 31
-		}
-		return time.Duration(n) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := t.Sub(now); d > 0 {
-			return d
-		}
-	}
-	return 0
-}
-
-func parseUint(s string) (int64, error) {
-	if s == "" || len(s) > 18 {
-		return 0, errors.New("not a number")
-	}
-	var n int64
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return 0, errors.New("not a number")
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, nil
 }
 
 // keptQueryParams are the query parameters that stay readable in errors:

@@ -20,7 +20,7 @@ func ExampleServer() {
 	mem := oci.NewMemory()
 	layer := mem.Add(v1.MediaTypeImageLayer, []byte("layer bytes"))
 	config := mem.Add(v1.MediaTypeImageConfig, []byte(`{"architecture":"amd64","os":"linux"}`))
-	img, _ := mem.NewImage(context.Background(), v1.Manifest{Config: config, Layers: []v1.Descriptor{layer}})
+	img, _ := mem.NewImage(v1.Manifest{Config: config, Layers: []v1.Descriptor{layer}})
 
 	srv := registry.NewServer()
 	srv.AddRef("example/app", "v1", img)
@@ -41,7 +41,7 @@ func ExampleClient_Read() {
 	mem := oci.NewMemory()
 	layer := mem.Add(v1.MediaTypeImageLayer, []byte("hello from a layer"))
 	config := mem.Add(v1.MediaTypeImageConfig, []byte(`{"architecture":"amd64","os":"linux"}`))
-	img, _ := mem.NewImage(context.Background(), v1.Manifest{Config: config, Layers: []v1.Descriptor{layer}})
+	img, _ := mem.NewImage(v1.Manifest{Config: config, Layers: []v1.Descriptor{layer}})
 	srv.AddRef("example/app", "v1", img)
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
@@ -51,12 +51,12 @@ func ExampleClient_Read() {
 		panic(err)
 	}
 	c := ref.Client() // loopback: HTTPS first, then plain HTTP as this server speaks it
-	got, err := c.Read(context.Background(), ref.Tag, ref.Digest)
+	got, err := c.Read(context.Background(), ref.TagOrDigest())
 	if err != nil {
 		panic(err)
 	}
 	image := got.(*oci.Image)
-	rc, err := image.OpenBlob(image.Layers()[0])
+	rc, err := image.OpenBlob(context.Background(), image.Layers()[0])
 	if err != nil {
 		panic(err)
 	}
@@ -74,7 +74,7 @@ func ExampleClient_Read() {
 func ExampleServerAuth() {
 	mem := oci.NewMemory()
 	config := mem.Add(v1.MediaTypeImageConfig, []byte(`{"architecture":"amd64","os":"linux"}`))
-	img, _ := mem.NewImage(context.Background(), v1.Manifest{Config: config, Layers: []v1.Descriptor{}})
+	img, _ := mem.NewImage(v1.Manifest{Config: config, Layers: []v1.Descriptor{}})
 
 	srv := registry.NewServer()
 	srv.Auth = &registry.ServerAuth{
@@ -86,12 +86,12 @@ func ExampleServerAuth() {
 	u, _ := url.Parse(ts.URL)
 
 	anonymous := &registry.Client{Scheme: "http", Host: u.Host, Repository: "private/app"}
-	_, err := anonymous.Read(context.Background(), "v1", "")
+	_, err := anonymous.Read(context.Background(), "v1")
 	fmt.Println("anonymous:", errors.Is(err, registry.ErrUnauthorized))
 
 	alice := &registry.Client{Scheme: "http", Host: u.Host, Repository: "private/app",
 		Credentials: registry.StaticCredentials("alice", "s3cret")}
-	ref, err := alice.Read(context.Background(), "v1", "")
+	ref, err := alice.Read(context.Background(), "v1")
 	fmt.Println("alice:", err == nil && ref.Digest() == img.Digest())
 	// Output:
 	// anonymous: true
@@ -105,7 +105,7 @@ func ExampleClient_Read_toLayout() {
 	mem := oci.NewMemory()
 	layer := mem.Add(v1.MediaTypeImageLayer, []byte("pinned layer"))
 	config := mem.Add(v1.MediaTypeImageConfig, []byte(`{"architecture":"amd64","os":"linux"}`))
-	img, _ := mem.NewImage(context.Background(), v1.Manifest{Config: config, Layers: []v1.Descriptor{layer}})
+	img, _ := mem.NewImage(v1.Manifest{Config: config, Layers: []v1.Descriptor{layer}})
 	srv := registry.NewServer()
 	srv.AddRef("example/app", "v1", img)
 	ts := httptest.NewServer(srv)
@@ -113,7 +113,7 @@ func ExampleClient_Read_toLayout() {
 	pinned := string(img.Digest()) // what the build file records
 
 	ref, _ := registry.ParseReference(ts.Listener.Addr().String() + "/example/app@" + pinned)
-	got, err := ref.Client().Read(context.Background(), "", ref.Digest)
+	got, err := ref.Client().Read(context.Background(), ref.Digest)
 	if err != nil {
 		panic(err)
 	}

@@ -1,7 +1,6 @@
 package registry_test
 
 import (
-	"context"
 	"crypto/rand"
 	"net/http"
 	"net/http/httptest"
@@ -38,7 +37,7 @@ func newImage(t testing.TB, mem *oci.Memory, p v1.Platform, layerSizes ...int) *
 	for _, n := range layerSizes {
 		layers = append(layers, mem.Add(v1.MediaTypeImageLayerGzip, randomBytes(t, n)))
 	}
-	img, err := mem.NewImage(context.Background(), v1.Manifest{Config: cfg, Layers: layers})
+	img, err := mem.NewImage(v1.Manifest{Config: cfg, Layers: layers})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +61,7 @@ func newIndex(t testing.TB, mem *oci.Memory) *oci.Index {
 		d.Platform = &pp
 		ms = append(ms, d)
 	}
-	idx, err := mem.NewIndex(context.Background(), v1.Index{Manifests: ms})
+	idx, err := mem.NewIndex(v1.Index{Manifests: ms})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,3 +110,11 @@ func v1Manifest(cfg v1.Descriptor, layers ...v1.Descriptor) v1.Manifest {
 }
 
 func v1Index(ms ...v1.Descriptor) v1.Index { return v1.Index{Manifests: ms} }
+
+// joinRef forms the reference Client.Read takes from a tag and a digest.
+func joinRef(tag, dgst string) string {
+	if tag != "" && dgst != "" {
+		return tag + "@" + dgst
+	}
+	return tag + dgst
+}

@@ -193,7 +193,8 @@ func TestParseRoute(t *testing.T) {
 		{"/v3/a/manifests/v1", "", "", "", false},
 		{"/v2//manifests/v1", "", "", "", false},
 	} {
-		name, kind, ref, ok := parseRoute(tc.path)
+		rt, ok := parseRoute(tc.path)
+		name, kind, ref := rt.name, rt.kind, rt.reference
 		if name != tc.name || kind != tc.kind || ref != tc.ref || ok != tc.ok {
 			t.Errorf("%s: got %q %q %q %v", tc.path, name, kind, ref, ok)
 		}

@@ -107,6 +107,16 @@ func (r Reference) String() string {
 	return s
 }
 
+// TagOrDigest is the part of the reference after the repository, in the
+// form [Client.Read], [Client.Resolve] and [oci.Layout.Read] take: the
+// tag, the digest, or tag@digest.
+func (r Reference) TagOrDigest() string {
+	if r.Tag != "" && r.Digest != "" {
+		return r.Tag + "@" + r.Digest
+	}
+	return r.Tag + r.Digest
+}
+
 // Client returns a client for the reference's repository. For loopback
 // hosts (localhost, 127.0.0.0/8, ::1) it tries HTTPS and falls back to
 // plain HTTP, for the client's lifetime, when the registry answers the TLS

@@ -1,6 +1,14 @@
 package registry
 
-import "regexp"
+import (
+	"fmt"
+	"net"
+	"regexp"
+	"strings"
+
+	"github.com/ocipull/registry/oci"
+	"github.com/opencontainers/go-digest"
+)
 
 // The grammars of the OCI Distribution Specification v1.1 ("Pulling
 // manifests", the <name> and <reference> rules) and of the OCI Image Format
@@ -41,3 +49,89 @@ var (
 // MaxRepositoryLength caps a repository name, as clients commonly cap
 // host plus name at 255 characters (distribution-spec, "Pulling manifests").
 const MaxRepositoryLength = 255
+
+func validateRepository(repo string) error {
+	if len(repo) > MaxRepositoryLength || !RepositoryRegexp.MatchString(repo) {
+		return fmt.Errorf("%w: repository %q: must match %s and be at most %d characters",
+			ErrInvalidReference, printable(repo, 80), "[a-z0-9]+((.|_|__|-+)[a-z0-9]+)*(/...)*", MaxRepositoryLength)
+	}
+	return nil
+}
+
+func validateTag(tag string) error {
+	if !TagRegexp.MatchString(tag) {
+		return fmt.Errorf("%w: tag %q: must match %s", ErrInvalidReference, printable(tag, 80), TagRegexp)
+	}
+	return nil
+}
+
+func validateDigest(d string) error {
+	if !DigestRegexp.MatchString(d) {
+		return fmt.Errorf("%w: digest %q: not algorithm:encoded", ErrInvalidReference, printable(d, 80))
+	}
+	if err := oci.ValidateDigest(digest.Digest(d)); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidReference, err)
+	}
+	return nil
+}
+
+// validateHost accepts host[:port] where host is a DNS name, an IPv4
+// address or a bracketed IPv6 address, and port is 1-65535.
+func validateHost(h string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("%w: host %q: %s", ErrInvalidReference, printable(h, 80), why)
+	}
+	if h == "" {
+		return bad("empty")
+	}
+	if len(h) > 255 {
+		return bad("too long")
+	}
+	name, port := h, ""
+	if strings.HasPrefix(h, "[") {
+		end := strings.IndexByte(h, ']')
+		if end < 0 {
+			return bad("unclosed [")
+		}
+		name, port = h[1:end], h[end+1:]
+		if ip := net.ParseIP(name); ip == nil || !strings.Contains(name, ":") {
+			return bad("not an IPv6 address in brackets")
+		}
+		if port != "" {
+			if port[0] != ':' {
+				return bad("junk after ]")
+			}
+			port = port[1:]
+			if port == "" {
+				return bad("empty port")
+			}
+		}
+	} else {
+		if i := strings.LastIndexByte(h, ':'); i >= 0 {
+			name, port = h[:i], h[i+1:]
+			if port == "" {
+				return bad("empty port")
+			}
+		}
+		if name == "" {
+			return bad("empty host name")
+		}
+		for _, label := range strings.Split(name, ".") {
+			if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+				return bad("invalid host name")
+			}
+			for _, r := range label {
+				if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+					return bad("invalid host name")
+				}
+			}
+		}
+	}
+	if port != "" {
+		n, err := parseUint(port)
+		if err != nil || n < 1 || n > 65535 {
+			return bad("invalid port")
+		}
+	}
+	return nil
+}

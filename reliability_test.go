@@ -143,7 +143,7 @@ func runFault(t *testing.T, fc faultCase, res *faultResult) {
 	start := time.Now()
 	var got error
 	func() {
-		ref, err := c.Read(context.Background(), "v1", "")
+		ref, err := c.Read(context.Background(), "v1")
 		if err != nil {
 			got = err
 			return
@@ -266,7 +266,7 @@ func TestHostileDescriptors(t *testing.T) {
 		raw := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":%q,"digest":%q,"size":%d},"layers":[{"mediaType":%q,"digest":%q,"size":%d}]}`,
 			cfg.MediaType, cfg.Digest, cfg.Size, layer.MediaType, layer.Digest, int64(1)<<62)
 		c, _ := hostileManifestServer(t, mem, []byte(raw), nil)
-		ref, err := c.Read(context.Background(), "v1", "")
+		ref, err := c.Read(context.Background(), "v1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -277,7 +277,7 @@ func TestHostileDescriptors(t *testing.T) {
 		if !errors.Is(err, registry.ErrSizeMismatch) {
 			t.Fatalf("got %v, want ErrSizeMismatch", err)
 		}
-		if _, err := img.ReadBlob(img.Layers()[0], 1<<20); !errors.Is(err, registry.ErrTooLarge) {
+		if _, err := img.ReadBlob(context.Background(), img.Layers()[0], 1<<20); !errors.Is(err, registry.ErrTooLarge) {
 			t.Errorf("ReadBlob: got %v, want ErrTooLarge", err)
 		}
 		var after runtime.MemStats
@@ -290,7 +290,7 @@ func TestHostileDescriptors(t *testing.T) {
 		raw := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":%q,"digest":%q,"size":%d},"layers":[{"mediaType":%q,"digest":%q,"size":%d,"urls":[%q]}]}`,
 			cfg.MediaType, cfg.Digest, cfg.Size, layer.MediaType, layer.Digest, layer.Size, elsewhere.URL+"/layer")
 		c, n := hostileManifestServer(t, mem, []byte(raw), nil)
-		ref, err := c.Read(context.Background(), "v1", "")
+		ref, err := c.Read(context.Background(), "v1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -304,11 +304,10 @@ func TestHostileDescriptors(t *testing.T) {
 		}
 	})
 	t.Run("nested too deep", func(t *testing.T) {
-		ctx := context.Background()
 		var cur oci.Ref
-		cur, _ = mem.NewImage(ctx, v1Manifest(cfg, layer))
+		cur, _ = mem.NewImage(v1Manifest(cfg, layer))
 		for i := 0; i < oci.MaxDepth+3; i++ {
-			next, err := mem.NewIndex(ctx, v1Index(cur.Descriptor()))
+			next, err := mem.NewIndex(v1Index(cur.Descriptor()))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -339,7 +338,7 @@ func TestHostileChallenges(t *testing.T) {
 				w.WriteHeader(401)
 			})), "a/b")
 			start := time.Now()
-			_, err := c.Read(context.Background(), "v1", "")
+			_, err := c.Read(context.Background(), "v1")
 			if err == nil || !errors.Is(err, registry.ErrUnauthorized) && !errors.Is(err, registry.ErrProtocol) {
 				t.Fatalf("got %v, want ErrUnauthorized or ErrProtocol", err)
 			}
@@ -364,7 +363,7 @@ func TestTLSDowngradesRefused(t *testing.T) {
 		t.Cleanup(ts.Close)
 		c := clientFor(t, ts, "a/b")
 		c.Scheme = "https"
-		_, err := c.Read(context.Background(), "v1", "")
+		_, err := c.Read(context.Background(), "v1")
 		if !errors.Is(err, registry.ErrProtocol) || !strings.Contains(err.Error(), "https to http") {
 			t.Fatalf("got %v, want a refused downgrade", err)
 		}
@@ -378,7 +377,7 @@ func TestTLSDowngradesRefused(t *testing.T) {
 		c := clientFor(t, ts, "a/b")
 		c.Scheme = "https"
 		c.Credentials = registry.StaticCredentials("u", "p")
-		_, err := c.Read(context.Background(), "v1", "")
+		_, err := c.Read(context.Background(), "v1")
 		if !errors.Is(err, registry.ErrProtocol) || !strings.Contains(err.Error(), "plain-HTTP token realm") {
 			t.Fatalf("got %v, want a refused realm", err)
 		}
@@ -393,7 +392,7 @@ func TestErrorBodyCapped(t *testing.T) {
 	})
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
-	_, err := c.Read(context.Background(), "v1", "")
+	_, err := c.Read(context.Background(), "v1")
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
 	if !errors.Is(err, registry.ErrNotFound) {
@@ -411,7 +410,7 @@ func TestRetryAfterBeyondMaxRetryAfter(t *testing.T) {
 	f := newFixture(t)
 	f.inj.Add(faults.Rule{Path: "/manifests/", Fault: faults.Status(503, "300")})
 	start := time.Now()
-	_, err := f.c.Read(context.Background(), "img", "")
+	_, err := f.c.Read(context.Background(), "img")
 	var ce *registry.ClientError
 	if !errors.As(err, &ce) || ce.RetryAfter != 300*time.Second {
 		t.Fatalf("got %v, want a 503 ClientError with RetryAfter 300s", err)
@@ -428,7 +427,7 @@ func TestManyResumesWithProgress(t *testing.T) {
 	t.Run("progressing", func(t *testing.T) {
 		f := newFixture(t, 8<<20)
 		f.inj.Add(faults.Rule{Path: "/blobs/", Times: 100, Fault: faults.CutAfter(100_000)})
-		ref, err := f.c.Read(context.Background(), "img", "")
+		ref, err := f.c.Read(context.Background(), "img")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -444,7 +443,7 @@ func TestManyResumesWithProgress(t *testing.T) {
 	t.Run("a byte at a time", func(t *testing.T) {
 		f := newFixture(t, 1<<20)
 		f.inj.Add(faults.Rule{Path: "/blobs/", Fault: faults.CutAfter(1)})
-		ref, err := f.c.Read(context.Background(), "img", "")
+		ref, err := f.c.Read(context.Background(), "img")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -465,7 +464,7 @@ func TestDripForeverGivesUp(t *testing.T) {
 	f := newFixture(t, 1<<20)
 	f.c.StallTimeout = 50 * time.Millisecond
 	f.inj.Add(faults.Rule{Path: "/blobs/", Fault: faults.Drip(0, 10, 10*time.Millisecond)})
-	ref, err := f.c.Read(context.Background(), "img", "")
+	ref, err := f.c.Read(context.Background(), "img")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -484,7 +483,7 @@ func TestHeadersStallGivesUp(t *testing.T) {
 	f := newFixture(t)
 	f.c.StallTimeout = 50 * time.Millisecond
 	f.inj.Add(faults.Rule{Path: "/manifests/", Fault: faults.Stall(10 * time.Second)})
-	if _, err := f.c.Read(context.Background(), "img", ""); !errors.Is(err, registry.ErrStalled) {
+	if _, err := f.c.Read(context.Background(), "img"); !errors.Is(err, registry.ErrStalled) {
 		t.Fatalf("got %v, want ErrStalled", err)
 	}
 }
@@ -496,7 +495,7 @@ func TestUnknownHostNotRetried(t *testing.T) {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: &net.DNSError{Err: "no such host", Name: "registry.invalid", IsNotFound: true}}
 	}}
 	c := &registry.Client{Host: "registry.invalid", Repository: "a/b", Transport: tr, GetBackOff: fastBackOff}
-	_, err := c.Read(context.Background(), "v1", "")
+	_, err := c.Read(context.Background(), "v1")
 	if err == nil || !strings.Contains(err.Error(), "no such host") {
 		t.Fatalf("got %v", err)
 	}
@@ -519,7 +518,7 @@ func TestOversizedTokenAndHeadersRefused(t *testing.T) {
 		base = ts.URL
 		c := clientFor(t, ts, "a/b")
 		c.Transport = nil // the client's own transport
-		_, err := c.Read(context.Background(), "v1", "")
+		_, err := c.Read(context.Background(), "v1")
 		if !errors.Is(err, registry.ErrTooLarge) {
 			t.Fatalf("got %v, want ErrTooLarge for a 2 MiB token response", err)
 		}
@@ -534,7 +533,7 @@ func TestOversizedTokenAndHeadersRefused(t *testing.T) {
 		c := clientFor(t, ts, "a/b")
 		c.Transport = nil // the client's own transport caps headers at 1 MiB
 		c.GetBackOff = func() backoff.BackOff { return &backoff.StopBackOff{} }
-		_, err := c.Read(context.Background(), "v1", "")
+		_, err := c.Read(context.Background(), "v1")
 		if err == nil || !strings.Contains(err.Error(), "header") {
 			t.Fatalf("got %v, want the 2.5 MiB of headers refused", err)
 		}

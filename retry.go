@@ -12,11 +12,22 @@ import (
 	"github.com/cenkalti/backoff/v4"
 )
 
-// stallMinBytes is the least a body must deliver per StallTimeout: a
-// server that drips a few bytes at a time counts as stalled too, instead of
-// holding a reader for days. (1 KiB per 30 s is 34 bytes/s, far below any
-// usable link.)
-const stallMinBytes = 1 << 10
+// stallMinBytes and stallMinRate set the least a body must deliver per
+// stall window (StallTimeout): the larger of 1 KiB and 8 KiB for each
+// second of the window, 240 KiB per 30 s at the defaults. A server that
+// drips bytes counts as stalled instead of holding a reader for days (at
+// 1 KiB per window a 4 MiB manifest would take 33 hours); 8 KiB/s is far
+// below any link a pull can use.
+const (
+	stallMinBytes = 1 << 10
+	stallMinRate  = 8 << 10
+)
+
+// stallThreshold is the bytes a body must deliver per window d.
+func stallThreshold(d time.Duration) int {
+	n := int(d.Seconds() * stallMinRate)
+	return max(n, stallMinBytes)
+}
 
 // defaultBackOff is the policy documented on Client.GetBackOff.
 func defaultBackOff() backoff.BackOff {
@@ -33,54 +44,37 @@ func defaultBackOff() backoff.BackOff {
 	return backoff.WithMaxRetries(b, 5)
 }
 
-func (c *Client) newBackOff() backoff.BackOff {
-	if c.GetBackOff != nil {
-		if b := c.GetBackOff(); b != nil {
-			b.Reset()
-			return b
-		}
-	}
-	return defaultBackOff()
-}
-
-// retry runs op until it succeeds, fails permanently, or the policy or the
-// context's deadline ends it. It is the one retry loop of the client:
+// retry runs op until it succeeds, fails permanently, or the policy b or
+// the context's deadline ends it. It is the one retry loop of the client;
+// nothing under op retries on its own (a token fetch is part of the
+// attempt that needs it):
 //   - an error wrapped in backoff.Permanent ends it at once (unwrapped);
 //   - a *ClientError that is not Temporary ends it;
 //   - a Retry-After longer than the policy's wait replaces it, and one
 //     longer than MaxRetryAfter ends it;
 //   - a wait that would pass the context's deadline ends it with the last
 //     error, not with a deadline error.
-func (c *Client) retry(ctx context.Context, op func() error) error {
-	b := c.newBackOff()
-	return c.retryWith(ctx, b, op)
-}
-
-func (c *Client) retryWith(ctx context.Context, b backoff.BackOff, op func() error) error {
+func (t *transport) retry(ctx context.Context, b backoff.BackOff, op func() error) error {
 	for {
 		err := op()
 		if err == nil {
 			return nil
 		}
-		wait, ok := c.nextWait(ctx, b, err)
+		wait, ok := t.nextWait(ctx, b, err)
 		if !ok {
 			return unwrapPermanent(err)
 		}
-		if c.RetryNotify != nil {
-			c.RetryNotify(err, wait)
+		if t.notify != nil {
+			t.notify(err, wait)
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("%w (while waiting to retry after: %v)", ctx.Err(), err)
-		case <-t.C:
+		if serr := sleep(ctx, wait); serr != nil {
+			return fmt.Errorf("%w (while waiting to retry after: %v)", serr, err)
 		}
 	}
 }
 
 // nextWait decides whether err is retried and after how long.
-func (c *Client) nextWait(ctx context.Context, b backoff.BackOff, err error) (time.Duration, bool) {
+func (t *transport) nextWait(ctx context.Context, b backoff.BackOff, err error) (time.Duration, bool) {
 	var perm *backoff.PermanentError
 	if errors.As(err, &perm) || ctx.Err() != nil {
 		return 0, false
@@ -94,16 +88,10 @@ func (c *Client) nextWait(ctx context.Context, b backoff.BackOff, err error) (ti
 		return 0, false
 	}
 	if ce != nil && ce.RetryAfter > 0 {
-		max := c.MaxRetryAfter
-		if max == 0 {
-			max = defaultMaxRetryAfter
-		}
-		if ce.RetryAfter > max {
+		if ce.RetryAfter > t.maxRetryAfter {
 			return 0, false
 		}
-		if ce.RetryAfter > wait {
-			wait = ce.RetryAfter
-		}
+		wait = max(wait, ce.RetryAfter)
 	}
 	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
 		return 0, false
@@ -156,8 +144,8 @@ func (w *watchdog) stop() {
 	w.mu.Unlock()
 }
 
-// watchedBody is a response body under a watchdog: every stallMinBytes
-// read rearms it, and a read cut short by the watchdog reports ErrStalled.
+// watchedBody is a response body under a watchdog: every stallThreshold
+// bytes read rearm it, and a read cut short by the watchdog reports ErrStalled.
 type watchedBody struct {
 	rc    io.ReadCloser
 	wd    *watchdog
@@ -166,12 +154,12 @@ type watchedBody struct {
 
 func (b *watchedBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
-	if b.since += n; b.since >= stallMinBytes {
+	if b.since += n; b.since >= stallThreshold(b.wd.d) {
 		b.wd.kick()
 		b.since = 0
 	}
 	if err != nil && err != io.EOF && b.wd.fired() {
-		err = fmt.Errorf("less than %d bytes in %s: %w", stallMinBytes, b.wd.d, ErrStalled)
+		err = fmt.Errorf("less than %d bytes in %s: %w", stallThreshold(b.wd.d), b.wd.d, ErrStalled)
 	}
 	return n, err
 }

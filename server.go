@@ -85,7 +85,7 @@ func (s *Server) AddRef(repository, tag string, ref oci.Ref) error {
 	}
 	var manifests []*storedManifest
 	var blobs []storedBlob
-	err := oci.Walk(ref, func(r oci.Ref) error {
+	err := oci.Walk(context.Background(), ref, func(r oci.Ref) error {
 		m := &storedManifest{desc: r.Descriptor(), raw: r.RawManifest(), etag: `"` + string(r.Digest()) + `"`}
 		switch r := r.(type) {
 		case *oci.Image:
@@ -171,7 +171,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveCatalog(w, r)
 		return
 	}
-	name, kind, rest, ok := parseRoute(path)
+	rt, ok := parseRoute(path)
+	name, kind, rest := rt.name, rt.kind, rt.reference
 	if !ok {
 		writeError(w, http.StatusNotFound, CodeUnsupported, "unknown API path")
 		return
@@ -185,10 +186,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, CodeNameInvalid, "invalid repository name")
 		return
 	}
-	if !s.authorize(w, r, "repository:"+name+":pull") {
+	if !s.authorize(w, r, pullScope(name)) {
 		return
 	}
-	if kind == "referrers" && s.DisableReferrers {
+	if kind == kindReferrers && s.DisableReferrers {
 		writeError(w, http.StatusNotFound, CodeUnsupported, "referrers API not supported")
 		return
 	}
@@ -197,49 +198,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch kind {
-	case "manifests":
+	case kindManifests:
 		s.serveManifest(w, r, rs, name, rest)
-	case "blobs":
+	case kindBlobs:
 		s.serveBlob(w, r, rs, name, rest)
-	case "tags":
+	case kindTags:
 		s.serveTags(w, r, rs, name, rest)
-	case "referrers":
+	case kindReferrers:
 		s.serveReferrers(w, r, rs, name, rest)
 	}
-}
-
-// parseRoute splits an API path (distribution-spec, "Endpoints") into the
-// repository name, the kind of endpoint and its reference:
-//
-//	/v2/<name>/manifests/<reference>
-//	/v2/<name>/blobs/<digest>
-//	/v2/<name>/referrers/<digest>
-//	/v2/<name>/tags/list
-//
-// The name is everything between /v2/ and the last two segments, so a
-// name may itself contain "manifests" or "blobs" components. The name is
-// not validated here.
-func parseRoute(path string) (name, kind, ref string, ok bool) {
-	rest, found := strings.CutPrefix(path, "/v2/")
-	if !found {
-		return "", "", "", false
-	}
-	if n, found := strings.CutSuffix(rest, "/tags/list"); found {
-		return n, "tags", "", n != ""
-	}
-	i := strings.LastIndexByte(rest, '/')
-	if i <= 0 || i == len(rest)-1 {
-		return "", "", "", false
-	}
-	j := strings.LastIndexByte(rest[:i], '/')
-	if j <= 0 {
-		return "", "", "", false
-	}
-	switch kind = rest[j+1 : i]; kind {
-	case "manifests", "blobs", "referrers":
-		return rest[:j], kind, rest[i+1:], true
-	}
-	return "", "", "", false
 }
 
 func writeError(w http.ResponseWriter, status int, code ErrorCode, msg string) {
@@ -276,7 +243,7 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, rs *repoS
 	h["Content-Length"] = []string{strconv.Itoa(len(m.raw))}
 	h["Docker-Content-Digest"] = []string{string(m.desc.Digest)}
 	h["Etag"] = []string{m.etag}
-	if match := r.Header.Get("If-None-Match"); match != "" && etagMatches(match, m.desc.Digest) {
+	if match := r.Header.Get("If-None-Match"); match != "" && etagMatches(match, string(m.desc.Digest)) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
@@ -284,16 +251,6 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, rs *repoS
 	if r.Method == http.MethodGet {
 		w.Write(m.raw)
 	}
-}
-
-func etagMatches(header string, d digest.Digest) bool {
-	for _, t := range strings.Split(header, ",") {
-		t = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(t), "W/"))
-		if t == "*" || t == `"`+string(d)+`"` {
-			return true
-		}
-	}
-	return false
 }
 
 func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rs *repoState, _ string, reference string) {
@@ -320,12 +277,13 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rs *repoState
 	h["Etag"] = []string{`"` + string(d) + `"`}
 	h["Accept-Ranges"] = []string{"bytes"}
 	h["Content-Type"] = []string{"application/octet-stream"}
-	if match := r.Header.Get("If-None-Match"); match != "" && etagMatches(match, d) {
+	if match := r.Header.Get("If-None-Match"); match != "" && etagMatches(match, string(d)) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
 	size := b.desc.Size
-	first, last, partial, ok := parseRange(r.Header.Get("Range"), size)
+	br, ok := parseRange(r.Header.Get("Range"), size)
+	first, last, partial := br.first, br.last, br.partial
 	if !ok {
 		h.Set("Content-Range", fmt.Sprintf("bytes */%d", size))
 		writeError(w, http.StatusRequestedRangeNotSatisfiable, CodeSizeInvalid, "range not satisfiable")
@@ -438,55 +396,6 @@ func openBlobAt(ctx context.Context, b storedBlob, offset int64, partial bool) (
 	return vr, vr, nil
 }
 
-// parseRange reads a single byte range (RFC 9110 section 14.1.2):
-// "bytes=first-last", "bytes=first-" or "bytes=-suffix". It returns
-// partial=false to serve the whole blob (no header, or a form it does not
-// serve, such as several ranges, which a server may ignore) and ok=false
-// when the range is unsatisfiable (416).
-func parseRange(h string, size int64) (first, last int64, partial, ok bool) {
-	if h == "" {
-		return 0, size - 1, false, true
-	}
-	spec, found := strings.CutPrefix(h, "bytes=")
-	if !found || strings.Contains(spec, ",") {
-		return 0, size - 1, false, true
-	}
-	a, b, found := strings.Cut(strings.TrimSpace(spec), "-")
-	if !found {
-		return 0, size - 1, false, true
-	}
-	if a == "" {
-		n, err := strconv.ParseInt(b, 10, 64)
-		if err != nil || n < 0 {
-			return 0, size - 1, false, true
-		}
-		if n == 0 || size == 0 {
-			return 0, 0, false, false
-		}
-		if n > size {
-			n = size
-		}
-		return size - n, size - 1, true, true
-	}
-	f, err := strconv.ParseInt(a, 10, 64)
-	if err != nil || f < 0 {
-		return 0, size - 1, false, true
-	}
-	l := size - 1
-	if b != "" {
-		if l, err = strconv.ParseInt(b, 10, 64); err != nil || l < f {
-			return 0, size - 1, false, true
-		}
-		if l > size-1 {
-			l = size - 1
-		}
-	}
-	if f >= size {
-		return 0, 0, false, false
-	}
-	return f, l, true, true
-}
-
 // pageParams reads the n and last query parameters of a paginated list
 // (distribution-spec, "Listing Tags"). n absent means all; bad means 400.
 func pageParams(r *http.Request) (n int, last string, err error) {
@@ -534,8 +443,7 @@ func writeJSON(w http.ResponseWriter, r *http.Request, contentType string, v any
 }
 
 func nextLink(w http.ResponseWriter, path string, n int, last string) {
-	q := fmt.Sprintf("n=%d&last=%s", n, urlQueryEscape(last))
-	w.Header().Set("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, path, q))
+	w.Header().Set("Link", "<"+path+"?"+pageQuery(n, last)+`>; rel="next"`)
 }
 
 // servePage answers a paginated list (tags or catalog): n and last select
@@ -562,15 +470,13 @@ func (s *Server) serveTags(w http.ResponseWriter, r *http.Request, rs *repoState
 		tags = append(tags, t)
 	}
 	s.mu.RUnlock()
-	servePage(w, r, "/v2/"+name+"/tags/list", tags, func(page []string) any {
+	servePage(w, r, apiPath(name, kindTags, ""), tags, func(page []string) any {
 		return struct {
 			Name string   `json:"name"`
 			Tags []string `json:"tags"`
 		}{name, page}
 	})
 }
-
-const catalogScope = "registry:catalog:*"
 
 func (s *Server) serveCatalog(w http.ResponseWriter, r *http.Request) {
 	s.mu.RLock()
@@ -579,7 +485,7 @@ func (s *Server) serveCatalog(w http.ResponseWriter, r *http.Request) {
 		names = append(names, name)
 	}
 	s.mu.RUnlock()
-	servePage(w, r, "/v2/_catalog", names, func(page []string) any {
+	servePage(w, r, catalogPath, names, func(page []string) any {
 		return struct {
 			Repositories []string `json:"repositories"`
 		}{page}

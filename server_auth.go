@@ -101,14 +101,12 @@ func (a *ServerAuth) allowed(user, scope string) bool {
 		}
 		return false
 	}
-	typ, rest, _ := strings.Cut(scope, ":")
-	i := strings.LastIndexByte(rest, ':')
-	if typ != "repository" || i < 0 {
+	typ, name, actions, ok := parseScope(scope)
+	if !ok || typ != "repository" {
 		return false
 	}
-	name, actions := rest[:i], rest[i+1:]
 	pull := false
-	for _, act := range strings.Split(actions, ",") {
+	for _, act := range actions {
 		if act == "pull" || act == "*" {
 			pull = true
 		}

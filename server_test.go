@@ -175,18 +175,18 @@ func TestServerPullThrough(t *testing.T) {
 	upstream := registry.NewServer()
 	mustAdd(t, upstream, "up/stream", "multi", idx)
 	c := clientFor(t, serve(t, upstream), "up/stream")
-	ref, err := c.Read(context.Background(), "multi", "")
+	ref, err := c.Read(context.Background(), "multi")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cache := registry.NewServer()
 	mustAdd(t, cache, "cached", "multi", ref)
 	c2 := clientFor(t, serve(t, cache), "cached")
-	ref2, err := c2.Read(context.Background(), "multi", string(idx.Digest()))
+	ref2, err := c2.Read(context.Background(), "multi@"+string(idx.Digest()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := oci.ImageForPlatform(ref2, linuxARMv7)
+	img, err := oci.ImageForPlatform(context.Background(), ref2, linuxARMv7)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,7 +66,7 @@ func TestServerSoak(t *testing.T) {
 
 func soakOnce(c *registry.Client, base string, want *oci.Image, n int) error {
 	ctx := context.Background()
-	ref, err := c.Read(ctx, "v1", "")
+	ref, err := c.Read(ctx, "v1")
 	if err != nil {
 		return err
 	}
@@ -75,7 +75,7 @@ func soakOnce(c *registry.Client, base string, want *oci.Image, n int) error {
 	}
 	img := ref.(*oci.Image)
 	l := img.Layers()[n%len(img.Layers())]
-	rc, err := img.OpenBlob(l)
+	rc, err := img.OpenBlob(context.Background(), l)
 	if err != nil {
 		return err
 	}

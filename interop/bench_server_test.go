@@ -151,14 +151,14 @@ func BenchmarkServers(b *testing.B) {
 	// copy manifests and blobs into an oci.Memory.
 	ctx := context.Background()
 	c := &registry.Client{Scheme: "http", Host: hostOf(b, ggcrTS), Repository: "bench/img"}
-	ref, err := c.Read(ctx, "v1", "")
+	ref, err := c.Read(ctx, "v1")
 	if err != nil {
 		b.Fatal(err)
 	}
 	mem := oci.NewMemory()
 	mem.AddRef(ref)
 	for _, d := range ref.(*oci.Image).Blobs() {
-		raw, err := ref.(*oci.Image).ReadBlob(d, 1<<20)
+		raw, err := ref.(*oci.Image).ReadBlob(context.Background(), d, 1<<20)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -81,7 +81,7 @@ func newImageFixture(b *testing.B, layerSizes ...int64) *imageFixture {
 		layers = append(layers, mem.Add(ocispec.MediaTypeImageLayer, data))
 	}
 	cfg := mem.Add(ocispec.MediaTypeImageConfig, []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`))
-	img, err := mem.NewImage(context.Background(), ocispec.Manifest{Config: cfg, Layers: layers})
+	img, err := mem.NewImage(ocispec.Manifest{Config: cfg, Layers: layers})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -289,13 +289,13 @@ func BenchmarkManySmallLayers(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
 			c := &registry.Client{Scheme: "http", Host: f.host, Repository: "bench/img", MaxConnsPerHost: inFlight}
-			ref, err := c.Read(ctx, "v1", "")
+			ref, err := c.Read(ctx, "v1")
 			if err != nil {
 				b.Fatal(err)
 			}
 			img := ref.(*oci.Image)
 			parallel(b, func(d ocispec.Descriptor) error {
-				rc, err := img.OpenBlob(d)
+				rc, err := img.OpenBlob(context.Background(), d)
 				if err != nil {
 					return err
 				}

@@ -2,6 +2,7 @@ package interop
 
 import (
 	"bytes"
+	"context"
 	"encoding/pem"
 	"net/http/httptest"
 	"os"
@@ -86,7 +87,7 @@ func TestPullCommandFromReferenceRegistryOverTLS(t *testing.T) {
 			t.Fatalf("layout %s: %v", tag, err)
 		}
 		var blobs int
-		err = oci.Walk(ref, func(r oci.Ref) error {
+		err = oci.Walk(context.Background(), ref, func(r oci.Ref) error {
 			if img, ok := r.(*oci.Image); ok {
 				for _, d := range img.Blobs() {
 					if drain(t, img, d) != d.Digest {

@@ -25,7 +25,6 @@ import (
 // and returns what the suite's read-only mode needs to know.
 func conformanceContent(t *testing.T, srv *registry.Server, repo string) (tags, manifests, blobs, referrers []string) {
 	t.Helper()
-	ctx := context.Background()
 	mem := oci.NewMemory()
 	addImage := func(p ocispec.Platform, sizes ...int) *oci.Image {
 		cfg, err := mem.AddJSON(ocispec.MediaTypeImageConfig, ocispec.Image{Platform: p, RootFS: ocispec.RootFS{Type: "layers"}})
@@ -38,7 +37,7 @@ func conformanceContent(t *testing.T, srv *registry.Server, repo string) (tags, 
 			rand.Read(b)
 			layers = append(layers, mem.Add(ocispec.MediaTypeImageLayerGzip, b))
 		}
-		img, err := mem.NewImage(ctx, ocispec.Manifest{Config: cfg, Layers: layers})
+		img, err := mem.NewImage(ocispec.Manifest{Config: cfg, Layers: layers})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -53,13 +52,13 @@ func conformanceContent(t *testing.T, srv *registry.Server, repo string) (tags, 
 		d.Platform = &pp
 		children = append(children, d)
 	}
-	idx, err := mem.NewIndex(ctx, ocispec.Index{Manifests: children})
+	idx, err := mem.NewIndex(ocispec.Index{Manifests: children})
 	if err != nil {
 		t.Fatal(err)
 	}
 	empty := mem.Add("application/vnd.oci.empty.v1+json", []byte("{}"))
 	subject := img.Descriptor()
-	art, err := mem.NewImage(ctx, ocispec.Manifest{ArtifactType: "application/vnd.example.sbom", Config: empty,
+	art, err := mem.NewImage(ocispec.Manifest{ArtifactType: "application/vnd.example.sbom", Config: empty,
 		Layers: []ocispec.Descriptor{mem.Add("application/vnd.example.sbom.layer", []byte("sbom"))}, Subject: &subject})
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +74,7 @@ func conformanceContent(t *testing.T, srv *registry.Server, repo string) (tags, 
 	seen := map[string]bool{}
 	err = nil
 	for _, root := range []oci.Ref{img, idx, art} {
-		err = oci.Walk(root, func(r oci.Ref) error {
+		err = oci.Walk(context.Background(), root, func(r oci.Ref) error {
 			manifests = append(manifests, string(r.Digest()))
 			if im, ok := r.(*oci.Image); ok {
 				for _, b := range im.Blobs() {

@@ -37,7 +37,7 @@ func hostOf(t testing.TB, ts *httptest.Server) string {
 // drain reads a verified blob and returns the sha256 of what it yielded.
 func drain(t testing.TB, img *oci.Image, d ocispec.Descriptor) digest.Digest {
 	t.Helper()
-	rc, err := img.OpenBlob(d)
+	rc, err := img.OpenBlob(context.Background(), d)
 	if err != nil {
 		t.Fatalf("open %s: %v", d.Digest, err)
 	}
@@ -92,14 +92,14 @@ func TestOurClientAgainstReferenceRegistry(t *testing.T) {
 			refs := map[string]oci.Ref{}
 			for tag, img := range c.images {
 				want, _ := img.Digest()
-				ref, err := cl.Read(ctx, tag, "")
+				ref, err := cl.Read(ctx, tag)
 				if err != nil {
 					t.Fatalf("reference registry disagrees: read %s: %v", tag, err)
 				}
 				if string(ref.Digest()) != want.String() {
 					t.Fatalf("%s: digest %s, pushed %s", tag, ref.Digest(), want)
 				}
-				byDigest, err := cl.Read(ctx, "", want.String())
+				byDigest, err := cl.Read(ctx, want.String())
 				if err != nil || byDigest.Digest() != ref.Digest() {
 					t.Fatalf("%s by digest: %v", tag, err)
 				}
@@ -117,14 +117,14 @@ func TestOurClientAgainstReferenceRegistry(t *testing.T) {
 				refs[tag] = ref
 			}
 			want, _ := c.indexes["multi"].Digest()
-			multi, err := cl.Read(ctx, "multi", want.String())
+			multi, err := cl.Read(ctx, "multi"+"@"+want.String())
 			if err != nil {
 				t.Fatal(err)
 			}
 			refs["multi"] = multi
 			im, _ := c.indexes["multi"].IndexManifest()
 			for i, p := range c.platforms {
-				img, err := cl.ReadPlatform(ctx, "multi", "", ocispec.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant})
+				img, err := cl.ReadPlatform(ctx, "multi", ocispec.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant})
 				if err != nil {
 					t.Fatalf("platform %v: %v", p, err)
 				}
@@ -173,7 +173,7 @@ func TestOurClientAgainstReferenceRegistry(t *testing.T) {
 			} else if !slices.Contains(repos, "peer/content") {
 				t.Errorf("catalog: %v", repos)
 			}
-			if _, err := cl.Read(ctx, "missing", ""); !errors.Is(err, registry.ErrManifestUnknown) {
+			if _, err := cl.Read(ctx, "missing"); !errors.Is(err, registry.ErrManifestUnknown) {
 				t.Errorf("missing tag: %v", err)
 			}
 

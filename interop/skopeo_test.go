@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
-	"context"
 	"encoding/json"
 	"net/http/httptest"
 	"os"
@@ -29,13 +28,12 @@ func TestSkopeoAgainstOurServer(t *testing.T) {
 	if err != nil {
 		t.Skip("skopeo is not installed (.ci/run installs it)")
 	}
-	ctx := context.Background()
 	mem := oci.NewMemory()
 	var children []ocispec.Descriptor
 	for _, p := range []ocispec.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "arm64", Variant: "v8"}} {
 		cfg, _ := mem.AddJSON(ocispec.MediaTypeImageConfig, ocispec.Image{Platform: p, RootFS: ocispec.RootFS{Type: "layers"}})
 		layer := mem.Add(ocispec.MediaTypeImageLayerGzip, gzippedTar(t, "hello-"+p.Architecture, []byte("a real layer")))
-		img, err := mem.NewImage(ctx, ocispec.Manifest{Config: cfg, Layers: []ocispec.Descriptor{layer}})
+		img, err := mem.NewImage(ocispec.Manifest{Config: cfg, Layers: []ocispec.Descriptor{layer}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -44,7 +42,7 @@ func TestSkopeoAgainstOurServer(t *testing.T) {
 		d.Platform = &pp
 		children = append(children, d)
 	}
-	idx, err := mem.NewIndex(ctx, ocispec.Index{Manifests: children})
+	idx, err := mem.NewIndex(ocispec.Index{Manifests: children})
 	if err != nil {
 		t.Fatal(err)
 	}

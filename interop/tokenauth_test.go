@@ -132,7 +132,7 @@ func TestReferenceRegistryTokenAuth(t *testing.T) {
 	before := ti.requests.Load()
 	for tag, img := range c.images {
 		want, _ := img.Digest()
-		ref, err := cl.Read(ctx, tag, want.String())
+		ref, err := cl.Read(ctx, tag+"@"+want.String())
 		if err != nil {
 			t.Fatalf("reference registry (token auth) disagrees: %s: %v", tag, err)
 		}
@@ -147,7 +147,7 @@ func TestReferenceRegistryTokenAuth(t *testing.T) {
 		t.Errorf("token requests for a pull of %d images: got %d, want 1", len(c.images), n)
 	}
 	bad := &registry.Client{Scheme: "http", Host: host, Repository: "tok/content", Credentials: registry.StaticCredentials(ti.user, "wrong")}
-	if _, err := bad.Read(ctx, "oci", ""); !errors.Is(err, registry.ErrUnauthorized) {
+	if _, err := bad.Read(ctx, "oci"); !errors.Is(err, registry.ErrUnauthorized) {
 		t.Errorf("wrong password: got %v, want ErrUnauthorized", err)
 	}
 }

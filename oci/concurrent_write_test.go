@@ -30,7 +30,7 @@ func TestConcurrentWritesShareBlobs(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		top := mem.Add(v1.MediaTypeImageLayer, []byte{byte(i)})
 		cfg, _ := mem.AddJSON(v1.MediaTypeImageConfig, v1.Image{Author: string(rune('a' + i))})
-		img, err := mem.NewImage(context.Background(), v1.Manifest{Config: cfg, Layers: []v1.Descriptor{base, base2, top}})
+		img, err := mem.NewImage(v1.Manifest{Config: cfg, Layers: []v1.Descriptor{base, base2, top}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -30,7 +30,7 @@ func FuzzNewRef(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, raw []byte, mt string) {
-		ref, err := oci.NewRef(context.Background(), oci.NewMemory(), raw, mt, "")
+		ref, err := oci.NewRef(oci.NewMemory(), raw, mt, "")
 		if err != nil {
 			return
 		}
@@ -38,7 +38,7 @@ func FuzzNewRef(f *testing.F) {
 			t.Fatal("accepted ref with the wrong digest or size")
 		}
 		// A wrong expected digest is always refused.
-		if _, err := oci.NewRef(context.Background(), nil, raw, mt, digest.FromString("other")); !errors.Is(err, oci.ErrDigestMismatch) {
+		if _, err := oci.NewRef(nil, raw, mt, digest.FromString("other")); !errors.Is(err, oci.ErrDigestMismatch) {
 			t.Fatalf("wrong digest accepted: %v", err)
 		}
 		switch r := ref.(type) {
@@ -53,7 +53,7 @@ func FuzzNewRef(f *testing.F) {
 				if oci.ValidateDescriptor(d) != nil {
 					t.Fatal("accepted an invalid descriptor")
 				}
-				r.Child(d) // must not panic
+				r.Child(context.Background(), d) // must not panic
 			}
 			r.SelectPlatform(oci.DefaultPlatform())
 		}

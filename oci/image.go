@@ -11,7 +11,7 @@ import (
 )
 
 // Image is an OCI image manifest or a Docker schema-2 manifest. Its blobs
-// are read lazily, under the ref's stored context, and verified.
+// are read lazily, under the context passed to each read, and verified.
 type Image struct {
 	refBase
 	manifest v1.Manifest
@@ -57,21 +57,21 @@ func (img *Image) Subject() *v1.Descriptor { return img.manifest.Subject }
 
 // OpenBlob opens the blob desc names as a [*VerifyReader]: at most desc.Size
 // bytes, verified against desc.Digest while they stream. Embedded data is
-// served without a fetch. The blob is read from the image's source under its
-// stored context; desc.URLs are never followed. desc need not belong to the
+// served without a fetch. The blob is read from the image's source under
+// ctx, which governs the whole stream; desc.URLs are never followed. desc need not belong to the
 // image, so a caller may read blobs it learnt of elsewhere through the same
 // source.
-func (img *Image) OpenBlob(desc v1.Descriptor) (*VerifyReader, error) {
-	return OpenBlob(img.ctx, img.src, desc)
+func (img *Image) OpenBlob(ctx context.Context, desc v1.Descriptor) (*VerifyReader, error) {
+	return OpenBlob(ctx, img.src, desc)
 }
 
 // ReadBlob reads the blob desc names into memory, verified, refusing blobs
 // larger than limit bytes with [ErrTooLarge].
-func (img *Image) ReadBlob(desc v1.Descriptor, limit int64) ([]byte, error) {
+func (img *Image) ReadBlob(ctx context.Context, desc v1.Descriptor, limit int64) ([]byte, error) {
 	if desc.Size > limit {
 		return nil, fmt.Errorf("blob %s: %w: size %d exceeds the limit of %d bytes", desc.Digest, ErrTooLarge, desc.Size, limit)
 	}
-	rc, err := img.OpenBlob(desc)
+	rc, err := img.OpenBlob(ctx, desc)
 	if err != nil {
 		return nil, err
 	}
@@ -82,12 +82,12 @@ func (img *Image) ReadBlob(desc v1.Descriptor, limit int64) ([]byte, error) {
 // [MaxConfigSize] bytes). Configs of artifacts, whose media type is neither
 // the OCI nor the Docker image config, are refused with
 // [ErrUnsupportedMediaType].
-func (img *Image) ReadConfig() (*v1.Image, error) {
+func (img *Image) ReadConfig(ctx context.Context) (*v1.Image, error) {
 	cd := img.manifest.Config
 	if cd.MediaType != v1.MediaTypeImageConfig && cd.MediaType != MediaTypeDockerConfig {
 		return nil, fmt.Errorf("config %s: %w: %q is not an image config", cd.Digest, ErrUnsupportedMediaType, truncate(cd.MediaType))
 	}
-	raw, err := img.ReadBlob(cd, MaxConfigSize)
+	raw, err := img.ReadBlob(ctx, cd, MaxConfigSize)
 	if err != nil {
 		return nil, err
 	}

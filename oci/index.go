@@ -8,7 +8,7 @@ import (
 )
 
 // Index is an OCI image index or a Docker manifest list. Its children are
-// loaded lazily, under the ref's stored context, and verified.
+// loaded lazily, under the context passed to [Index.Child], and verified.
 type Index struct {
 	refBase
 	index v1.Index
@@ -38,18 +38,18 @@ func (x *Index) Manifests() []v1.Descriptor { return x.index.Manifests }
 // Subject is the manifest this index refers to (OCI 1.1 referrers), or nil.
 func (x *Index) Subject() *v1.Descriptor { return x.index.Subject }
 
-// Child loads the child manifest desc names from the index's source, under
-// its stored context, and verifies it against desc's digest and size and
+// Child loads the child manifest desc names from the index's source under
+// ctx and verifies it against desc's digest and size and
 // media type. desc is usually one of [Index.Manifests]. A child nested more
 // than [MaxDepth] levels below the ref the chain started at is refused with
 // [ErrTooDeep].
-func (x *Index) Child(desc v1.Descriptor) (Ref, error) {
-	return loadChild(x.ctx, x.src, desc, x.depth+1)
+func (x *Index) Child(ctx context.Context, desc v1.Descriptor) (Ref, error) {
+	return loadChild(ctx, x.src, desc, x.depth+1)
 }
 
 // LoadRef loads the manifest desc names from src and verifies it (digest,
 // size, media type) as [Index.Child] does; the returned ref reads its own
-// children and blobs from src under ctx.
+// children and blobs from src, under the contexts passed to those reads.
 func LoadRef(ctx context.Context, src Source, desc v1.Descriptor) (Ref, error) {
 	return loadChild(ctx, src, desc, 0)
 }
@@ -85,5 +85,5 @@ func loadChild(ctx context.Context, src Source, desc v1.Descriptor, depth int) (
 	if int64(len(raw)) != desc.Size {
 		return nil, fmt.Errorf("manifest %s: %w: got %d bytes, descriptor says %d", desc.Digest, ErrSizeMismatch, len(raw), desc.Size)
 	}
-	return newRef(ctx, src, raw, desc.MediaType, desc.Digest, depth)
+	return newRef(src, raw, desc.MediaType, desc.Digest, depth)
 }

@@ -39,7 +39,7 @@ func newLargeFixture(t *testing.T) *largeFixture {
 	rand.Read(content)
 	layer := mem.Add(v1.MediaTypeImageLayer, content)
 	cfg, _ := mem.AddJSON(v1.MediaTypeImageConfig, v1.Image{})
-	img, err := mem.NewImage(context.Background(), v1.Manifest{Config: cfg, Layers: []v1.Descriptor{layer}})
+	img, err := mem.NewImage(v1.Manifest{Config: cfg, Layers: []v1.Descriptor{layer}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func newLargeFixture(t *testing.T) *largeFixture {
 	}))
 	t.Cleanup(ts.Close)
 	c := &registry.Client{Scheme: "http", Host: ts.Listener.Addr().String(), Repository: "big/one"}
-	ref, err := c.Read(context.Background(), "v1", "")
+	ref, err := c.Read(context.Background(), "v1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +203,7 @@ func TestLayoutSeveralLargeBlobs(t *testing.T) {
 		contents[string(d.Digest)] = content
 	}
 	cfg, _ := mem.AddJSON(v1.MediaTypeImageConfig, v1.Image{})
-	img, err := mem.NewImage(context.Background(), v1.Manifest{Config: cfg, Layers: layers})
+	img, err := mem.NewImage(v1.Manifest{Config: cfg, Layers: layers})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,7 +71,7 @@ func (l *Layout) Write(ctx context.Context, tag string, ref Ref, opts *WriteOpti
 	}
 	var blobs []blobJob
 	seenBlob := map[digest.Digest]bool{}
-	err := Walk(ref, func(r Ref) error {
+	err := Walk(ctx, ref, func(r Ref) error {
 		manifests = append(manifests, r)
 		if img, ok := r.(*Image); ok {
 			for _, d := range img.Blobs() {

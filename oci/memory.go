@@ -53,7 +53,7 @@ func (m *Memory) AddRef(ref Ref) v1.Descriptor {
 
 // NewImage stores an OCI image manifest with the given config and layers
 // (already added) and returns it as a ref whose source is m.
-func (m *Memory) NewImage(ctx context.Context, manifest v1.Manifest) (*Image, error) {
+func (m *Memory) NewImage(manifest v1.Manifest) (*Image, error) {
 	manifest.SchemaVersion = 2
 	if manifest.MediaType == "" {
 		manifest.MediaType = v1.MediaTypeImageManifest
@@ -62,7 +62,7 @@ func (m *Memory) NewImage(ctx context.Context, manifest v1.Manifest) (*Image, er
 	if err != nil {
 		return nil, err
 	}
-	ref, err := LoadRef(ctx, m, d)
+	ref, err := LoadRef(context.Background(), m, d)
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +75,7 @@ func (m *Memory) NewImage(ctx context.Context, manifest v1.Manifest) (*Image, er
 
 // NewIndex stores an OCI image index over the given children (already
 // added) and returns it as a ref whose source is m.
-func (m *Memory) NewIndex(ctx context.Context, index v1.Index) (*Index, error) {
+func (m *Memory) NewIndex(index v1.Index) (*Index, error) {
 	index.SchemaVersion = 2
 	if index.MediaType == "" {
 		index.MediaType = v1.MediaTypeImageIndex
@@ -87,7 +87,7 @@ func (m *Memory) NewIndex(ctx context.Context, index v1.Index) (*Index, error) {
 	if err != nil {
 		return nil, err
 	}
-	ref, err := LoadRef(ctx, m, d)
+	ref, err := LoadRef(context.Background(), m, d)
 	if err != nil {
 		return nil, err
 	}

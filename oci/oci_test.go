@@ -88,7 +88,6 @@ func TestValidateDescriptor(t *testing.T) {
 
 func buildIndex(t *testing.T, mem *oci.Memory) (*oci.Index, []*oci.Image) {
 	t.Helper()
-	ctx := context.Background()
 	var imgs []*oci.Image
 	var ms []v1.Descriptor
 	for _, p := range []v1.Platform{
@@ -99,7 +98,7 @@ func buildIndex(t *testing.T, mem *oci.Memory) (*oci.Index, []*oci.Image) {
 	} {
 		cfg, _ := mem.AddJSON(v1.MediaTypeImageConfig, v1.Image{Platform: p})
 		layer := mem.Add(v1.MediaTypeImageLayer, []byte("layer "+p.Architecture))
-		img, err := mem.NewImage(ctx, v1.Manifest{Config: cfg, Layers: []v1.Descriptor{layer}})
+		img, err := mem.NewImage(v1.Manifest{Config: cfg, Layers: []v1.Descriptor{layer}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,7 +108,7 @@ func buildIndex(t *testing.T, mem *oci.Memory) (*oci.Index, []*oci.Image) {
 		d.Platform = &pp
 		ms = append(ms, d)
 	}
-	idx, err := mem.NewIndex(ctx, v1.Index{Manifests: ms})
+	idx, err := mem.NewIndex(v1.Index{Manifests: ms})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,23 +153,22 @@ func TestWalkAndDepth(t *testing.T) {
 	mem := oci.NewMemory()
 	idx, imgs := buildIndex(t, mem)
 	var seen []digest.Digest
-	if err := oci.Walk(idx, func(r oci.Ref) error { seen = append(seen, r.Digest()); return nil }); err != nil {
+	if err := oci.Walk(context.Background(), idx, func(r oci.Ref) error { seen = append(seen, r.Digest()); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(seen) != 1+len(imgs) || seen[0] != idx.Digest() {
 		t.Errorf("walk saw %d manifests", len(seen))
 	}
 	// A chain of indexes deeper than MaxDepth.
-	ctx := context.Background()
 	var cur oci.Ref = imgs[0]
 	for i := 0; i < oci.MaxDepth+2; i++ {
-		next, err := mem.NewIndex(ctx, v1.Index{Manifests: []v1.Descriptor{cur.Descriptor()}})
+		next, err := mem.NewIndex(v1.Index{Manifests: []v1.Descriptor{cur.Descriptor()}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		cur = next
 	}
-	err := oci.Walk(cur, func(oci.Ref) error { return nil })
+	err := oci.Walk(context.Background(), cur, func(oci.Ref) error { return nil })
 	if !errors.Is(err, oci.ErrTooDeep) {
 		t.Fatalf("got %v, want ErrTooDeep", err)
 	}
@@ -183,21 +181,21 @@ func TestChildVerified(t *testing.T) {
 	// Wrong size in the descriptor.
 	d2 := d
 	d2.Size++
-	if _, err := idx.Child(d2); !errors.Is(err, oci.ErrSizeMismatch) {
+	if _, err := idx.Child(context.Background(), d2); !errors.Is(err, oci.ErrSizeMismatch) {
 		t.Errorf("size: got %v", err)
 	}
 	// Media type contradicts the content.
 	d3 := d
 	d3.MediaType = v1.MediaTypeImageIndex
-	if _, err := idx.Child(d3); !errors.Is(err, oci.ErrInvalidManifest) {
+	if _, err := idx.Child(context.Background(), d3); !errors.Is(err, oci.ErrInvalidManifest) {
 		t.Errorf("media type: got %v", err)
 	}
 	d4 := d
 	d4.MediaType = "application/vnd.docker.distribution.manifest.v1+prettyjws"
-	if _, err := idx.Child(d4); !errors.Is(err, oci.ErrSchema1) {
+	if _, err := idx.Child(context.Background(), d4); !errors.Is(err, oci.ErrSchema1) {
 		t.Errorf("schema1: got %v", err)
 	}
-	child, err := idx.Child(d)
+	child, err := idx.Child(context.Background(), d)
 	if err != nil || child.Digest() != imgs[0].Digest() {
 		t.Fatal(err)
 	}
@@ -207,12 +205,12 @@ func TestEmbeddedData(t *testing.T) {
 	mem := oci.NewMemory()
 	data := []byte(`{"architecture":"amd64","os":"linux"}`)
 	cfg := v1.Descriptor{MediaType: v1.MediaTypeImageConfig, Digest: digest.FromBytes(data), Size: int64(len(data)), Data: data}
-	img, err := mem.NewImage(context.Background(), v1.Manifest{Config: cfg, Layers: []v1.Descriptor{}})
+	img, err := mem.NewImage(v1.Manifest{Config: cfg, Layers: []v1.Descriptor{}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The source has no config blob: it must come from the descriptor.
-	c, err := img.ReadConfig()
+	c, err := img.ReadConfig(context.Background())
 	if err != nil || c.OS != "linux" {
 		t.Fatalf("%v %v", c, err)
 	}
@@ -268,11 +266,11 @@ func TestLayoutRoundTrip(t *testing.T) {
 	if err != nil || ref.Digest() != idx.Digest() {
 		t.Fatalf("read v1: %v", err)
 	}
-	img, err := oci.ImageForPlatform(ref, v1.Platform{OS: "linux", Architecture: "arm64"})
+	img, err := oci.ImageForPlatform(context.Background(), ref, v1.Platform{OS: "linux", Architecture: "arm64"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := img.ReadBlob(img.Layers()[0], 1<<20)
+	b, err := img.ReadBlob(context.Background(), img.Layers()[0], 1<<20)
 	if err != nil || string(b) != "layer arm64" {
 		t.Fatalf("%q %v", b, err)
 	}
@@ -286,7 +284,7 @@ func TestLayoutRoundTrip(t *testing.T) {
 	// write repairs it.
 	p := l2.BlobPath(img.Layers()[0].Digest)
 	os.WriteFile(p, []byte("layer arm65"), 0o644)
-	if _, err := img.ReadBlob(img.Layers()[0], 1<<20); !errors.Is(err, oci.ErrDigestMismatch) {
+	if _, err := img.ReadBlob(context.Background(), img.Layers()[0], 1<<20); !errors.Is(err, oci.ErrDigestMismatch) {
 		t.Errorf("corrupt blob: got %v", err)
 	}
 	if err := l.Write(ctx, "v1", idx, nil); err != nil {
@@ -313,7 +311,7 @@ func TestLayoutResumesPartial(t *testing.T) {
 	content := bytes.Repeat([]byte("0123456789"), 10000)
 	layer := mem.Add(v1.MediaTypeImageLayer, content)
 	cfg, _ := mem.AddJSON(v1.MediaTypeImageConfig, v1.Image{})
-	img, err := mem.NewImage(context.Background(), v1.Manifest{Config: cfg, Layers: []v1.Descriptor{layer}})
+	img, err := mem.NewImage(v1.Manifest{Config: cfg, Layers: []v1.Descriptor{layer}})
 	if err != nil {
 		t.Fatal(err)
 	}

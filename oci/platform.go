@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"context"
 	"fmt"
 	"runtime"
 	"strings"
@@ -115,7 +116,7 @@ func (x *Index) SelectPlatform(want v1.Platform) (v1.Descriptor, error) {
 // matching child ([Index.SelectPlatform]), nested indexes included, and is
 // trusted for it; a plain image is returned when its config's platform
 // matches (this reads the config blob). The error wraps [ErrNoMatchingPlatform] when nothing fits.
-func ImageForPlatform(ref Ref, want v1.Platform) (*Image, error) {
+func ImageForPlatform(ctx context.Context, ref Ref, want v1.Platform) (*Image, error) {
 	selected := false
 	for {
 		switch r := ref.(type) {
@@ -124,7 +125,7 @@ func ImageForPlatform(ref Ref, want v1.Platform) (*Image, error) {
 				// The index's platform field chose it; the config is not re-read.
 				return r, nil
 			}
-			cfg, err := r.ReadConfig()
+			cfg, err := r.ReadConfig(ctx)
 			if err != nil {
 				return nil, err
 			}
@@ -139,7 +140,7 @@ func ImageForPlatform(ref Ref, want v1.Platform) (*Image, error) {
 			if err != nil {
 				return nil, err
 			}
-			if ref, err = r.Child(d); err != nil {
+			if ref, err = r.Child(ctx, d); err != nil {
 				return nil, err
 			}
 			selected = true

@@ -78,15 +78,11 @@ type Ref interface {
 	RawManifest() []byte
 	// Source is where the ref's children and blobs are read from.
 	Source() Source
-	// Context is the context the ref was created with; it governs every
-	// read made through the ref and its children.
-	Context() context.Context
 
 	base() *refBase
 }
 
 type refBase struct {
-	ctx   context.Context
 	src   Source
 	desc  v1.Descriptor
 	raw   []byte
@@ -110,9 +106,6 @@ func (r *refBase) RawManifest() []byte { return r.raw }
 // Source is where the ref's children and blobs are read from.
 func (r *refBase) Source() Source { return r.src }
 
-// Context is the stored context that governs the ref's later reads.
-func (r *refBase) Context() context.Context { return r.ctx }
-
 func (r *refBase) base() *refBase { return r }
 
 // manifestProbe holds the fields that tell manifests apart.
@@ -126,7 +119,8 @@ type manifestProbe struct {
 }
 
 // NewRef parses raw, the exact bytes of a manifest, into an [*Image] or an
-// [*Index] whose blobs and children are read lazily from src under ctx.
+// [*Index] whose blobs and children are read lazily from src, each read
+// under the context its caller passes.
 //
 // mediaType is the media type the manifest was served with (a Content-Type
 // header or a descriptor's mediaType); it may be empty. A bare known
@@ -142,14 +136,11 @@ type manifestProbe struct {
 // media types ([ErrUnsupportedMediaType]), bad JSON, a schemaVersion other
 // than 2, and invalid descriptors ([ValidateDescriptor]), all wrapping
 // [ErrInvalidManifest] or the more specific sentinel.
-func NewRef(ctx context.Context, src Source, raw []byte, mediaType string, want digest.Digest) (Ref, error) {
-	return newRef(ctx, src, raw, mediaType, want, 0)
+func NewRef(src Source, raw []byte, mediaType string, want digest.Digest) (Ref, error) {
+	return newRef(src, raw, mediaType, want, 0)
 }
 
-func newRef(ctx context.Context, src Source, raw []byte, mediaType string, want digest.Digest, depth int) (Ref, error) {
-	if ctx == nil {
-		ctx = context.Background()
-	}
+func newRef(src Source, raw []byte, mediaType string, want digest.Digest, depth int) (Ref, error) {
 	if len(raw) > MaxManifestSize {
 		return nil, fmt.Errorf("manifest: %w: %d bytes exceeds the limit of %d", ErrTooLarge, len(raw), MaxManifestSize)
 	}
@@ -169,7 +160,7 @@ func newRef(ctx context.Context, src Source, raw []byte, mediaType string, want 
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", got, err)
 	}
-	b := refBase{ctx: ctx, src: src, raw: raw, depth: depth,
+	b := refBase{src: src, raw: raw, depth: depth,
 		desc: v1.Descriptor{MediaType: mt, Digest: got, Size: int64(len(raw))}}
 	switch mt {
 	case v1.MediaTypeImageManifest, MediaTypeDockerManifest:

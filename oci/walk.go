@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"context"
 	"errors"
 
 	"github.com/opencontainers/go-digest"
@@ -11,10 +12,10 @@ var SkipChildren = errors.New("skip children")
 
 // Walk calls fn for ref and then, depth first in index order, for every
 // manifest below it, loading each child lazily ([Index.Child]: verified,
-// at most [MaxDepth] levels). A manifest reachable along several paths is
+// at most [MaxDepth] levels), each load under ctx. A manifest reachable along several paths is
 // visited once. Blobs are not read: an [*Image] lists them in
 // [Image.Blobs]. Walk stops at the first error from fn or from a load.
-func Walk(ref Ref, fn func(Ref) error) error {
+func Walk(ctx context.Context, ref Ref, fn func(Ref) error) error {
 	seen := map[digest.Digest]bool{}
 	var walk func(Ref) error
 	walk = func(r Ref) error {
@@ -37,7 +38,7 @@ func Walk(ref Ref, fn func(Ref) error) error {
 			if seen[d.Digest] {
 				continue
 			}
-			child, err := idx.Child(d)
+			child, err := idx.Child(ctx, d)
 			if err != nil {
 				return err
 			}

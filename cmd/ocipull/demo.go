@@ -98,13 +98,13 @@ func cmdDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	}
 	var blobs int
 	var total int64
-	err = oci.Walk(back, func(r oci.Ref) error {
+	err = oci.Walk(context.Background(), back, func(r oci.Ref) error {
 		img, ok := r.(*oci.Image)
 		if !ok {
 			return nil
 		}
 		for _, d := range img.Blobs() {
-			rc, err := img.OpenBlob(d)
+			rc, err := img.OpenBlob(context.Background(), d)
 			if err != nil {
 				return err
 			}
@@ -166,7 +166,7 @@ func sampleIndex(ctx context.Context, mem *oci.Memory) (*oci.Index, error) {
 		if err != nil {
 			return nil, err
 		}
-		img, err := mem.NewImage(ctx, v1.Manifest{Config: cfg, Layers: layers})
+		img, err := mem.NewImage(v1.Manifest{Config: cfg, Layers: layers})
 		if err != nil {
 			return nil, err
 		}
@@ -175,7 +175,7 @@ func sampleIndex(ctx context.Context, mem *oci.Memory) (*oci.Index, error) {
 		d.Platform = &pp
 		ms = append(ms, d)
 	}
-	return mem.NewIndex(ctx, v1.Index{Manifests: ms})
+	return mem.NewIndex(v1.Index{Manifests: ms})
 }
 
 // tarGzip makes a gzip-compressed tar of files and returns it with the

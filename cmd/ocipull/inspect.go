@@ -35,7 +35,7 @@ func cmdInspect(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	if err != nil {
 		return err
 	}
-	got, err := c.Read(ctx, ref.Tag, ref.Digest)
+	got, err := c.Read(ctx, ref.TagOrDigest())
 	if err != nil {
 		return fmt.Errorf("inspect %s: %w", ref, err)
 	}
@@ -44,7 +44,7 @@ func cmdInspect(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		if err != nil {
 			return usageErr("--platform: %v", err)
 		}
-		if got, err = oci.ImageForPlatform(got, p); err != nil {
+		if got, err = oci.ImageForPlatform(context.Background(), got, p); err != nil {
 			return fmt.Errorf("inspect %s: %w", ref, err)
 		}
 	}
@@ -60,7 +60,7 @@ func cmdInspect(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	case *oci.Image:
 		cfgDesc := r.Config()
 		in.Config, in.Layers = &cfgDesc, r.Layers()
-		if cfg, err := r.ReadConfig(); err == nil {
+		if cfg, err := r.ReadConfig(context.Background()); err == nil {
 			in.Platform = oci.PlatformString(cfg.Platform)
 			if cfg.Created != nil {
 				in.Created = cfg.Created.UTC().Format("2006-01-02T15:04:05Z")

@@ -114,7 +114,7 @@ func TestPullPlatformAndResume(t *testing.T) {
 	if !ok {
 		t.Fatalf("got %T, want one image", ref)
 	}
-	cfg, _ := img.ReadConfig()
+	cfg, _ := img.ReadConfig(context.Background())
 	if cfg.Architecture != "arm64" {
 		t.Errorf("architecture %s", cfg.Architecture)
 	}
@@ -290,7 +290,7 @@ func TestLayoutTag(t *testing.T) {
 // next run continues it with a Range request instead of starting over.
 func TestInterruptedPullResumes(t *testing.T) {
 	f := newFixture(t, nil)
-	child, err := f.idx.Child(f.idx.Manifests()[0])
+	child, err := f.idx.Child(context.Background(), f.idx.Manifests()[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +368,7 @@ func TestServeTLS(t *testing.T) {
 	}
 	c := &registry.Client{Host: addr, Repository: "served/app",
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	ref, err := c.Read(context.Background(), "v1", "")
+	ref, err := c.Read(context.Background(), "v1")
 	if err != nil || ref.Digest() != f.idx.Digest() {
 		t.Fatalf("read over TLS: %v", err)
 	}

@@ -38,9 +38,9 @@ func pull(ctx context.Context, c *registry.Client, ref registry.Reference, dir, 
 		if perr != nil {
 			return nil, usageErr("--platform: %v", perr)
 		}
-		got, err = c.ReadPlatform(ctx, ref.Tag, ref.Digest, p)
+		got, err = c.ReadPlatform(ctx, ref.TagOrDigest(), p)
 	} else {
-		got, err = c.Read(ctx, ref.Tag, ref.Digest)
+		got, err = c.Read(ctx, ref.TagOrDigest())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", ref, err)
