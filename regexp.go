@@ -87,51 +87,67 @@ func validateHost(h string) error {
 	if len(h) > 255 {
 		return bad("too long")
 	}
-	name, port := h, ""
+	name, port, why := splitHostPortLoose(h)
+	if why == "" {
+		why = checkHostName(name, strings.HasPrefix(h, "["))
+	}
+	if why == "" && port != "" {
+		if n, err := parseUint(port); err != nil || n < 1 || n > 65535 {
+			why = "invalid port"
+		}
+	}
+	if why != "" {
+		return bad(why)
+	}
+	return nil
+}
+
+// splitHostPortLoose splits host[:port] or [v6][:port], reporting what is
+// wrong with the shape.
+func splitHostPortLoose(h string) (name, port, why string) {
 	if strings.HasPrefix(h, "[") {
 		end := strings.IndexByte(h, ']')
 		if end < 0 {
-			return bad("unclosed [")
+			return "", "", "unclosed ["
 		}
-		name, port = h[1:end], h[end+1:]
+		name, rest := h[1:end], h[end+1:]
+		if rest == "" {
+			return name, "", ""
+		}
+		if rest[0] != ':' {
+			return "", "", "junk after ]"
+		}
+		if rest == ":" {
+			return "", "", "empty port"
+		}
+		return name, rest[1:], ""
+	}
+	name = h
+	if i := strings.LastIndexByte(h, ':'); i >= 0 {
+		name, port = h[:i], h[i+1:]
+		if port == "" {
+			return "", "", "empty port"
+		}
+	}
+	if name == "" {
+		return "", "", "empty host name"
+	}
+	return name, port, ""
+}
+
+// checkHostName checks an IPv6 literal (bracketed) or a DNS name / IPv4.
+func checkHostName(name string, bracketed bool) string {
+	if bracketed {
 		if ip := net.ParseIP(name); ip == nil || !strings.Contains(name, ":") {
-			return bad("not an IPv6 address in brackets")
+			return "not an IPv6 address in brackets"
 		}
-		if port != "" {
-			if port[0] != ':' {
-				return bad("junk after ]")
-			}
-			port = port[1:]
-			if port == "" {
-				return bad("empty port")
-			}
-		}
-	} else {
-		if i := strings.LastIndexByte(h, ':'); i >= 0 {
-			name, port = h[:i], h[i+1:]
-			if port == "" {
-				return bad("empty port")
-			}
-		}
-		if name == "" {
-			return bad("empty host name")
-		}
-		for _, label := range strings.Split(name, ".") {
-			if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-				return bad("invalid host name")
-			}
-			for _, r := range label {
-				if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
-					return bad("invalid host name")
-				}
-			}
+		return ""
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' ||
+			strings.TrimLeft(strings.ToLower(label), "abcdefghijklmnopqrstuvwxyz0123456789-") != "" {
+			return "invalid host name"
 		}
 	}
-	if port != "" {
-		n, err := parseUint(port)
-		if err != nil || n < 1 || n > 65535 {
-			return bad("invalid port")
-		}
-	}
-	return nil
+	return ""
 }

@@ -25,8 +25,12 @@ func openDirect(path string) *os.File {
 	if err := syscall.Statfs(path, &st); err != nil || !directFilesystems[uint32(st.Type)] {
 		return nil
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_DIRECT, 0)
+	f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_DIRECT|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
+		return nil
+	}
+	if checkRegular(f, path) != nil {
+		f.Close()
 		return nil
 	}
 	return f

@@ -33,13 +33,16 @@ type Layout struct {
 
 	blobMu  sync.Mutex
 	landing map[digest.Digest]chan struct{} // blobs this value is landing; closed when done
+
+	verifiedMu sync.Mutex
+	verified   map[digest.Digest]fileStamp // files Blob verified, as they were then
 }
 
 const layoutFile = `{"imageLayoutVersion":"1.0.0"}`
 
 // OpenLayout opens an existing layout, checking its oci-layout file.
 func OpenLayout(dir string) (*Layout, error) {
-	b, err := os.ReadFile(filepath.Join(dir, v1.ImageLayoutFile))
+	b, err := readRegular(filepath.Join(dir, v1.ImageLayoutFile), 4<<10)
 	if err != nil {
 		return nil, fmt.Errorf("layout %s: %w", dir, err)
 	}
@@ -53,10 +56,13 @@ func OpenLayout(dir string) (*Layout, error) {
 // CreateLayout opens the layout at dir, creating the directory, oci-layout
 // and an empty index.json where they are missing.
 func CreateLayout(dir string) (*Layout, error) {
-	if err := os.MkdirAll(filepath.Join(dir, "blobs"), 0o755); err != nil {
+	if err := os.MkdirAll(dir, layoutDirMode); err != nil {
 		return nil, fmt.Errorf("layout %s: %w", dir, err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, v1.ImageLayoutFile)); errors.Is(err, fs.ErrNotExist) {
+	if err := ensureDir(filepath.Join(dir, "blobs")); err != nil {
+		return nil, fmt.Errorf("layout %s: %w", dir, err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, v1.ImageLayoutFile)); errors.Is(err, fs.ErrNotExist) {
 		if err := writeFileAtomic(filepath.Join(dir, v1.ImageLayoutFile), []byte(layoutFile)); err != nil {
 			return nil, fmt.Errorf("layout %s: %w", dir, err)
 		}
@@ -65,7 +71,7 @@ func CreateLayout(dir string) (*Layout, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(filepath.Join(dir, "index.json")); errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Lstat(filepath.Join(dir, "index.json")); errors.Is(err, fs.ErrNotExist) {
 		if err := l.writeIndex(v1.Index{}); err != nil {
 			return nil, err
 		}
@@ -84,12 +90,9 @@ func (l *Layout) BlobPath(d digest.Digest) string {
 // Index reads the layout's index.json.
 func (l *Layout) Index() (v1.Index, error) {
 	var idx v1.Index
-	b, err := os.ReadFile(filepath.Join(l.dir, "index.json"))
+	b, err := readRegular(filepath.Join(l.dir, "index.json"), MaxManifestSize)
 	if err != nil {
 		return idx, fmt.Errorf("layout %s: %w", l.dir, err)
-	}
-	if len(b) > MaxManifestSize {
-		return idx, fmt.Errorf("layout %s: index.json: %w", l.dir, ErrTooLarge)
 	}
 	if err := json.Unmarshal(b, &idx); err != nil {
 		return idx, fmt.Errorf("layout %s: index.json: %w: %v", l.dir, ErrInvalidManifest, err)
@@ -139,31 +142,69 @@ func (l *Layout) Manifest(_ context.Context, desc v1.Descriptor) ([]byte, error)
 	if err := ValidateDigest(desc.Digest); err != nil {
 		return nil, err
 	}
-	f, err := os.Open(l.BlobPath(desc.Digest))
-	if err != nil {
-		return nil, l.notFound(desc, err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, MaxManifestSize+1))
-	if err != nil {
+	if err := l.checkBlobDir(desc.Digest); err != nil {
 		return nil, err
 	}
-	if len(b) > MaxManifestSize {
+	b, err := readRegular(l.BlobPath(desc.Digest), MaxManifestSize)
+	if errors.Is(err, ErrTooLarge) {
 		return nil, fmt.Errorf("manifest %s: %w", desc.Digest, ErrTooLarge)
+	}
+	if err != nil {
+		return nil, l.notFound(desc, err)
 	}
 	return b, nil
 }
 
-// Blob implements [Source]. The stream is an *os.File, so it seeks.
-func (l *Layout) Blob(_ context.Context, desc v1.Descriptor) (io.ReadCloser, error) {
+// Blob implements [Source]. The stream is an *os.File, so it seeks. The
+// file is verified against desc (size and digest) before it is returned,
+// once per file: the Layout remembers files it verified, by device, inode,
+// size and modification time, and hashes a file again only when one of
+// those changed. Only regular files inside the layout's directory are
+// opened ([ErrNotRegular] otherwise), so a layout whose blobs are symlinks
+// out of it does not serve them.
+func (l *Layout) Blob(ctx context.Context, desc v1.Descriptor) (io.ReadCloser, error) {
 	if err := ValidateDigest(desc.Digest); err != nil {
 		return nil, err
 	}
-	f, err := os.Open(l.BlobPath(desc.Digest))
+	if err := l.checkBlobDir(desc.Digest); err != nil {
+		return nil, err
+	}
+	f, err := openRegular(l.BlobPath(desc.Digest), os.O_RDONLY)
 	if err != nil {
 		return nil, l.notFound(desc, err)
 	}
+	if err := l.verifyFile(ctx, f, desc); err != nil {
+		f.Close()
+		return nil, err
+	}
 	return f, nil
+}
+
+// checkBlobDir refuses a blobs or blobs/<alg> that is not a real
+// directory inside the layout (a symlink out of it).
+func (l *Layout) checkBlobDir(d digest.Digest) error {
+	for _, p := range []string{filepath.Join(l.dir, "blobs"), filepath.Join(l.dir, "blobs", d.Algorithm().String())} {
+		st, err := os.Lstat(p)
+		if err != nil {
+			return l.notFound(v1.Descriptor{Digest: d}, err)
+		}
+		if !st.IsDir() {
+			return fmt.Errorf("layout %s: %s: %w: want a directory, found %s", l.dir, p, ErrNotRegular, st.Mode().Type())
+		}
+	}
+	return nil
+}
+
+// blobDir makes sure blobs/<alg> of d is a real directory, creating it
+// (and blobs) when missing.
+func (l *Layout) blobDir(d digest.Digest) error {
+	if err := ensureDir(filepath.Join(l.dir, "blobs")); err != nil {
+		return fmt.Errorf("layout %s: %w", l.dir, err)
+	}
+	if err := ensureDir(filepath.Join(l.dir, "blobs", d.Algorithm().String())); err != nil {
+		return fmt.Errorf("layout %s: %w", l.dir, err)
+	}
+	return nil
 }
 
 // BlobAt implements [RangeSource].
@@ -202,7 +243,7 @@ func (l *Layout) writeIndex(idx v1.Index) error {
 // writeFileAtomic writes b to a temporary file beside path, syncs it and
 // renames it into place.
 func writeFileAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
+	f, err := createExclusive(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-")
 	if err != nil {
 		return err
 	}
@@ -226,4 +267,65 @@ func writeFileAtomic(path string, b []byte) error {
 		return err
 	}
 	return nil
+}
+
+// fileStamp identifies one version of a file: what verifyFile remembers.
+type fileStamp struct {
+	size    int64
+	modTime int64
+	sys     any // device and inode where the system has them
+}
+
+func stampOf(st os.FileInfo) fileStamp {
+	return fileStamp{size: st.Size(), modTime: st.ModTime().UnixNano(), sys: fileID(st)}
+}
+
+// verifyFile checks that f holds exactly desc's content, hashing it unless
+// this Layout verified the same unchanged file before, and leaves f at
+// offset 0.
+func (l *Layout) verifyFile(ctx context.Context, f *os.File, desc v1.Descriptor) error {
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.Size() != desc.Size {
+		return fmt.Errorf("layout %s: blob %s: %w: %d bytes on disk, descriptor says %d", l.dir, desc.Digest, ErrSizeMismatch, st.Size(), desc.Size)
+	}
+	stamp := stampOf(st)
+	l.verifiedMu.Lock()
+	ok := l.verified[desc.Digest] == stamp
+	l.verifiedMu.Unlock()
+	if ok {
+		return nil
+	}
+	vr, err := NewVerifyReader(io.NopCloser(&ctxReader{ctx: ctx, r: f}), desc)
+	if err != nil {
+		return err
+	}
+	if _, err := vr.WriteTo(io.Discard); err != nil {
+		return fmt.Errorf("layout %s: %w", l.dir, err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	l.verifiedMu.Lock()
+	if l.verified == nil {
+		l.verified = map[digest.Digest]fileStamp{}
+	}
+	l.verified[desc.Digest] = stamp
+	l.verifiedMu.Unlock()
+	return nil
+}
+
+// ctxReader stops reading once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }

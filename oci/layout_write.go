@@ -175,7 +175,7 @@ func (l *Layout) addToIndex(ctx context.Context, desc v1.Descriptor, tag string)
 
 // hasVerified reports whether path holds exactly the content desc names.
 func hasVerified(path string, desc v1.Descriptor) bool {
-	f, err := os.Open(path)
+	f, err := openRegular(path, os.O_RDONLY)
 	if err != nil {
 		return false
 	}
@@ -196,12 +196,12 @@ func hasVerified(path string, desc v1.Descriptor) bool {
 // the raw bytes of a ref or a descriptor's embedded data (checked when the
 // manifest was parsed), so it is not hashed again.
 func (l *Layout) writeContent(desc v1.Descriptor, b []byte) error {
+	if err := l.blobDir(desc.Digest); err != nil {
+		return err
+	}
 	path := l.BlobPath(desc.Digest)
 	if hasVerified(path, desc) {
 		return nil
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
 	}
 	return writeFileAtomic(path, b)
 }
@@ -220,13 +220,13 @@ func (l *Layout) writeBlob(ctx context.Context, src Source, desc v1.Descriptor, 
 		report(BlobProgress{Complete: desc.Size, Done: true})
 		return nil
 	}
+	if err := l.blobDir(desc.Digest); err != nil {
+		return err
+	}
 	path := l.BlobPath(desc.Digest)
 	if hasVerified(path, desc) {
 		report(BlobProgress{Complete: desc.Size, Done: true, Skipped: true})
 		return nil
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("layout %s: %w", l.dir, err)
 	}
 	partial := path + ".partial"
 	unlock, err := l.lockBlob(ctx, desc.Digest)
@@ -373,7 +373,7 @@ func (l *Layout) openPartial(ctx context.Context, partial, path string, desc v1.
 		if attempt == 100 {
 			return nil, false, fmt.Errorf("layout %s: %s keeps being replaced by other writers", l.dir, filepath.Base(partial))
 		}
-		f, err := os.OpenFile(partial, os.O_RDWR|os.O_CREATE, 0o644)
+		f, err := openPartialFile(partial)
 		if err != nil {
 			return nil, false, fmt.Errorf("layout %s: %w", l.dir, err)
 		}
@@ -382,7 +382,7 @@ func (l *Layout) openPartial(ctx context.Context, partial, path string, desc v1.
 			return nil, false, fmt.Errorf("layout %s: lock %s: %w", l.dir, filepath.Base(partial), err)
 		}
 		held, herr := f.Stat()
-		named, nerr := os.Stat(partial)
+		named, nerr := os.Lstat(partial)
 		if herr == nil && nerr == nil && os.SameFile(held, named) {
 			if hasVerified(path, desc) {
 				// Landed while we waited, and this .partial is one we

@@ -188,41 +188,73 @@ func newRef(src Source, raw []byte, mediaType string, want digest.Digest, depth 
 
 // manifestMediaType decides the media type of raw as described on NewRef.
 func manifestMediaType(raw []byte, served string) (string, error) {
+	claim, err := servedClaim(served)
+	if err != nil {
+		return "", err
+	}
+	p, err := probeManifest(raw)
+	if err != nil {
+		return "", err
+	}
+	mt, err := p.mediaType(claim)
+	if err != nil {
+		return "", err
+	}
+	return mt, p.checkShape(mt)
+}
+
+// servedClaim reads the media type a manifest was served with: a bare
+// manifest type (authoritative), or "" for none, a generic type or one
+// with parameters (defer to the body). Schema 1 and other bare types are
+// refused.
+func servedClaim(served string) (string, error) {
 	served = trimSpace(served)
-	base, params, perr := mime.ParseMediaType(served)
 	if served == "" {
-		perr, base = nil, ""
+		return "", nil
 	}
-	if base == mediaTypeSchema1 || base == mediaTypeSchema1Signed {
+	base, params, err := mime.ParseMediaType(served)
+	switch {
+	case base == mediaTypeSchema1 || base == mediaTypeSchema1Signed:
 		return "", ErrSchema1
+	case err != nil || len(params) > 0 || genericTypes[base]:
+		return "", nil
+	case isManifestType(base):
+		return base, nil
 	}
+	// Any other type without parameters is a claim, and a wrong one.
+	return "", fmt.Errorf("%w: %q", ErrUnsupportedMediaType, truncate(served))
+}
+
+// probeManifest decodes the fields that tell manifests apart, refusing
+// anything but one JSON object with schemaVersion 2 (schema 1 by name).
+func probeManifest(raw []byte) (*manifestProbe, error) {
 	var p manifestProbe
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if err := dec.Decode(&p); err != nil {
-		return "", fmt.Errorf("%w: not a JSON object: %v", ErrInvalidManifest, err)
+		return nil, fmt.Errorf("%w: not a JSON object: %v", ErrInvalidManifest, err)
 	}
 	if dec.More() {
-		return "", fmt.Errorf("%w: trailing data after the JSON object", ErrInvalidManifest)
+		return nil, fmt.Errorf("%w: trailing data after the JSON object", ErrInvalidManifest)
 	}
 	if p.MediaType == mediaTypeSchema1 || p.MediaType == mediaTypeSchema1Signed ||
 		(p.SchemaVersion != nil && *p.SchemaVersion == 1) || p.FSLayers != nil {
-		return "", ErrSchema1
+		return nil, ErrSchema1
 	}
 	if p.SchemaVersion == nil || *p.SchemaVersion != 2 {
-		return "", fmt.Errorf("%w: schemaVersion must be 2", ErrInvalidManifest)
+		return nil, fmt.Errorf("%w: schemaVersion must be 2", ErrInvalidManifest)
 	}
-	trusted := perr == nil && len(params) == 0 && isManifestType(base)
-	// Generic types say nothing about the manifest and defer to the body;
-	// any other type without parameters is a claim, and a wrong one.
-	if perr == nil && len(params) == 0 && base != "" && !isManifestType(base) && !genericTypes[base] {
-		return "", fmt.Errorf("%w: %q", ErrUnsupportedMediaType, truncate(served))
-	}
+	return &p, nil
+}
+
+// mediaType decides the type from the served claim, the mediaType field
+// and, failing both, the shape.
+func (p *manifestProbe) mediaType(claim string) (string, error) {
 	mt := p.MediaType
 	switch {
-	case trusted && p.MediaType != "" && p.MediaType != base:
-		return "", fmt.Errorf("%w: served as %s but its mediaType field says %s", ErrInvalidManifest, base, truncate(p.MediaType))
-	case trusted:
-		mt = base
+	case claim != "" && mt != "" && mt != claim:
+		return "", fmt.Errorf("%w: served as %s but its mediaType field says %s", ErrInvalidManifest, claim, truncate(mt))
+	case claim != "":
+		mt = claim
 	case mt == "" && p.Manifests != nil && p.Config == nil:
 		mt = v1.MediaTypeImageIndex
 	case mt == "" && p.Config != nil && p.Manifests == nil:
@@ -233,14 +265,20 @@ func manifestMediaType(raw []byte, served string) (string, error) {
 	if !isManifestType(mt) {
 		return "", fmt.Errorf("%w: %q", ErrUnsupportedMediaType, truncate(mt))
 	}
+	return mt, nil
+}
+
+// checkShape refuses an index with config or layers and an image with
+// manifests.
+func (p *manifestProbe) checkShape(mt string) error {
 	isIndex := IsIndexMediaType(mt)
 	if isIndex && (p.Config != nil || p.Layers != nil) {
-		return "", fmt.Errorf("%w: %s has config or layers", ErrInvalidManifest, mt)
+		return fmt.Errorf("%w: %s has config or layers", ErrInvalidManifest, mt)
 	}
 	if !isIndex && p.Manifests != nil {
-		return "", fmt.Errorf("%w: %s has manifests", ErrInvalidManifest, mt)
+		return fmt.Errorf("%w: %s has manifests", ErrInvalidManifest, mt)
 	}
-	return mt, nil
+	return nil
 }
 
 // genericTypes are Content-Types that registries and static file servers
