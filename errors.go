@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ocipull/registry/internal/safetext"
 	"github.com/ocipull/registry/oci"
 )
 
@@ -125,7 +126,7 @@ func (e *ClientError) Error() string {
 		} else {
 			b.WriteString(";")
 		}
-		fmt.Fprintf(&b, " %s", info.Code)
+		fmt.Fprintf(&b, " %s", printable(string(info.Code), 40))
 		if info.Message != "" {
 			fmt.Fprintf(&b, ": %s", printable(info.Message, 200))
 		}
@@ -234,16 +235,7 @@ func redactURL(u *url.URL) string {
 	return c.String()
 }
 
-// printable shortens s to max bytes and replaces control characters, so a
-// hostile body cannot forge log lines or flood a terminal.
-func printable(s string, max int) string {
-	if len(s) > max {
-		s = s[:max] + "..."
-	}
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
-}
+// printable shortens s to max bytes and neutralises control, format and
+// invalid characters ([safetext.String]), so a hostile answer cannot forge
+// log lines, drive a terminal or flood it.
+func printable(s string, max int) string { return safetext.String(s, max) }

@@ -1,12 +1,14 @@
 package registry
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/hex"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -18,7 +20,9 @@ import (
 // against realistic registry auth. By default the server behaves like
 // Docker Hub or GHCR: an unauthenticated request gets 401 with a Bearer
 // challenge (realm /token on the same server, the service name, the
-// scope), and the built-in token endpoint issues opaque random tokens:
+// scope), and the built-in token endpoint issues signed, self-describing
+// tokens (HMAC-SHA256 under a key made at first use), so the server keeps
+// no state per token and a flood of token requests costs nothing:
 //
 //   - GET /token?service=..&scope=.. anonymously or with Basic credentials;
 //   - POST /token with the OAuth2 form: grant_type=password (username,
@@ -41,7 +45,9 @@ type ServerAuth struct {
 	// Anonymous lists the repositories anyone may pull without
 	// credentials; "*" means all of them.
 	Anonymous []string
-	// Users maps user names to their passwords and permissions.
+	// Users maps user names to their passwords and permissions. Passwords
+	// and refresh tokens are compared in constant time, with no length or
+	// user-existence leak.
 	Users map[string]ServerUser
 	// TokenLifetime is how long tokens last. If zero, 5 minutes. Short
 	// lifetimes let tests cover expiry; expires_in is rounded up to seconds.
@@ -49,13 +55,14 @@ type ServerAuth struct {
 	// Basic selects Basic-only authentication: no tokens.
 	Basic bool
 
-	mu     sync.Mutex
-	grants map[string]grant
+	keyOnce sync.Once
+	key     [32]byte // signs tokens
 }
 
 // ServerUser is a user of a [ServerAuth].
 type ServerUser struct {
-	// Password is the user's password.
+	// Password is the user's password. Empty turns password login off for
+	// the user (one who has only a RefreshToken), never an empty password.
 	Password string
 	// Repositories lists what the user may pull; "*" means every repository
 	// and the catalog.
@@ -65,10 +72,20 @@ type ServerUser struct {
 	RefreshToken string
 }
 
+// grant is what a token carries: who, which scopes, until when.
 type grant struct {
-	user    string // "" for anonymous
-	scopes  map[string]bool
-	expires time.Time
+	User    string   `json:"u,omitempty"` // "" for anonymous
+	Scopes  []string `json:"s"`
+	Expires int64    `json:"e"` // Unix milliseconds
+}
+
+func (g *grant) has(scope string) bool {
+	for _, s := range g.Scopes {
+		if s == scope {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *ServerAuth) tokenPath() string { return "/token" }
@@ -122,9 +139,68 @@ func (a *ServerAuth) allowed(user, scope string) bool {
 	return false
 }
 
+// checkPassword compares in constant time: both sides are hashed first
+// (no length leak), an unknown user is compared against a dummy (no
+// user-existence leak), and an empty configured password never matches.
 func (a *ServerAuth) checkPassword(user, pass string) bool {
-	u, ok := a.Users[user]
-	return ok && subtle.ConstantTimeCompare([]byte(u.Password), []byte(pass)) == 1
+	u, known := a.Users[user]
+	return secretMatches(u.Password, pass) && known
+}
+
+// secretMatches compares configured and offered secrets in constant time;
+// an empty configured secret matches nothing.
+func secretMatches(configured, offered string) bool {
+	want := sha256.Sum256([]byte("ocipull-secret\x00" + configured))
+	got := sha256.Sum256([]byte("ocipull-secret\x00" + offered))
+	return subtle.ConstantTimeCompare(want[:], got[:]) == 1 && configured != ""
+}
+
+// signingKey is the token key, made once.
+func (a *ServerAuth) signingKey() []byte {
+	a.keyOnce.Do(func() { rand.Read(a.key[:]) })
+	return a.key[:]
+}
+
+// signToken encodes g as payload.signature, both base64url.
+func (a *ServerAuth) signToken(g grant) string {
+	payload, _ := json.Marshal(g)
+	mac := hmac.New(sha256.New, a.signingKey())
+	p := base64.RawURLEncoding.EncodeToString(payload)
+	mac.Write([]byte(p))
+	return p + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// parseToken verifies a token's signature and expiry.
+func (a *ServerAuth) parseToken(tok string) (grant, bool) {
+	var g grant
+	p, sig, ok := strings.Cut(tok, ".")
+	if !ok || len(tok) > 8<<10 {
+		return g, false
+	}
+	got, err := base64.RawURLEncoding.DecodeString(sig)
+	if err != nil {
+		return g, false
+	}
+	mac := hmac.New(sha256.New, a.signingKey())
+	mac.Write([]byte(p))
+	if !hmac.Equal(got, mac.Sum(nil)) {
+		return g, false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(p)
+	if err != nil || json.Unmarshal(payload, &g) != nil || time.Now().UnixMilli() >= g.Expires {
+		return g, false
+	}
+	return g, true
+}
+
+// bearerToken reads "Bearer <token>" with the scheme matched
+// case-insensitively (RFC 9110 section 11.1).
+func bearerToken(h string) (string, bool) {
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(h), " ")
+	if !ok || !strings.EqualFold(scheme, "bearer") {
+		return "", false
+	}
+	return strings.TrimSpace(tok), true
 }
 
 func realmFor(r *http.Request, path string) string {
@@ -162,26 +238,23 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, scope string)
 		}
 		w.Header().Set("WWW-Authenticate", v+extra)
 	}
-	h := r.Header.Get("Authorization")
-	tok, isBearer := strings.CutPrefix(h, "Bearer ")
+	tok, isBearer := bearerToken(r.Header.Get("Authorization"))
 	if !isBearer {
 		challenge("")
 		writeError(w, http.StatusUnauthorized, CodeUnauthorized, "authentication required")
 		return false
 	}
-	a.mu.Lock()
-	g, ok := a.grants[tok]
-	a.mu.Unlock()
-	if !ok || time.Now().After(g.expires) {
+	g, ok := a.parseToken(tok)
+	if !ok {
 		challenge(`,error="invalid_token"`)
 		writeError(w, http.StatusUnauthorized, CodeUnauthorized, "invalid or expired token")
 		return false
 	}
-	if scope == "" || g.scopes[scope] {
+	if scope == "" || g.has(scope) {
 		return true
 	}
 	challenge(`,error="insufficient_scope"`)
-	if g.user == "" {
+	if g.User == "" {
 		writeError(w, http.StatusUnauthorized, CodeUnauthorized, "authentication required")
 	} else {
 		writeError(w, http.StatusForbidden, CodeDenied, "requested access to the resource is denied")
@@ -227,7 +300,7 @@ func (a *ServerAuth) serveToken(w http.ResponseWriter, r *http.Request) {
 		case "refresh_token":
 			rt := r.PostForm.Get("refresh_token")
 			for name, u := range a.Users {
-				if u.RefreshToken != "" && subtle.ConstantTimeCompare([]byte(u.RefreshToken), []byte(rt)) == 1 {
+				if secretMatches(u.RefreshToken, rt) {
 					user = name
 				}
 			}
@@ -245,39 +318,26 @@ func (a *ServerAuth) serveToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, CodeUnsupported, "method not allowed")
 		return
 	}
-	g := grant{user: user, scopes: map[string]bool{}, expires: time.Now().Add(a.lifetime())}
+	now := time.Now()
+	g := grant{User: user, Scopes: []string{}, Expires: now.Add(a.lifetime()).UnixMilli()}
 	for _, s := range scopes {
-		if len(g.scopes) < 64 && a.allowed(user, s) {
+		if len(g.Scopes) < 64 && a.allowed(user, s) {
 			// Granted as the scope the registry checks: what a read-only
 			// server grants of "repository:x:pull,push" is pull.
-			if s != catalogScope {
-				s = s[:strings.LastIndexByte(s, ':')] + ":pull"
+			if typ, name, _, ok := parseScope(s); ok && typ == "repository" {
+				s = pullScope(name)
 			}
-			g.scopes[s] = true
+			if !g.has(s) {
+				g.Scopes = append(g.Scopes, s)
+			}
 		}
 	}
-	var raw [32]byte
-	rand.Read(raw[:])
-	tok := hex.EncodeToString(raw[:])
-	a.mu.Lock()
-	if a.grants == nil {
-		a.grants = map[string]grant{}
-	}
-	now := time.Now()
-	for t, old := range a.grants {
-		if now.After(old.expires) {
-			delete(a.grants, t)
-		}
-	}
-	a.grants[tok] = g
-	a.mu.Unlock()
+	tok := a.signToken(g)
 	secs := int64((a.lifetime() + time.Second - 1) / time.Second)
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, r, "application/json", map[string]any{
 		"token": tok, "access_token": tok, "expires_in": secs, "issued_at": now.UTC().Format(time.RFC3339),
 	})
 }
-
-func urlQueryEscape(s string) string { return url.QueryEscape(s) }
 
 func specsVersioned() specs.Versioned { return specs.Versioned{SchemaVersion: 2} }

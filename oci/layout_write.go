@@ -17,6 +17,11 @@ import (
 type WriteOptions struct {
 	// Jobs is how many blobs are written at once. Zero or less means 4.
 	Jobs int
+	// MaxManifests and MaxManifestBytes bound the walk below the ref: how
+	// many manifests, and how many bytes of them, are loaded (and held until
+	// written). Zero means [MaxWalkManifests] and [MaxWalkBytes].
+	MaxManifests     int
+	MaxManifestBytes int64
 	// Progress, when not nil, is told of each blob as it starts, as bytes
 	// land and when it is done or skipped. It may be called from several
 	// goroutines at once and must not block for long.
@@ -71,7 +76,14 @@ func (l *Layout) Write(ctx context.Context, tag string, ref Ref, opts *WriteOpti
 	}
 	var blobs []blobJob
 	seenBlob := map[digest.Digest]bool{}
-	err := Walk(ctx, ref, func(r Ref) error {
+	lim := walkLimits{MaxWalkManifests, MaxWalkBytes}
+	if opts.MaxManifests > 0 {
+		lim.manifests = opts.MaxManifests
+	}
+	if opts.MaxManifestBytes > 0 {
+		lim.bytes = opts.MaxManifestBytes
+	}
+	err := walk(ctx, ref, lim, func(r Ref) error {
 		manifests = append(manifests, r)
 		if img, ok := r.(*Image); ok {
 			for _, d := range img.Blobs() {

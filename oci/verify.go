@@ -9,6 +9,8 @@ import (
 	"io"
 	"sync"
 
+	"github.com/ocipull/registry/internal/safetext"
+
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -229,11 +231,6 @@ func ReadAllVerified(rc io.ReadCloser, desc v1.Descriptor, limit int64) ([]byte,
 	return buf.Bytes(), nil
 }
 
-// truncate shortens untrusted strings before they go into error messages.
-func truncate(s string) string {
-	const max = 80
-	if len(s) > max {
-		return s[:max] + "..."
-	}
-	return s
-}
+// truncate shortens and sanitises untrusted strings before they go into
+// error messages ([safetext.String]).
+func truncate(s string) string { return safetext.String(s, 80) }

@@ -3,6 +3,9 @@ package oci
 import (
 	"context"
 	"errors"
+	"fmt"
+
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -10,18 +13,48 @@ import (
 // SkipChildren, returned by a [Walk] callback for an index, skips its children.
 var SkipChildren = errors.New("skip children")
 
+// Default bounds of one walk: real images have a handful of manifests of
+// a few KiB; a hostile index can name 20,000 children of up to 4 MiB each.
+const (
+	// MaxWalkManifests caps the manifests one [Walk] loads.
+	MaxWalkManifests = 10_000
+	// MaxWalkBytes caps the manifest bytes one [Walk] loads (and a
+	// [Layout.Write] holds until it writes them).
+	MaxWalkBytes = 64 << 20
+)
+
 // Walk calls fn for ref and then, depth first in index order, for every
 // manifest below it, loading each child lazily ([Index.Child]: verified,
-// at most [MaxDepth] levels), each load under ctx. A manifest reachable along several paths is
-// visited once. Blobs are not read: an [*Image] lists them in
-// [Image.Blobs]. Walk stops at the first error from fn or from a load.
+// at most [MaxDepth] levels), each load under ctx. A manifest reachable
+// along several paths is visited once. Blobs are not read: an [*Image]
+// lists them in [Image.Blobs]. Walk stops at the first error from fn or
+// from a load, and with an error wrapping [ErrTooLarge] before it loads
+// more than [MaxWalkManifests] manifests or [MaxWalkBytes] bytes of them.
 func Walk(ctx context.Context, ref Ref, fn func(Ref) error) error {
+	return walk(ctx, ref, walkLimits{MaxWalkManifests, MaxWalkBytes}, fn)
+}
+
+type walkLimits struct {
+	manifests int
+	bytes     int64
+}
+
+func walk(ctx context.Context, ref Ref, lim walkLimits, fn func(Ref) error) error {
 	seen := map[digest.Digest]bool{}
-	var walk func(Ref) error
-	walk = func(r Ref) error {
-		if seen[r.Digest()] {
-			return nil
+	count, total := 0, int64(0)
+	admit := func(d v1.Descriptor) error {
+		count++
+		total += d.Size
+		if count > lim.manifests {
+			return fmt.Errorf("walk of %s: %w: more than %d manifests", ref.Digest(), ErrTooLarge, lim.manifests)
 		}
+		if total > lim.bytes {
+			return fmt.Errorf("walk of %s: %w: more than %d bytes of manifests", ref.Digest(), ErrTooLarge, lim.bytes)
+		}
+		return nil
+	}
+	var visit func(Ref) error
+	visit = func(r Ref) error {
 		seen[r.Digest()] = true
 		err := fn(r)
 		if err == SkipChildren {
@@ -38,15 +71,21 @@ func Walk(ctx context.Context, ref Ref, fn func(Ref) error) error {
 			if seen[d.Digest] {
 				continue
 			}
+			if err := admit(d); err != nil {
+				return err
+			}
 			child, err := idx.Child(ctx, d)
 			if err != nil {
 				return err
 			}
-			if err := walk(child); err != nil {
+			if err := visit(child); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	return walk(ref)
+	if err := admit(ref.Descriptor()); err != nil {
+		return err
+	}
+	return visit(ref)
 }

@@ -78,7 +78,7 @@ func cmdDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	c := ref.Client()
 	c.Credentials = registry.StaticCredentials("demo", "demo")
 	fmt.Fprintf(stdout, "2. pulling %s into the OCI layout %s\n", ref, target)
-	got, err := pull(ctx, c, ref, target, "", 4, false, stdout)
+	got, err := pull(ctx, c, ref, target, pullOptions{jobs: 4, timeout: defaultMetadataTimeout}, stdout)
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}

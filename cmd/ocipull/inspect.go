@@ -8,6 +8,7 @@ import (
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/ocipull/registry/internal/safetext"
 	"github.com/ocipull/registry/oci"
 )
 
@@ -35,6 +36,8 @@ func cmdInspect(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	if err != nil {
 		return err
 	}
+	ctx, cancel := rf.metadataContext(ctx)
+	defer cancel()
 	got, err := c.Read(ctx, ref.TagOrDigest())
 	if err != nil {
 		return fmt.Errorf("inspect %s: %w", ref, err)
@@ -44,7 +47,7 @@ func cmdInspect(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		if err != nil {
 			return usageErr("--platform: %v", err)
 		}
-		if got, err = oci.ImageForPlatform(context.Background(), got, p); err != nil {
+		if got, err = oci.ImageForPlatform(ctx, got, p); err != nil {
 			return fmt.Errorf("inspect %s: %w", ref, err)
 		}
 	}
@@ -60,7 +63,7 @@ func cmdInspect(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	case *oci.Image:
 		cfgDesc := r.Config()
 		in.Config, in.Layers = &cfgDesc, r.Layers()
-		if cfg, err := r.ReadConfig(context.Background()); err == nil {
+		if cfg, err := r.ReadConfig(ctx); err == nil {
 			in.Platform = oci.PlatformString(cfg.Platform)
 			if cfg.Created != nil {
 				in.Created = cfg.Created.UTC().Format("2006-01-02T15:04:05Z")
@@ -68,17 +71,19 @@ func cmdInspect(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		}
 	}
 	if *asJSON {
+		// encoding/json escapes control characters; the text form below
+		// sanitises each registry-controlled field.
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(in)
 	}
-	fmt.Fprintf(stdout, "reference  %s\ndigest     %s\nmedia type %s\nsize       %d\n", in.Reference, in.Digest, in.MediaType, in.Size)
+	fmt.Fprintf(stdout, "reference  %s\ndigest     %s\nmedia type %s\nsize       %d\n", in.Reference, in.Digest, safe(in.MediaType), in.Size)
 	for i, p := range in.Platforms {
-		fmt.Fprintf(stdout, "platform   %-20s %s\n", p, in.Manifests[i].Digest)
+		fmt.Fprintf(stdout, "platform   %-20s %s\n", safe(p), in.Manifests[i].Digest)
 	}
 	if in.Config != nil {
 		if in.Platform != "" {
-			fmt.Fprintf(stdout, "platform   %s\n", in.Platform)
+			fmt.Fprintf(stdout, "platform   %s\n", safe(in.Platform))
 		}
 		if in.Created != "" {
 			fmt.Fprintf(stdout, "created    %s\n", in.Created)
@@ -86,7 +91,7 @@ func cmdInspect(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		fmt.Fprintf(stdout, "config     %s %s\n", in.Config.Digest, humanBytes(in.Config.Size))
 		var total int64
 		for _, l := range in.Layers {
-			fmt.Fprintf(stdout, "layer      %s %9s %s\n", l.Digest, humanBytes(l.Size), l.MediaType)
+			fmt.Fprintf(stdout, "layer      %s %9s %s\n", l.Digest, humanBytes(l.Size), safe(l.MediaType))
 			total += l.Size
 		}
 		fmt.Fprintf(stdout, "layers     %d, %s\n", len(in.Layers), humanBytes(total))
@@ -102,11 +107,16 @@ func cmdTags(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if err != nil {
 		return err
 	}
+	ctx, cancel := rf.metadataContext(ctx)
+	defer cancel()
 	for tag, err := range c.ListTags(ctx, 0) {
 		if err != nil {
 			return fmt.Errorf("tags %s/%s: %w", ref.Host, ref.Repository, err)
 		}
-		fmt.Fprintln(stdout, tag)
+		fmt.Fprintln(stdout, safe(tag))
 	}
 	return nil
 }
+
+// safe sanitises a registry-controlled string for the terminal.
+func safe(s string) string { return safetext.String(s, 256) }

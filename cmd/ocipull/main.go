@@ -15,8 +15,10 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/ocipull/registry"
+	"github.com/ocipull/registry/internal/safetext"
 )
 
 const usage = `usage: ocipull <command> [flags] [arguments]
@@ -106,7 +108,9 @@ func hint(err error) string {
 	return ""
 }
 
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+// oneLine puts an error on one line, sanitised: no registry-controlled
+// string reaches the terminal raw.
+func oneLine(s string) string { return safetext.String(strings.Join(strings.Fields(s), " "), 4096) }
 
 func usageErr(format string, a ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{errUsage}, a...)...)
@@ -138,12 +142,28 @@ type remoteFlags struct {
 	plainHTTP     bool
 	username      string
 	passwordStdin bool
+	timeout       time.Duration
+}
+
+// defaultMetadataTimeout bounds the metadata operations of a command
+// (manifests, tags, the catalog), retries included, so that a registry
+// that drips its answers cannot hold the command for hours. Blob
+// downloads are bounded by the stall rule instead, not by a deadline.
+const defaultMetadataTimeout = 2 * time.Minute
+
+// metadataContext is ctx bounded by --timeout (when positive).
+func (r *remoteFlags) metadataContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if r.timeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, r.timeout)
 }
 
 func (r *remoteFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&r.plainHTTP, "plain-http", false, "use plain HTTP, credentials included (loopback hosts fall back to it when they do not speak TLS)")
 	fs.StringVar(&r.username, "username", "", "user name (default: Docker's config.json)")
 	fs.BoolVar(&r.passwordStdin, "password-stdin", false, "read the password from standard input")
+	fs.DurationVar(&r.timeout, "timeout", defaultMetadataTimeout, "give up on manifests, tags and the catalog after this long, retries included (0: no limit)")
 }
 
 // parse parses the flags, checks that the positional arguments are those

@@ -1,0 +1,68 @@
+// Package safetext makes untrusted strings safe to print: registry
+// answers, file names and media types that reach an error message, a log
+// line or a terminal. It is the one sanitiser of the module.
+package safetext
+
+import (
+	"strings"
+	"unicode/utf8"
+)
+
+// String returns s with every character that could move the cursor,
+// change colours, forge a line or reorder text replaced by '?': C0 and C1
+// control characters (ESC, CR, LF, BEL, the 8-bit CSI), DEL, invalid
+// UTF-8, and Unicode's bidirectional and other invisible format controls.
+// It is cut to at most max bytes (on a character boundary, marked "..."),
+// unless max is negative.
+func String(s string, max int) string {
+	cut := false
+	if max >= 0 && len(s) > max {
+		for max > 0 && !utf8.RuneStart(s[max]) {
+			max--
+		}
+		s, cut = s[:max], true
+	}
+	if clean(s) {
+		if cut {
+			return s + "..."
+		}
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if unsafeRune(r, n) {
+			b.WriteByte('?')
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	if cut {
+		b.WriteString("...")
+	}
+	return b.String()
+}
+
+// clean reports printable ASCII, the common case, without allocating.
+func clean(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func unsafeRune(r rune, size int) bool {
+	switch {
+	case r == utf8.RuneError && size <= 1:
+		return true
+	case r < 0x20 || r == 0x7f, r >= 0x80 && r <= 0x9f:
+		return true
+	case r == 0x061c, r >= 0x200b && r <= 0x200f, r >= 0x2028 && r <= 0x202e,
+		r >= 0x2060 && r <= 0x206f, r == 0xfeff, r >= 0xfff9 && r <= 0xfffb:
+		return true
+	}
+	return false
+}
