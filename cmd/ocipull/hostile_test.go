@@ -17,6 +17,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/ocipull/registry"
+	"github.com/ocipull/registry/faults"
 	"github.com/ocipull/registry/oci"
 )
 
@@ -219,4 +221,80 @@ func TestServeRefusesBlobsOutsideLayout(t *testing.T) {
 		t.Errorf("wrong content served under its digest: status %d", resp.StatusCode)
 	}
 	_ = errors.New
+}
+
+// A registry that never finishes a manifest cannot hold inspect or tags
+// past --timeout (2 minutes by default), retries included.
+func TestMetadataDeadline(t *testing.T) {
+	f := newFixture(t, nil)
+	f.inj.Add(faults.Rule{Path: "/manifests/", Fault: faults.Stall(time.Hour)})
+	f.inj.Add(faults.Rule{Path: "/tags/", Fault: faults.Stall(time.Hour)})
+	for _, args := range [][]string{
+		{"inspect", "--timeout", "1s", f.host + "/app/x:v1"},
+		{"tags", "--timeout", "1s", f.host + "/app/x"},
+	} {
+		start := time.Now()
+		code, _, errs := runCmd(t, "", args...)
+		if code == 0 {
+			t.Errorf("%s: exit 0", args[0])
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("%s: gave up after %v, want about 1s (%s)", args[0], d, errs)
+		}
+	}
+	fs := newFlags("x", "", io.Discard)
+	var rf remoteFlags
+	rf.register(fs)
+	if rf.timeout != 2*time.Minute {
+		t.Errorf("default --timeout %v, want 2m", rf.timeout)
+	}
+}
+
+// Registry-controlled strings reach the terminal sanitised: media types
+// and platform fields in inspect, error codes in the one-line error.
+func TestTerminalEscapesSanitised(t *testing.T) {
+	esc := "\x1b]0;pwned\x07\x1b[2J"
+	mem := oci.NewMemory()
+	cfg := mem.Add("application/vnd.evil"+esc, []byte(`{}`))
+	img, err := mem.NewImage(v1.Manifest{Config: cfg, Layers: []v1.Descriptor{mem.Add("application/x"+esc, []byte("layer"))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newServerWith(t, "evil/app", "v1", img)
+	code, out, errs := runCmd(t, "", "inspect", srv+"/evil/app:v1")
+	if code != 0 {
+		t.Fatalf("inspect: %d %s", code, errs)
+	}
+	if strings.ContainsAny(out+errs, "\x1b\x07") {
+		t.Errorf("inspect printed escapes: %q", out)
+	}
+	bad := httpServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNotFound)
+		io.WriteString(w, `{"errors":[{"code":"NAME_UNKNOWN`+"\\u001b[31m"+`","message":"x\u001b]0;t\u0007"}]}`)
+	}))
+	code, out, errs = runCmd(t, "", "inspect", bad+"/a/b:v1")
+	if code == 0 || strings.ContainsAny(out+errs, "\x1b\x07") {
+		t.Errorf("error line carries escapes (exit %d): %q", code, errs)
+	}
+}
+
+func httpServer(t *testing.T, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &http.Server{Handler: h}
+	go s.Serve(ln)
+	t.Cleanup(func() { s.Close() })
+	return ln.Addr().String()
+}
+
+func newServerWith(t *testing.T, repo, tag string, ref oci.Ref) string {
+	t.Helper()
+	srv := registry.NewServer()
+	if err := srv.AddRef(repo, tag, ref); err != nil {
+		t.Fatal(err)
+	}
+	return httpServer(t, srv)
 }
