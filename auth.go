@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/ocipull/registry/oci"
 )
 
 // Credential is what a [CredentialSource] supplies for a registry host.
@@ -452,7 +453,7 @@ func (t *transport) tokenRequest(ctx context.Context, method, realm, service, sc
 		return tr, backoff.Permanent(ce)
 	}
 	b, err := readAllCapped(resp.Body, resp.ContentLength, maxTokenResponse)
-	if errors.Is(err, ErrTooLarge) {
+	if errors.Is(err, oci.ErrTooLarge) {
 		return tr, backoff.Permanent(fmt.Errorf("token response: %w", err))
 	}
 	if err != nil {

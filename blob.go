@@ -135,7 +135,7 @@ func (r *blobStream) accept(resp *http.Response) error {
 	case resp.StatusCode == http.StatusOK:
 		if resp.ContentLength >= 0 && resp.ContentLength != r.desc.Size {
 			return backoff.Permanent(fmt.Errorf("blob %s: %w: Content-Length %d, descriptor says %d",
-				r.desc.Digest, ErrSizeMismatch, resp.ContentLength, r.desc.Size))
+				r.desc.Digest, oci.ErrSizeMismatch, resp.ContentLength, r.desc.Size))
 		}
 		if r.offset > 0 {
 			r.ranges++

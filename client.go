@@ -92,7 +92,7 @@ type Client struct {
 	AllowBasicOverHTTP bool
 
 	// MaxPages and MaxListItems cap one listing (tags, catalog): a registry
-	// whose pages never end fails with [ErrTooLarge] instead of running
+	// whose pages never end fails with [oci.ErrTooLarge] instead of running
 	// forever. Zero means 10,000 pages and 1,000,000 items.
 	MaxPages, MaxListItems int
 
@@ -230,7 +230,10 @@ func (c *Client) OpenBlob(ctx context.Context, desc v1.Descriptor) (*oci.VerifyR
 	return oci.OpenBlob(ctx, c.source(), desc)
 }
 
-var manifestAccept = strings.Join(oci.ManifestMediaTypes(), ", ")
+var (
+	manifestMediaTypes = oci.ManifestMediaTypes()
+	manifestAccept     = strings.Join(manifestMediaTypes, ", ")
+)
 
 // fetchManifest GETs a manifest (with retries), capped at
 // oci.MaxManifestSize, and checks it against Docker-Content-Digest when
@@ -249,7 +252,7 @@ func (c *Client) fetchManifest(ctx context.Context, t *transport, reference stri
 		hd := digest.Digest(strings.TrimSpace(h))
 		if oci.ValidateDigest(hd) == nil {
 			if got := hd.Algorithm().FromBytes(body); got != hd {
-				return nil, "", fmt.Errorf("%s: %w: Docker-Content-Digest says %s, content hashes to %s", what, ErrDigestMismatch, printable(string(hd), 140), got)
+				return nil, "", fmt.Errorf("%s: %w: Docker-Content-Digest says %s, content hashes to %s", what, oci.ErrDigestMismatch, printable(string(hd), 140), got)
 			}
 		}
 	}

@@ -147,7 +147,7 @@ func TestReadErrors(t *testing.T) {
 		{"unknown tag", "test/repo", "missing", "", registry.ErrManifestUnknown, 1},
 		{"unknown digest", "test/repo", "", string(other), registry.ErrNotFound, 1},
 		{"unknown repo", "no/such", "img", "", registry.ErrNameUnknown, 1},
-		{"tag with wrong digest", "test/repo", "img", string(other), registry.ErrDigestMismatch, 1},
+		{"tag with wrong digest", "test/repo", "img", string(other), oci.ErrDigestMismatch, 1},
 		{"invalid repo", "Bad/Repo", "img", "", registry.ErrInvalidReference, 0},
 		{"invalid tag", "test/repo", "-bad", "", registry.ErrInvalidReference, 0},
 		{"invalid digest", "test/repo", "", "sha256:abc", registry.ErrInvalidReference, 0},
@@ -197,18 +197,18 @@ func TestHostileManifests(t *testing.T) {
 		dgst        string
 		want        error
 	}{
-		{"wrong bytes for digest", v1.MediaTypeImageManifest, append([]byte(" "), good...), nil, string(goodDigest), registry.ErrDigestMismatch},
-		{"lying Docker-Content-Digest", v1.MediaTypeImageManifest, good, map[string]string{"Docker-Content-Digest": string(digest.FromString("x"))}, "", registry.ErrDigestMismatch},
-		{"oversized", v1.MediaTypeImageManifest, big, nil, "", registry.ErrTooLarge},
-		{"schema 1", "application/vnd.docker.distribution.manifest.v1+prettyjws", []byte(`{"schemaVersion":1,"fsLayers":[]}`), nil, "", oci.ErrSchema1},
-		{"schema 1 as json", "application/json", []byte(`{"schemaVersion":1,"fsLayers":[]}`), nil, "", registry.ErrUnsupportedMediaType},
-		{"not json", v1.MediaTypeImageManifest, []byte(`<html>`), nil, "", registry.ErrInvalidManifest},
-		{"contradicting media types", v1.MediaTypeImageIndex, good, nil, "", registry.ErrInvalidManifest},
-		{"unknown media type", "text/html", good, nil, "", registry.ErrUnsupportedMediaType},
-		{"generic type, unknown body type", "application/octet-stream", bytes.Replace(good, []byte(`"mediaType":"application/vnd.oci.image.manifest.v1+json"`), []byte(`"mediaType":"application/vnd.example.thing+json"`), 1), nil, "", registry.ErrUnsupportedMediaType},
+		{"wrong bytes for digest", v1.MediaTypeImageManifest, append([]byte(" "), good...), nil, string(goodDigest), oci.ErrDigestMismatch},
+		{"lying Docker-Content-Digest", v1.MediaTypeImageManifest, good, map[string]string{"Docker-Content-Digest": string(digest.FromString("x"))}, "", oci.ErrDigestMismatch},
+		{"oversized", v1.MediaTypeImageManifest, big, nil, "", oci.ErrTooLarge},
+		{"schema 1", "application/vnd.docker.distribution.manifest.v1+prettyjws", []byte(`{"schemaVersion":1,"fsLayers":[]}`), nil, "", oci.ErrUnsupportedMediaType},
+		{"schema 1 as json", "application/json", []byte(`{"schemaVersion":1,"fsLayers":[]}`), nil, "", oci.ErrUnsupportedMediaType},
+		{"not json", v1.MediaTypeImageManifest, []byte(`<html>`), nil, "", oci.ErrInvalidManifest},
+		{"contradicting media types", v1.MediaTypeImageIndex, good, nil, "", oci.ErrInvalidManifest},
+		{"unknown media type", "text/html", good, nil, "", oci.ErrUnsupportedMediaType},
+		{"generic type, unknown body type", "application/octet-stream", bytes.Replace(good, []byte(`"mediaType":"application/vnd.oci.image.manifest.v1+json"`), []byte(`"mediaType":"application/vnd.example.thing+json"`), 1), nil, "", oci.ErrUnsupportedMediaType},
 		{"negative size", v1.MediaTypeImageManifest, bytes.Replace(good, []byte(`"size":2`), []byte(`"size":-2`), 1), nil, "", oci.ErrInvalidDescriptor},
 		{"bad descriptor digest", v1.MediaTypeImageManifest, bytes.Replace(good, []byte(`sha256:4413`), []byte(`sha256:XX13`), 1), nil, "", oci.ErrInvalidDescriptor},
-		{"schemaVersion 3", v1.MediaTypeImageManifest, bytes.Replace(good, []byte(`"schemaVersion":2`), []byte(`"schemaVersion":3`), 1), nil, "", registry.ErrInvalidManifest},
+		{"schemaVersion 3", v1.MediaTypeImageManifest, bytes.Replace(good, []byte(`"schemaVersion":2`), []byte(`"schemaVersion":3`), 1), nil, "", oci.ErrInvalidManifest},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := hostile(t, func(w http.ResponseWriter, r *http.Request) {
@@ -238,8 +238,8 @@ func TestContentTypeFallback(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Content-Type %q: %v", ct, err)
 		}
-		if ref.MediaType() != v1.MediaTypeImageIndex {
-			t.Errorf("Content-Type %q: media type %q", ct, ref.MediaType())
+		if ref.Descriptor().MediaType != v1.MediaTypeImageIndex {
+			t.Errorf("Content-Type %q: media type %q", ct, ref.Descriptor().MediaType)
 		}
 	}
 }
@@ -286,9 +286,9 @@ func TestBlobFaults(t *testing.T) {
 		}, nil},
 		{"503 with Retry-After", []faults.Rule{{Path: "/blobs/", Times: 2, Fault: faults.Status(503, "0")}}, nil},
 		{"429", []faults.Rule{{Path: "/blobs/", Times: 1, Fault: faults.Status(429, "")}}, nil},
-		{"short Content-Length is refused", []faults.Rule{{Path: "/blobs/", Times: 1, Fault: faults.LieContentLength(-1000)}}, registry.ErrSizeMismatch},
-		{"long Content-Length is refused", []faults.Rule{{Path: "/blobs/", Times: 1, Fault: faults.LieContentLength(+1000)}}, registry.ErrSizeMismatch},
-		{"wrong bytes", []faults.Rule{{Path: "/blobs/", Fault: faults.Corrupt()}}, registry.ErrDigestMismatch},
+		{"short Content-Length is refused", []faults.Rule{{Path: "/blobs/", Times: 1, Fault: faults.LieContentLength(-1000)}}, oci.ErrSizeMismatch},
+		{"long Content-Length is refused", []faults.Rule{{Path: "/blobs/", Times: 1, Fault: faults.LieContentLength(+1000)}}, oci.ErrSizeMismatch},
+		{"wrong bytes", []faults.Rule{{Path: "/blobs/", Fault: faults.Corrupt()}}, oci.ErrDigestMismatch},
 		{"wrong Content-Range", []faults.Rule{
 			{Path: "/blobs/", Nth: 1, Fault: faults.CutAfter(100_000)},
 			{Path: "/blobs/", Fault: faults.WrongContentRange()},
@@ -486,15 +486,15 @@ func TestDockerSchema2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ref.MediaType() != oci.MediaTypeDockerManifestList {
-		t.Errorf("media type: got %s", ref.MediaType())
+	if ref.Descriptor().MediaType != oci.MediaTypeDockerManifestList {
+		t.Errorf("media type: got %s", ref.Descriptor().MediaType)
 	}
 	got, err := oci.ImageForPlatform(context.Background(), ref, linuxAMD64)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.MediaType() != oci.MediaTypeDockerManifest || got.Digest() != img.Digest() {
-		t.Errorf("got %s %s", got.MediaType(), got.Digest())
+	if got.Descriptor().MediaType != oci.MediaTypeDockerManifest || got.Digest() != img.Digest() {
+		t.Errorf("got %s %s", got.Descriptor().MediaType, got.Digest())
 	}
 	b, err := readAll(t, got, layer)
 	if err != nil || digest.FromBytes(b) != layer.Digest {

@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/cenkalti/backoff/v4"
@@ -49,7 +50,7 @@ func (c *Client) Resolve(ctx context.Context, reference string) (v1.Descriptor, 
 		resp.Body.Close()
 		desc = headDescriptor(resp)
 		if desc.Digest != "" && want != "" && desc.Digest != want {
-			return backoff.Permanent(fmt.Errorf("manifest %s: %w: Docker-Content-Digest says %s", c.describeRef(reference), ErrDigestMismatch, desc.Digest))
+			return backoff.Permanent(fmt.Errorf("manifest %s: %w: Docker-Content-Digest says %s", c.describeRef(reference), oci.ErrDigestMismatch, desc.Digest))
 		}
 		return nil
 	})
@@ -72,7 +73,7 @@ func (c *Client) Resolve(ctx context.Context, reference string) (v1.Descriptor, 
 func headDescriptor(resp *http.Response) v1.Descriptor {
 	d := digest.Digest(strings.TrimSpace(resp.Header.Get("Docker-Content-Digest")))
 	mt, params, perr := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	if oci.ValidateDigest(d) != nil || perr != nil || len(params) > 0 || !oci.IsManifestMediaType(mt) ||
+	if oci.ValidateDigest(d) != nil || perr != nil || len(params) > 0 || !slices.Contains(manifestMediaTypes, mt) ||
 		resp.ContentLength < 0 || resp.ContentLength > oci.MaxManifestSize {
 		return v1.Descriptor{}
 	}
@@ -94,7 +95,7 @@ func (c *Client) Exists(ctx context.Context, reference string) (bool, error) {
 // ReadPlatform reads the image for platform that reference names (as
 // [Client.Read] does): an index selects its best-matching child
 // ([oci.Index.SelectPlatform]), a plain image is checked against the
-// platform through its config. The error wraps [ErrNoMatchingPlatform],
+// platform through its config. The error wraps [oci.ErrNoMatchingPlatform],
 // listing what is offered, when nothing fits.
 func (c *Client) ReadPlatform(ctx context.Context, reference string, platform v1.Platform) (*oci.Image, error) {
 	ref, err := c.Read(ctx, reference)
@@ -112,7 +113,7 @@ func (c *Client) ReadPlatform(ctx context.Context, reference string, platform v1
 // fetching pages of pageSize (0: the registry's default) as the loop asks
 // for them and following Link: <...>; rel="next" headers. Breaking out of
 // the loop stops fetching. An error is yielded once, last. A listing is
-// bounded: by MaxPages and MaxListItems ([ErrTooLarge]), and a Link that
+// bounded: by MaxPages and MaxListItems ([oci.ErrTooLarge]), and a Link that
 // leaves the registry's origin, loops back to a page already read or
 // does not advance "last" is an error wrapping [ErrProtocol], never a
 // silent truncation.
@@ -210,7 +211,7 @@ func (c *Client) Referrers(ctx context.Context, subject digest.Digest, artifactT
 	var ce *ClientError
 	if errors.As(err, &ce) {
 		switch {
-		case ce.StatusCode == http.StatusNotFound && ce.HasCode(CodeNameUnknown):
+		case ce.StatusCode == http.StatusNotFound && ce.hasCode(codeNameUnknown):
 		case ce.StatusCode == http.StatusNotFound, ce.StatusCode == http.StatusMethodNotAllowed,
 			ce.StatusCode == http.StatusNotAcceptable, ce.StatusCode == http.StatusBadRequest:
 			err, fallback = nil, true
@@ -254,7 +255,7 @@ func (c *Client) referrersByTag(ctx context.Context, subject digest.Digest, arti
 	}
 	idx, ok := ref.(*oci.Index)
 	if !ok {
-		return nil, fmt.Errorf("referrers tag %s: %w: not an index", tag, ErrInvalidManifest)
+		return nil, fmt.Errorf("referrers tag %s: %w: not an index", tag, oci.ErrInvalidManifest)
 	}
 	return filterReferrers(idx.Manifests(), artifactType, false)
 }

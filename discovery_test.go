@@ -215,14 +215,14 @@ func TestReadPlatform(t *testing.T) {
 			if cfg.Architecture != tc.p.Architecture {
 				t.Errorf("%s: got %s", oci.PlatformString(tc.p), cfg.Architecture)
 			}
-		} else if !errors.Is(err, registry.ErrNoMatchingPlatform) {
+		} else if !errors.Is(err, oci.ErrNoMatchingPlatform) {
 			t.Errorf("%s: got %v, want ErrNoMatchingPlatform", oci.PlatformString(tc.p), err)
 		} else {
 			t.Logf("%v", err)
 		}
 	}
 	// A plain image is checked against the platform.
-	if _, err := f.c.ReadPlatform(ctx, "img", linuxARM64); !errors.Is(err, registry.ErrNoMatchingPlatform) {
+	if _, err := f.c.ReadPlatform(ctx, "img", linuxARM64); !errors.Is(err, oci.ErrNoMatchingPlatform) {
 		t.Errorf("plain image, wrong platform: %v", err)
 	}
 	if _, err := f.c.ReadPlatform(ctx, "img", linuxAMD64); err != nil {

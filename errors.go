@@ -14,45 +14,42 @@ import (
 	"github.com/ocipull/registry/oci"
 )
 
-// ErrorCode is a registry error code (distribution-spec, "Error Codes").
-type ErrorCode string
+// errorCode names a registry error code (distribution-spec, "Error Codes").
+type errorCode = string
 
 // The error codes of the distribution spec.
 const (
-	CodeBlobUnknown         ErrorCode = "BLOB_UNKNOWN"
-	CodeBlobUploadInvalid   ErrorCode = "BLOB_UPLOAD_INVALID"
-	CodeBlobUploadUnknown   ErrorCode = "BLOB_UPLOAD_UNKNOWN"
-	CodeDigestInvalid       ErrorCode = "DIGEST_INVALID"
-	CodeManifestBlobUnknown ErrorCode = "MANIFEST_BLOB_UNKNOWN"
-	CodeManifestInvalid     ErrorCode = "MANIFEST_INVALID"
-	CodeManifestUnknown     ErrorCode = "MANIFEST_UNKNOWN"
-	CodeNameInvalid         ErrorCode = "NAME_INVALID"
-	CodeNameUnknown         ErrorCode = "NAME_UNKNOWN"
-	CodeSizeInvalid         ErrorCode = "SIZE_INVALID"
-	CodeUnauthorized        ErrorCode = "UNAUTHORIZED"
-	CodeDenied              ErrorCode = "DENIED"
-	CodeUnsupported         ErrorCode = "UNSUPPORTED"
-	CodeTooManyRequests     ErrorCode = "TOOMANYREQUESTS"
+	codeBlobUnknown     errorCode = "BLOB_UNKNOWN"
+	codeDigestInvalid   errorCode = "DIGEST_INVALID"
+	codeManifestUnknown errorCode = "MANIFEST_UNKNOWN"
+	codeNameInvalid     errorCode = "NAME_INVALID"
+	codeNameUnknown     errorCode = "NAME_UNKNOWN"
+	codeSizeInvalid     errorCode = "SIZE_INVALID"
+	codeUnauthorized    errorCode = "UNAUTHORIZED"
+	codeDenied          errorCode = "DENIED"
+	codeUnsupported     errorCode = "UNSUPPORTED"
+	codeTooManyRequests errorCode = "TOOMANYREQUESTS"
 )
 
 // ErrorInfo is one entry of a registry's error body.
 type ErrorInfo struct {
-	Code    ErrorCode       `json:"code"`
+	Code    string          `json:"code"`
 	Message string          `json:"message,omitempty"`
 	Detail  json.RawMessage `json:"detail,omitempty"`
 }
 
-// ErrorResponse is a registry's error body: {"errors":[...]}. The server
+// errorResponse is a registry's error body: {"errors":[...]}. The server
 // writes it; the client parses it into [ClientError.Errors].
-type ErrorResponse struct {
+type errorResponse struct {
 	Errors []ErrorInfo `json:"errors"`
 }
 
 // Sentinel errors, matched with [errors.Is]. A [*ClientError] matches the
 // sentinel of its status and codes; local failures wrap the sentinel.
 var (
-	// ErrNotFound matches every 404, whatever the code.
-	ErrNotFound = errors.New("not found")
+	// ErrNotFound matches every 404, whatever the code, and a manifest or
+	// blob a source does not hold: it is [oci.ErrNotFound], one sentinel.
+	ErrNotFound = oci.ErrNotFound
 	// ErrManifestUnknown matches MANIFEST_UNKNOWN, and a 404 on a manifest.
 	ErrManifestUnknown = errors.New("manifest unknown")
 	// ErrBlobUnknown matches BLOB_UNKNOWN, and a 404 on a blob.
@@ -78,15 +75,6 @@ var (
 	// is retried and resumed like a broken connection; an operation that
 	// still fails wraps it.
 	ErrStalled = errors.New("connection stalled")
-
-	// The data model's sentinels, re-exported so callers need not import oci
-	// to test for them.
-	ErrDigestMismatch       = oci.ErrDigestMismatch
-	ErrSizeMismatch         = oci.ErrSizeMismatch
-	ErrTooLarge             = oci.ErrTooLarge
-	ErrInvalidManifest      = oci.ErrInvalidManifest
-	ErrUnsupportedMediaType = oci.ErrUnsupportedMediaType
-	ErrNoMatchingPlatform   = oci.ErrNoMatchingPlatform
 )
 
 // maxErrorBody caps how much of an error response is read: registry error
@@ -140,8 +128,8 @@ func (e *ClientError) Error() string {
 	return b.String()
 }
 
-// HasCode reports whether the registry sent code.
-func (e *ClientError) HasCode(code ErrorCode) bool {
+// hasCode reports whether the registry sent code.
+func (e *ClientError) hasCode(code errorCode) bool {
 	for _, info := range e.Errors {
 		if info.Code == code {
 			return true
@@ -156,19 +144,19 @@ func (e *ClientError) Is(target error) bool {
 	case ErrNotFound:
 		return e.StatusCode == http.StatusNotFound
 	case ErrManifestUnknown:
-		return e.HasCode(CodeManifestUnknown) || (e.StatusCode == http.StatusNotFound && len(e.Errors) == 0 && strings.Contains(e.URL, "/manifests/"))
+		return e.hasCode(codeManifestUnknown) || (e.StatusCode == http.StatusNotFound && len(e.Errors) == 0 && strings.Contains(e.URL, "/manifests/"))
 	case ErrBlobUnknown:
-		return e.HasCode(CodeBlobUnknown) || (e.StatusCode == http.StatusNotFound && len(e.Errors) == 0 && strings.Contains(e.URL, "/blobs/"))
+		return e.hasCode(codeBlobUnknown) || (e.StatusCode == http.StatusNotFound && len(e.Errors) == 0 && strings.Contains(e.URL, "/blobs/"))
 	case ErrNameUnknown:
-		return e.HasCode(CodeNameUnknown)
+		return e.hasCode(codeNameUnknown)
 	case ErrUnauthorized:
-		return e.StatusCode == http.StatusUnauthorized || e.HasCode(CodeUnauthorized)
+		return e.StatusCode == http.StatusUnauthorized || e.hasCode(codeUnauthorized)
 	case ErrDenied:
-		return e.StatusCode == http.StatusForbidden || e.HasCode(CodeDenied)
+		return e.StatusCode == http.StatusForbidden || e.hasCode(codeDenied)
 	case ErrTooManyRequests:
-		return e.StatusCode == http.StatusTooManyRequests || e.HasCode(CodeTooManyRequests)
+		return e.StatusCode == http.StatusTooManyRequests || e.hasCode(codeTooManyRequests)
 	case ErrUnsupported:
-		return e.StatusCode == http.StatusMethodNotAllowed || e.HasCode(CodeUnsupported)
+		return e.StatusCode == http.StatusMethodNotAllowed || e.hasCode(codeUnsupported)
 	}
 	return false
 }
@@ -195,7 +183,7 @@ func newClientError(resp *http.Response) *ClientError {
 	e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	body, _ := readAllCapped(io.LimitReader(resp.Body, maxErrorBody), -1, maxErrorBody)
 	resp.Body.Close()
-	var er ErrorResponse
+	var er errorResponse
 	if err := json.Unmarshal(body, &er); err == nil && len(er.Errors) > 0 {
 		if len(er.Errors) > 16 {
 			er.Errors = er.Errors[:16]

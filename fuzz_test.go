@@ -50,7 +50,7 @@ func FuzzServerRequests(f *testing.F) {
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, req)
 			if rec.Code >= 400 && method != http.MethodHead {
-				var er registry.ErrorResponse
+				var er errorBody
 				if err := json.Unmarshal(rec.Body.Bytes(), &er); err != nil || len(er.Errors) == 0 {
 					t.Fatalf("%s %s: status %d without a registry error body: %q", method, path, rec.Code, rec.Body.String())
 				}

@@ -118,3 +118,8 @@ func joinRef(tag, dgst string) string {
 	}
 	return tag + dgst
 }
+
+// errorBody is a registry error body as the spec defines it.
+type errorBody struct {
+	Errors []registry.ErrorInfo `json:"errors"`
+}

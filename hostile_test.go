@@ -46,7 +46,7 @@ func TestPaginationEnds(t *testing.T) {
 		})
 		c.MaxPages = 300
 		_, err := c.Tags(context.Background())
-		if !errors.Is(err, registry.ErrTooLarge) {
+		if !errors.Is(err, oci.ErrTooLarge) {
 			t.Fatalf("got %v, want ErrTooLarge", err)
 		}
 		if n := count.Load(); n != 300 {
@@ -62,7 +62,7 @@ func TestPaginationEnds(t *testing.T) {
 			return tags, fmt.Sprintf(`</v2/a/b/tags/list?last=t%06d-099>; rel="next"`, n)
 		})
 		c.MaxListItems = 1000
-		if _, err := c.Tags(context.Background()); !errors.Is(err, registry.ErrTooLarge) {
+		if _, err := c.Tags(context.Background()); !errors.Is(err, oci.ErrTooLarge) {
 			t.Fatalf("got %v, want ErrTooLarge", err)
 		}
 	})
@@ -214,7 +214,7 @@ func TestWideIndexBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = l.Write(context.Background(), "wide", ref, &oci.WriteOptions{MaxManifestBytes: 16 << 20})
-	if !errors.Is(err, registry.ErrTooLarge) {
+	if !errors.Is(err, oci.ErrTooLarge) {
 		t.Fatalf("got %v, want ErrTooLarge", err)
 	}
 }

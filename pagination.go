@@ -68,7 +68,7 @@ func (p *pager) run(ctx context.Context, first *url.URL, yield func(string, erro
 			return
 		}
 		if p.items += len(names); p.items > p.t.limits.items {
-			yield("", fmt.Errorf("GET %s: %w: more than %d items in one listing (MaxListItems)", redactURL(next), ErrTooLarge, p.t.limits.items))
+			yield("", fmt.Errorf("GET %s: %w: more than %d items in one listing (MaxListItems)", redactURL(next), oci.ErrTooLarge, p.t.limits.items))
 			return
 		}
 		for _, n := range names {
@@ -91,7 +91,7 @@ func (p *pager) run(ctx context.Context, first *url.URL, yield func(string, erro
 // or one over MaxPages.
 func (p *pager) admit(u *url.URL) error {
 	if p.pages++; p.pages > p.t.limits.pages {
-		return fmt.Errorf("GET %s: %w: more than %d pages in one listing (MaxPages)", redactURL(u), ErrTooLarge, p.t.limits.pages)
+		return fmt.Errorf("GET %s: %w: more than %d pages in one listing (MaxPages)", redactURL(u), oci.ErrTooLarge, p.t.limits.pages)
 	}
 	h := urlHash(u)
 	if p.seen[h] {

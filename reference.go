@@ -35,8 +35,8 @@ type Reference struct {
 //
 // The first component is a host when it contains "." or ":" or is
 // "localhost"; otherwise the reference is on Docker Hub. Names must match
-// [RepositoryRegexp] (lower case), tags [TagRegexp], digests sha256 or
-// sha512 ([DigestRegexp]); host plus name is at most 255 characters.
+// the distribution spec's grammar (lower case), tags too, digests sha256 or
+// sha512; host plus name is at most 255 characters.
 // Errors wrap [ErrInvalidReference].
 func ParseReference(s string) (Reference, error) {
 	var r Reference
@@ -62,7 +62,7 @@ func ParseReference(s string) (Reference, error) {
 	if i := strings.LastIndexByte(s, ':'); i >= 0 && i > strings.LastIndexByte(s, '/') {
 		r.Tag = s[i+1:]
 		s = s[:i]
-		if !TagRegexp.MatchString(r.Tag) {
+		if !tagRegexp.MatchString(r.Tag) {
 			return bad("invalid tag")
 		}
 	}
@@ -82,10 +82,10 @@ func ParseReference(s string) (Reference, error) {
 	if err := validateHost(host); err != nil {
 		return bad("invalid host")
 	}
-	if !RepositoryRegexp.MatchString(name) {
+	if !repositoryRegexp.MatchString(name) {
 		return bad("invalid repository name (lower-case letters, digits and separators . _ __ -)")
 	}
-	if len(host)+1+len(name) > MaxRepositoryLength {
+	if len(host)+1+len(name) > maxRepositoryLength {
 		return bad("host and name longer than 255 characters")
 	}
 	r.Host, r.Repository = host, name

@@ -36,37 +36,37 @@ func anchored(s string) string { return `^` + s + `$` }
 
 // Exported grammars, each anchored: they match a whole string or nothing.
 var (
-	// RepositoryRegexp matches a repository name such as "library/ubuntu".
-	// Names are also limited to 255 characters ([MaxRepositoryLength]).
-	RepositoryRegexp = regexp.MustCompile(anchored(repository))
-	// TagRegexp matches a tag such as "v1.2.3".
-	TagRegexp = regexp.MustCompile(anchored(tag))
-	// DigestRegexp matches the digest grammar. The client further accepts
+	// repositoryRegexp matches a repository name such as "library/ubuntu".
+	// Names are also limited to 255 characters (maxRepositoryLength).
+	repositoryRegexp = regexp.MustCompile(anchored(repository))
+	// tagRegexp matches a tag such as "v1.2.3".
+	tagRegexp = regexp.MustCompile(anchored(tag))
+	// digestRegexp matches the digest grammar. The client further accepts
 	// only the registered sha256 and sha512 algorithms with their lengths.
-	DigestRegexp = regexp.MustCompile(anchored(digestPattern))
+	digestRegexp = regexp.MustCompile(anchored(digestPattern))
 )
 
-// MaxRepositoryLength caps a repository name, as clients commonly cap
+// maxRepositoryLength caps a repository name, as clients commonly cap
 // host plus name at 255 characters (distribution-spec, "Pulling manifests").
-const MaxRepositoryLength = 255
+const maxRepositoryLength = 255
 
 func validateRepository(repo string) error {
-	if len(repo) > MaxRepositoryLength || !RepositoryRegexp.MatchString(repo) {
+	if len(repo) > maxRepositoryLength || !repositoryRegexp.MatchString(repo) {
 		return fmt.Errorf("%w: repository %q: must match %s and be at most %d characters",
-			ErrInvalidReference, printable(repo, 80), "[a-z0-9]+((.|_|__|-+)[a-z0-9]+)*(/...)*", MaxRepositoryLength)
+			ErrInvalidReference, printable(repo, 80), "[a-z0-9]+((.|_|__|-+)[a-z0-9]+)*(/...)*", maxRepositoryLength)
 	}
 	return nil
 }
 
 func validateTag(tag string) error {
-	if !TagRegexp.MatchString(tag) {
-		return fmt.Errorf("%w: tag %q: must match %s", ErrInvalidReference, printable(tag, 80), TagRegexp)
+	if !tagRegexp.MatchString(tag) {
+		return fmt.Errorf("%w: tag %q: must match %s", ErrInvalidReference, printable(tag, 80), tagRegexp)
 	}
 	return nil
 }
 
 func validateDigest(d string) error {
-	if !DigestRegexp.MatchString(d) {
+	if !digestRegexp.MatchString(d) {
 		return fmt.Errorf("%w: digest %q: not algorithm:encoded", ErrInvalidReference, printable(d, 80))
 	}
 	if err := oci.ValidateDigest(digest.Digest(d)); err != nil {

@@ -144,12 +144,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if path != "/v2" && !strings.HasPrefix(path, "/v2/") {
-		writeError(w, http.StatusNotFound, CodeUnsupported, "not a registry API path")
+		writeError(w, http.StatusNotFound, codeUnsupported, "not a registry API path")
 		return
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		writeError(w, http.StatusMethodNotAllowed, CodeUnsupported, "this registry is read-only")
+		writeError(w, http.StatusMethodNotAllowed, codeUnsupported, "this registry is read-only")
 		return
 	}
 	if path == "/v2" || path == "/v2/" {
@@ -174,7 +174,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt, ok := parseRoute(path)
 	name, kind, rest := rt.name, rt.kind, rt.reference
 	if !ok {
-		writeError(w, http.StatusNotFound, CodeUnsupported, "unknown API path")
+		writeError(w, http.StatusNotFound, codeUnsupported, "unknown API path")
 		return
 	}
 	s.mu.RLock()
@@ -182,19 +182,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.RUnlock()
 	// Names of repositories held were validated by AddRef; only unknown
 	// ones need the grammar, to tell NAME_INVALID from NAME_UNKNOWN.
-	if rs == nil && (len(name) > MaxRepositoryLength || !RepositoryRegexp.MatchString(name)) {
-		writeError(w, http.StatusBadRequest, CodeNameInvalid, "invalid repository name")
+	if rs == nil && (len(name) > maxRepositoryLength || !repositoryRegexp.MatchString(name)) {
+		writeError(w, http.StatusBadRequest, codeNameInvalid, "invalid repository name")
 		return
 	}
 	if !s.authorize(w, r, pullScope(name)) {
 		return
 	}
 	if kind == kindReferrers && s.DisableReferrers {
-		writeError(w, http.StatusNotFound, CodeUnsupported, "referrers API not supported")
+		writeError(w, http.StatusNotFound, codeUnsupported, "referrers API not supported")
 		return
 	}
 	if rs == nil {
-		writeError(w, http.StatusNotFound, CodeNameUnknown, "repository name not known to registry")
+		writeError(w, http.StatusNotFound, codeNameUnknown, "repository name not known to registry")
 		return
 	}
 	switch kind {
@@ -209,8 +209,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func writeError(w http.ResponseWriter, status int, code ErrorCode, msg string) {
-	b, _ := json.Marshal(ErrorResponse{Errors: []ErrorInfo{{Code: code, Message: msg}}})
+func writeError(w http.ResponseWriter, status int, code errorCode, msg string) {
+	b, _ := json.Marshal(errorResponse{Errors: []ErrorInfo{{Code: code, Message: msg}}})
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(b)))
@@ -232,10 +232,10 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, rs *repoS
 	s.mu.RUnlock()
 	if m == nil {
 		if strings.Contains(reference, ":") && validateDigest(reference) != nil {
-			writeError(w, http.StatusBadRequest, CodeDigestInvalid, "invalid digest")
+			writeError(w, http.StatusBadRequest, codeDigestInvalid, "invalid digest")
 			return
 		}
-		writeError(w, http.StatusNotFound, CodeManifestUnknown, "manifest unknown")
+		writeError(w, http.StatusNotFound, codeManifestUnknown, "manifest unknown")
 		return
 	}
 	h := w.Header()
@@ -266,10 +266,10 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rs *repoState
 	s.mu.RUnlock()
 	if !ok {
 		if validateDigest(reference) != nil {
-			writeError(w, http.StatusBadRequest, CodeDigestInvalid, "invalid digest")
+			writeError(w, http.StatusBadRequest, codeDigestInvalid, "invalid digest")
 			return
 		}
-		writeError(w, http.StatusNotFound, CodeBlobUnknown, "blob unknown to registry")
+		writeError(w, http.StatusNotFound, codeBlobUnknown, "blob unknown to registry")
 		return
 	}
 	h := w.Header()
@@ -286,7 +286,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rs *repoState
 	first, last, partial := br.first, br.last, br.partial
 	if !ok {
 		h.Set("Content-Range", fmt.Sprintf("bytes */%d", size))
-		writeError(w, http.StatusRequestedRangeNotSatisfiable, CodeSizeInvalid, "range not satisfiable")
+		writeError(w, http.StatusRequestedRangeNotSatisfiable, codeSizeInvalid, "range not satisfiable")
 		return
 	}
 	if r.Method == http.MethodHead {
@@ -302,8 +302,8 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rs *repoState
 	}
 	rc, verified, err := openBlobAt(r.Context(), b, first, partial)
 	if err != nil {
-		status, code := http.StatusBadGateway, CodeBlobUnknown
-		if errors.Is(err, oci.ErrNotFound) || errors.Is(err, ErrNotFound) {
+		status, code := http.StatusBadGateway, codeBlobUnknown
+		if errors.Is(err, ErrNotFound) {
 			status = http.StatusNotFound
 		}
 		writeError(w, status, code, "blob content unavailable")
@@ -431,7 +431,7 @@ func page(items []string, n int, last string) ([]string, bool) {
 func writeJSON(w http.ResponseWriter, r *http.Request, contentType string, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, CodeUnsupported, "encoding failed")
+		writeError(w, http.StatusInternalServerError, codeUnsupported, "encoding failed")
 		return
 	}
 	w.Header().Set("Content-Type", contentType)
@@ -452,7 +452,7 @@ func nextLink(w http.ResponseWriter, path string, n int, last string) {
 func servePage(w http.ResponseWriter, r *http.Request, path string, items []string, wrap func([]string) any) {
 	n, last, err := pageParams(r)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, CodeUnsupported, err.Error())
+		writeError(w, http.StatusBadRequest, codeUnsupported, err.Error())
 		return
 	}
 	sort.Strings(items)
@@ -494,7 +494,7 @@ func (s *Server) serveCatalog(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) serveReferrers(w http.ResponseWriter, r *http.Request, rs *repoState, _ string, reference string) {
 	if validateDigest(reference) != nil {
-		writeError(w, http.StatusBadRequest, CodeDigestInvalid, "invalid digest")
+		writeError(w, http.StatusBadRequest, codeDigestInvalid, "invalid digest")
 		return
 	}
 	d := digest.Digest(reference)

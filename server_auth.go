@@ -222,11 +222,11 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, scope string)
 		user, pass, ok := r.BasicAuth()
 		if !ok || !a.checkPassword(user, pass) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="`+a.service()+`"`)
-			writeError(w, http.StatusUnauthorized, CodeUnauthorized, "authentication required")
+			writeError(w, http.StatusUnauthorized, codeUnauthorized, "authentication required")
 			return false
 		}
 		if scope != "" && !a.allowed(user, scope) {
-			writeError(w, http.StatusForbidden, CodeDenied, "requested access to the resource is denied")
+			writeError(w, http.StatusForbidden, codeDenied, "requested access to the resource is denied")
 			return false
 		}
 		return true
@@ -241,13 +241,13 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, scope string)
 	tok, isBearer := bearerToken(r.Header.Get("Authorization"))
 	if !isBearer {
 		challenge("")
-		writeError(w, http.StatusUnauthorized, CodeUnauthorized, "authentication required")
+		writeError(w, http.StatusUnauthorized, codeUnauthorized, "authentication required")
 		return false
 	}
 	g, ok := a.parseToken(tok)
 	if !ok {
 		challenge(`,error="invalid_token"`)
-		writeError(w, http.StatusUnauthorized, CodeUnauthorized, "invalid or expired token")
+		writeError(w, http.StatusUnauthorized, codeUnauthorized, "invalid or expired token")
 		return false
 	}
 	if scope == "" || g.has(scope) {
@@ -255,9 +255,9 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, scope string)
 	}
 	challenge(`,error="insufficient_scope"`)
 	if g.User == "" {
-		writeError(w, http.StatusUnauthorized, CodeUnauthorized, "authentication required")
+		writeError(w, http.StatusUnauthorized, codeUnauthorized, "authentication required")
 	} else {
-		writeError(w, http.StatusForbidden, CodeDenied, "requested access to the resource is denied")
+		writeError(w, http.StatusForbidden, codeDenied, "requested access to the resource is denied")
 	}
 	return false
 }
@@ -265,7 +265,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, scope string)
 // serveToken is the token endpoint described on ServerAuth.
 func (a *ServerAuth) serveToken(w http.ResponseWriter, r *http.Request) {
 	if a.Basic {
-		writeError(w, http.StatusNotFound, CodeUnsupported, "token endpoint disabled in Basic mode")
+		writeError(w, http.StatusNotFound, codeUnsupported, "token endpoint disabled in Basic mode")
 		return
 	}
 	var user string
@@ -275,7 +275,7 @@ func (a *ServerAuth) serveToken(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		if u, p, ok := r.BasicAuth(); ok {
 			if !a.checkPassword(u, p) {
-				writeError(w, http.StatusUnauthorized, CodeUnauthorized, "invalid username or password")
+				writeError(w, http.StatusUnauthorized, codeUnauthorized, "invalid username or password")
 				return
 			}
 			user = u
@@ -286,14 +286,14 @@ func (a *ServerAuth) serveToken(w http.ResponseWriter, r *http.Request) {
 	case http.MethodPost:
 		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 		if err := r.ParseForm(); err != nil {
-			writeError(w, http.StatusBadRequest, CodeUnsupported, "bad form")
+			writeError(w, http.StatusBadRequest, codeUnsupported, "bad form")
 			return
 		}
 		switch r.PostForm.Get("grant_type") {
 		case "password":
 			u, p := r.PostForm.Get("username"), r.PostForm.Get("password")
 			if !a.checkPassword(u, p) {
-				writeError(w, http.StatusUnauthorized, CodeUnauthorized, "invalid username or password")
+				writeError(w, http.StatusUnauthorized, codeUnauthorized, "invalid username or password")
 				return
 			}
 			user = u
@@ -305,17 +305,17 @@ func (a *ServerAuth) serveToken(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 			if user == "" {
-				writeError(w, http.StatusUnauthorized, CodeUnauthorized, "invalid refresh token")
+				writeError(w, http.StatusUnauthorized, codeUnauthorized, "invalid refresh token")
 				return
 			}
 		default:
-			writeError(w, http.StatusBadRequest, CodeUnsupported, "unsupported grant_type")
+			writeError(w, http.StatusBadRequest, codeUnsupported, "unsupported grant_type")
 			return
 		}
 		scopes = strings.Fields(r.PostForm.Get("scope"))
 	default:
 		w.Header().Set("Allow", "GET, POST")
-		writeError(w, http.StatusMethodNotAllowed, CodeUnsupported, "method not allowed")
+		writeError(w, http.StatusMethodNotAllowed, codeUnsupported, "method not allowed")
 		return
 	}
 	now := time.Now()

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/ocipull/registry/oci"
 )
 
 // transport is the one HTTP layer under a Client: the http.Client, the
@@ -189,7 +190,7 @@ type request struct {
 }
 
 // get performs req under the retry loop and reads its body, refusing more
-// than limit bytes (permanently, with ErrTooLarge naming what). A body that
+// than limit bytes (permanently, with oci.ErrTooLarge naming what). A body that
 // breaks while read is retried like any transient failure.
 func (t *transport) get(ctx context.Context, req *request, limit int64, what string) ([]byte, http.Header, error) {
 	var body []byte
@@ -201,7 +202,7 @@ func (t *transport) get(ctx context.Context, req *request, limit int64, what str
 		}
 		defer resp.Body.Close()
 		b, err := readAllCapped(resp.Body, resp.ContentLength, limit)
-		if errors.Is(err, ErrTooLarge) {
+		if errors.Is(err, oci.ErrTooLarge) {
 			return backoff.Permanent(fmt.Errorf("%s: %w", what, err))
 		}
 		if err != nil {
@@ -214,11 +215,11 @@ func (t *transport) get(ctx context.Context, req *request, limit int64, what str
 }
 
 // readAllCapped reads r to its end, refusing a declared length (-1:
-// unknown) or a body over limit with ErrTooLarge. It is the one capped
+// unknown) or a body over limit with oci.ErrTooLarge. It is the one capped
 // read of untrusted bodies.
 func readAllCapped(r io.Reader, declared, limit int64) ([]byte, error) {
 	if declared > limit {
-		return nil, fmt.Errorf("%w: Content-Length %d exceeds the limit of %d bytes", ErrTooLarge, declared, limit)
+		return nil, fmt.Errorf("%w: Content-Length %d exceeds the limit of %d bytes", oci.ErrTooLarge, declared, limit)
 	}
 	size := int64(512)
 	if declared >= 0 {
@@ -227,7 +228,7 @@ func readAllCapped(r io.Reader, declared, limit int64) ([]byte, error) {
 	buf := make([]byte, 0, size)
 	for {
 		if int64(len(buf)) > limit {
-			return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)
+			return nil, fmt.Errorf("%w: more than %d bytes", oci.ErrTooLarge, limit)
 		}
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
@@ -236,7 +237,7 @@ func readAllCapped(r io.Reader, declared, limit int64) ([]byte, error) {
 		buf = buf[:len(buf)+n]
 		if err == io.EOF {
 			if int64(len(buf)) > limit {
-				return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)
+				return nil, fmt.Errorf("%w: more than %d bytes", oci.ErrTooLarge, limit)
 			}
 			return buf, nil
 		}

@@ -156,7 +156,7 @@ func BenchmarkServers(b *testing.B) {
 		b.Fatal(err)
 	}
 	mem := oci.NewMemory()
-	mem.AddRef(ref)
+	mem.Add(ref.Descriptor().MediaType, ref.RawManifest())
 	for _, d := range ref.(*oci.Image).Blobs() {
 		raw, err := ref.(*oci.Image).ReadBlob(context.Background(), d, 1<<20)
 		if err != nil {

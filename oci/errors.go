@@ -1,6 +1,9 @@
 package oci
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors. Errors returned by this package wrap one of these with
 // context (what was requested, expected and found), so callers test for them
@@ -21,15 +24,17 @@ var (
 	// four this package reads (OCI image manifest and index, Docker schema-2
 	// manifest and manifest list).
 	ErrUnsupportedMediaType = errors.New("unsupported media type")
-	// ErrSchema1 means a Docker schema-1 manifest, which is obsolete and unsupported.
-	// It also matches [ErrUnsupportedMediaType].
-	ErrSchema1 = schema1Error{}
+	// errSchema1 is a Docker schema-1 manifest, which is obsolete and
+	// unsupported: it matches [ErrUnsupportedMediaType].
+	errSchema1 = schema1Error{}
 	// ErrNoMatchingPlatform means an index offers no child for the requested platform.
 	ErrNoMatchingPlatform = errors.New("no matching platform")
-	// ErrNotFound means a layout holds no manifest or blob by that name.
+	// ErrNotFound means a source (a layout, memory, a registry: it is also
+	// registry.ErrNotFound) holds no manifest or blob by that name.
 	ErrNotFound = errors.New("not found")
-	// ErrTooDeep means a walk met more nested indexes than [MaxDepth].
-	ErrTooDeep = errors.New("manifests nested too deep")
+	// errTooDeep is indexes nested more than maxDepth (8) levels: it
+	// matches [ErrTooLarge].
+	errTooDeep = fmt.Errorf("%w: manifests nested too deep", ErrTooLarge)
 )
 
 type schema1Error struct{}

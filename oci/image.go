@@ -52,9 +52,6 @@ func (img *Image) Blobs() []v1.Descriptor {
 	return append(out, img.manifest.Layers...)
 }
 
-// Subject is the manifest this one refers to (OCI 1.1 referrers), or nil.
-func (img *Image) Subject() *v1.Descriptor { return img.manifest.Subject }
-
 // OpenBlob opens the blob desc names as a [*VerifyReader]: at most desc.Size
 // bytes, verified against desc.Digest while they stream. Embedded data is
 // served without a fetch. The blob is read from the image's source under
@@ -75,11 +72,11 @@ func (img *Image) ReadBlob(ctx context.Context, desc v1.Descriptor, limit int64)
 	if err != nil {
 		return nil, err
 	}
-	return ReadAllVerified(rc, desc, limit)
+	return readAllVerified(rc, desc, limit)
 }
 
 // ReadConfig reads, verifies and parses the image's config (at most
-// [MaxConfigSize] bytes). Configs of artifacts, whose media type is neither
+// 16 MiB). Configs of artifacts, whose media type is neither
 // the OCI nor the Docker image config, are refused with
 // [ErrUnsupportedMediaType].
 func (img *Image) ReadConfig(ctx context.Context) (*v1.Image, error) {
@@ -87,7 +84,7 @@ func (img *Image) ReadConfig(ctx context.Context) (*v1.Image, error) {
 	if cd.MediaType != v1.MediaTypeImageConfig && cd.MediaType != MediaTypeDockerConfig {
 		return nil, fmt.Errorf("config %s: %w: %q is not an image config", cd.Digest, ErrUnsupportedMediaType, truncate(cd.MediaType))
 	}
-	raw, err := img.ReadBlob(ctx, cd, MaxConfigSize)
+	raw, err := img.ReadBlob(ctx, cd, maxConfigSize)
 	if err != nil {
 		return nil, err
 	}

@@ -35,14 +35,11 @@ func (x *Index) Index() v1.Index { return x.index }
 // Manifests describes the children, in the index's order.
 func (x *Index) Manifests() []v1.Descriptor { return x.index.Manifests }
 
-// Subject is the manifest this index refers to (OCI 1.1 referrers), or nil.
-func (x *Index) Subject() *v1.Descriptor { return x.index.Subject }
-
 // Child loads the child manifest desc names from the index's source under
 // ctx and verifies it against desc's digest and size and
 // media type. desc is usually one of [Index.Manifests]. A child nested more
-// than [MaxDepth] levels below the ref the chain started at is refused with
-// [ErrTooDeep].
+// than 8 levels below the ref the chain started at is refused with
+// an error wrapping [ErrTooLarge].
 func (x *Index) Child(ctx context.Context, desc v1.Descriptor) (Ref, error) {
 	return loadChild(ctx, x.src, desc, x.depth+1)
 }
@@ -55,15 +52,15 @@ func LoadRef(ctx context.Context, src Source, desc v1.Descriptor) (Ref, error) {
 }
 
 func loadChild(ctx context.Context, src Source, desc v1.Descriptor, depth int) (Ref, error) {
-	if depth > MaxDepth {
-		return nil, fmt.Errorf("manifest %s: %w: more than %d levels", desc.Digest, ErrTooDeep, MaxDepth)
+	if depth > maxDepth {
+		return nil, fmt.Errorf("manifest %s: %w: more than %d levels", desc.Digest, errTooDeep, maxDepth)
 	}
 	if err := ValidateDescriptor(desc); err != nil {
 		return nil, err
 	}
 	if !isManifestType(desc.MediaType) {
 		if desc.MediaType == mediaTypeSchema1 || desc.MediaType == mediaTypeSchema1Signed {
-			return nil, fmt.Errorf("manifest %s: %w", desc.Digest, ErrSchema1)
+			return nil, fmt.Errorf("manifest %s: %w", desc.Digest, errSchema1)
 		}
 		return nil, fmt.Errorf("manifest %s: %w: %q", desc.Digest, ErrUnsupportedMediaType, truncate(desc.MediaType))
 	}

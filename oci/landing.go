@@ -240,7 +240,7 @@ func landPipelined(l *landing, vr *VerifyReader, abort func()) error {
 		return werr
 	case verr != nil:
 		return verr
-	case !vr.Verified():
+	case !vr.verified():
 		// The read stopped early: the writer failed, reported above.
 		return fmt.Errorf("blob %s: landing stopped after %d of %d bytes", vr.desc.Digest, vr.n, vr.desc.Size)
 	}

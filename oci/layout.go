@@ -79,9 +79,6 @@ func CreateLayout(dir string) (*Layout, error) {
 	return l, nil
 }
 
-// Dir is the layout's directory.
-func (l *Layout) Dir() string { return l.dir }
-
 // BlobPath is where the layout keeps the content d names. d must be valid.
 func (l *Layout) BlobPath(d digest.Digest) string {
 	return filepath.Join(l.dir, "blobs", d.Algorithm().String(), d.Encoded())

@@ -19,7 +19,7 @@ type WriteOptions struct {
 	Jobs int
 	// MaxManifests and MaxManifestBytes bound the walk below the ref: how
 	// many manifests, and how many bytes of them, are loaded (and held until
-	// written). Zero means [MaxWalkManifests] and [MaxWalkBytes].
+	// written). Zero means 10,000 manifests and 64 MiB.
 	MaxManifests     int
 	MaxManifestBytes int64
 	// Progress, when not nil, is told of each blob as it starts, as bytes
@@ -76,7 +76,7 @@ func (l *Layout) Write(ctx context.Context, tag string, ref Ref, opts *WriteOpti
 	}
 	var blobs []blobJob
 	seenBlob := map[digest.Digest]bool{}
-	lim := walkLimits{MaxWalkManifests, MaxWalkBytes}
+	lim := walkLimits{maxWalkManifests, maxWalkBytes}
 	if opts.MaxManifests > 0 {
 		lim.manifests = opts.MaxManifests
 	}

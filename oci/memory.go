@@ -41,16 +41,6 @@ func (m *Memory) AddJSON(mediaType string, v any) (v1.Descriptor, error) {
 	return m.Add(mediaType, b), nil
 }
 
-// AddRef stores the manifest of ref (not its blobs or children) and
-// returns the ref's descriptor.
-func (m *Memory) AddRef(ref Ref) v1.Descriptor {
-	d := ref.Descriptor()
-	m.mu.Lock()
-	m.content[d.Digest] = ref.RawManifest()
-	m.mu.Unlock()
-	return d
-}
-
 // NewImage stores an OCI image manifest with the given config and layers
 // (already added) and returns it as a ref whose source is m.
 func (m *Memory) NewImage(manifest v1.Manifest) (*Image, error) {

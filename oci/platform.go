@@ -73,11 +73,11 @@ func normalize(p v1.Platform) v1.Platform {
 	return p
 }
 
-// MatchPlatform reports whether have satisfies want: same OS and
+// matchPlatform reports whether have satisfies want: same OS and
 // architecture, the same variant after defaults (arm64 is v8, arm is v7;
 // for other architectures an empty wanted variant accepts any), and, when
 // want names an OS version (Windows), the same OS version.
-func MatchPlatform(want, have v1.Platform) bool {
+func matchPlatform(want, have v1.Platform) bool {
 	w, h := normalize(want), normalize(have)
 	if w.OS != h.OS || w.Architecture != h.Architecture {
 		return false
@@ -92,7 +92,7 @@ func MatchPlatform(want, have v1.Platform) bool {
 }
 
 // SelectPlatform returns the first child of the index whose platform matches
-// want ([MatchPlatform]); the index's order is its preference. When none
+// want (same os, architecture, variant with arm64 defaulting to v8 and arm to v7, and os.version for Windows); the index's order is its preference. When none
 // matches, the error wraps [ErrNoMatchingPlatform] and lists the platforms
 // the index offers.
 func (x *Index) SelectPlatform(want v1.Platform) (v1.Descriptor, error) {
@@ -101,7 +101,7 @@ func (x *Index) SelectPlatform(want v1.Platform) (v1.Descriptor, error) {
 		if d.Platform == nil {
 			continue
 		}
-		if MatchPlatform(want, *d.Platform) {
+		if matchPlatform(want, *d.Platform) {
 			return d, nil
 		}
 		if d.Platform.OS != "unknown" {
@@ -130,7 +130,7 @@ func ImageForPlatform(ctx context.Context, ref Ref, want v1.Platform) (*Image, e
 				return nil, err
 			}
 			have := v1.Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant, OSVersion: cfg.OSVersion}
-			if !MatchPlatform(want, have) {
+			if !matchPlatform(want, have) {
 				return nil, fmt.Errorf("image %s: %w for %s; the image is %s",
 					r.Digest(), ErrNoMatchingPlatform, PlatformString(want), PlatformString(have))
 			}

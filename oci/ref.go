@@ -42,13 +42,13 @@ const (
 	// MaxManifestSize caps a manifest at 4 MiB, the limit the reference
 	// registry and most clients apply (distribution-spec, "Pushing Manifests").
 	MaxManifestSize = 4 << 20
-	// MaxConfigSize caps an image config read into memory. Configs are
+	// maxConfigSize caps an image config read into memory. Configs are
 	// small JSON documents; 16 MiB leaves room for images with long histories.
-	MaxConfigSize = 16 << 20
-	// MaxDepth caps how deeply indexes may nest below the ref a walk starts at.
+	maxConfigSize = 16 << 20
+	// maxDepth caps how deeply indexes may nest below the ref a walk starts at.
 	// Real images nest at most two levels; verified content cannot form a cycle,
 	// but a hostile registry can serve an arbitrarily deep chain.
-	MaxDepth = 8
+	maxDepth = 8
 )
 
 // Source is where a ref's child manifests and blobs come from: a registry
@@ -71,8 +71,6 @@ type Ref interface {
 	Descriptor() v1.Descriptor
 	// Digest is the digest of RawManifest.
 	Digest() digest.Digest
-	// MediaType is the manifest's media type, one of [ManifestMediaTypes].
-	MediaType() string
 	// RawManifest returns the exact bytes the digest was computed over. The
 	// caller must not modify them.
 	RawManifest() []byte
@@ -95,9 +93,6 @@ func (r *refBase) Descriptor() v1.Descriptor { return r.desc }
 
 // Digest is the digest of the raw manifest bytes.
 func (r *refBase) Digest() digest.Digest { return r.desc.Digest }
-
-// MediaType is the manifest's media type.
-func (r *refBase) MediaType() string { return r.desc.MediaType }
 
 // RawManifest returns the exact bytes the digest was computed over; the
 // caller must not modify them.
@@ -132,7 +127,7 @@ type manifestProbe struct {
 //
 // want, when not empty, is the digest raw must have (compared with want's
 // algorithm); otherwise the sha256 of raw becomes the digest. NewRef refuses
-// manifests over [MaxManifestSize], Docker schema 1 ([ErrSchema1]), other
+// manifests over [MaxManifestSize], Docker schema 1 (wrapping [ErrUnsupportedMediaType]), other
 // media types ([ErrUnsupportedMediaType]), bad JSON, a schemaVersion other
 // than 2, and invalid descriptors ([ValidateDescriptor]), all wrapping
 // [ErrInvalidManifest] or the more specific sentinel.
@@ -215,7 +210,7 @@ func servedClaim(served string) (string, error) {
 	base, params, err := mime.ParseMediaType(served)
 	switch {
 	case base == mediaTypeSchema1 || base == mediaTypeSchema1Signed:
-		return "", ErrSchema1
+		return "", errSchema1
 	case err != nil || len(params) > 0 || genericTypes[base]:
 		return "", nil
 	case isManifestType(base):
@@ -238,7 +233,7 @@ func probeManifest(raw []byte) (*manifestProbe, error) {
 	}
 	if p.MediaType == mediaTypeSchema1 || p.MediaType == mediaTypeSchema1Signed ||
 		(p.SchemaVersion != nil && *p.SchemaVersion == 1) || p.FSLayers != nil {
-		return nil, ErrSchema1
+		return nil, errSchema1
 	}
 	if p.SchemaVersion == nil || *p.SchemaVersion != 2 {
 		return nil, fmt.Errorf("%w: schemaVersion must be 2", ErrInvalidManifest)
@@ -271,7 +266,7 @@ func (p *manifestProbe) mediaType(claim string) (string, error) {
 // checkShape refuses an index with config or layers and an image with
 // manifests.
 func (p *manifestProbe) checkShape(mt string) error {
-	isIndex := IsIndexMediaType(mt)
+	isIndex := isIndexMediaType(mt)
 	if isIndex && (p.Config != nil || p.Layers != nil) {
 		return fmt.Errorf("%w: %s has config or layers", ErrInvalidManifest, mt)
 	}
@@ -299,13 +294,13 @@ func isManifestType(mt string) bool {
 	return false
 }
 
-// IsIndexMediaType reports whether mt is an OCI index or Docker manifest list.
-func IsIndexMediaType(mt string) bool {
+// isIndexMediaType reports whether mt is an OCI index or Docker manifest list.
+func isIndexMediaType(mt string) bool {
 	return mt == v1.MediaTypeImageIndex || mt == MediaTypeDockerManifestList
 }
 
-// IsManifestMediaType reports whether mt is one of [ManifestMediaTypes].
-func IsManifestMediaType(mt string) bool { return isManifestType(mt) }
+// isManifestMediaType reports whether mt is one of [ManifestMediaTypes].
+func isManifestMediaType(mt string) bool { return isManifestType(mt) }
 
 func trimSpace(s string) string {
 	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {

@@ -206,16 +206,16 @@ func (v *VerifyReader) WriteTo(w io.Writer) (int64, error) {
 	}
 }
 
-// Verified reports whether the whole content has been read and matched.
-func (v *VerifyReader) Verified() bool { return v.err == io.EOF }
+// verified reports whether the whole content has been read and matched.
+func (v *VerifyReader) verified() bool { return v.err == io.EOF }
 
 // Close closes the underlying stream.
 func (v *VerifyReader) Close() error { return v.c.Close() }
 
-// ReadAllVerified reads the content desc names from rc, up to limit bytes,
+// readAllVerified reads the content desc names from rc, up to limit bytes,
 // verifies it and closes rc. A descriptor larger than limit is refused
 // with [ErrTooLarge] before anything is read.
-func ReadAllVerified(rc io.ReadCloser, desc v1.Descriptor, limit int64) ([]byte, error) {
+func readAllVerified(rc io.ReadCloser, desc v1.Descriptor, limit int64) ([]byte, error) {
 	defer rc.Close()
 	if desc.Size > limit {
 		return nil, fmt.Errorf("blob %s: %w: size %d exceeds the limit of %d bytes", desc.Digest, ErrTooLarge, desc.Size, limit)

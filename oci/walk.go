@@ -16,22 +16,22 @@ var SkipChildren = errors.New("skip children")
 // Default bounds of one walk: real images have a handful of manifests of
 // a few KiB; a hostile index can name 20,000 children of up to 4 MiB each.
 const (
-	// MaxWalkManifests caps the manifests one [Walk] loads.
-	MaxWalkManifests = 10_000
-	// MaxWalkBytes caps the manifest bytes one [Walk] loads (and a
+	// maxWalkManifests caps the manifests one [Walk] loads.
+	maxWalkManifests = 10_000
+	// maxWalkBytes caps the manifest bytes one [Walk] loads (and a
 	// [Layout.Write] holds until it writes them).
-	MaxWalkBytes = 64 << 20
+	maxWalkBytes = 64 << 20
 )
 
 // Walk calls fn for ref and then, depth first in index order, for every
 // manifest below it, loading each child lazily ([Index.Child]: verified,
-// at most [MaxDepth] levels), each load under ctx. A manifest reachable
+// at most 8 levels), each load under ctx. A manifest reachable
 // along several paths is visited once. Blobs are not read: an [*Image]
 // lists them in [Image.Blobs]. Walk stops at the first error from fn or
 // from a load, and with an error wrapping [ErrTooLarge] before it loads
-// more than [MaxWalkManifests] manifests or [MaxWalkBytes] bytes of them.
+// more than 10,000 manifests or 64 MiB of them.
 func Walk(ctx context.Context, ref Ref, fn func(Ref) error) error {
-	return walk(ctx, ref, walkLimits{MaxWalkManifests, MaxWalkBytes}, fn)
+	return walk(ctx, ref, walkLimits{maxWalkManifests, maxWalkBytes}, fn)
 }
 
 type walkLimits struct {

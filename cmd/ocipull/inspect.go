@@ -51,7 +51,7 @@ func cmdInspect(ctx context.Context, args []string, stdin io.Reader, stdout, std
 			return fmt.Errorf("inspect %s: %w", ref, err)
 		}
 	}
-	in := inspection{Reference: ref.String(), Digest: string(got.Digest()), MediaType: got.MediaType(), Size: got.Descriptor().Size}
+	in := inspection{Reference: ref.String(), Digest: string(got.Digest()), MediaType: got.Descriptor().MediaType, Size: got.Descriptor().Size}
 	switch r := got.(type) {
 	case *oci.Index:
 		in.Manifests = r.Manifests()

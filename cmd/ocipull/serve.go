@@ -40,7 +40,7 @@ func cmdServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	if !registry.RepositoryRegexp.MatchString(*repo) {
+	if !validRepository(*repo) {
 		return usageErr("--repo %q is not a valid repository name", *repo)
 	}
 	srv, n, err := layoutServer(ctx, fs.Arg(0), *repo)
@@ -113,14 +113,26 @@ func serveUntilDone(ctx context.Context, ln net.Listener, h http.Handler, ready 
 // is a tag ("v1"), the tag of a full reference ("ghcr.io/org/app:v1", as
 // other tools write them), or "" when there is none.
 func layoutTag(name string) string {
-	if registry.TagRegexp.MatchString(name) {
+	if validTag(name) {
 		return name
 	}
 	if strings.Contains(name, "@") {
 		return ""
 	}
-	if i := strings.LastIndexByte(name, ':'); i >= 0 && !strings.Contains(name[i+1:], "/") && registry.TagRegexp.MatchString(name[i+1:]) {
+	if i := strings.LastIndexByte(name, ':'); i >= 0 && !strings.Contains(name[i+1:], "/") && validTag(name[i+1:]) {
 		return name[i+1:]
 	}
 	return ""
+}
+
+// validRepository and validTag apply the reference grammar through
+// registry.ParseReference, the one place it lives.
+func validRepository(repo string) bool {
+	r, err := registry.ParseReference("localhost/" + repo)
+	return err == nil && r.Repository == repo && r.Digest == ""
+}
+
+func validTag(tag string) bool {
+	r, err := registry.ParseReference("localhost/x:" + tag)
+	return err == nil && r.Tag == tag && r.Digest == ""
 }
