@@ -125,17 +125,42 @@ func (w *landingWriter) Write(p []byte) (int, error) {
 // failure the others stop and abort is called (it cancels the read); the
 // function returns only once every goroutine has, with nil only when every
 // byte was verified and written.
+// chunk is one slot of the landing ring on its way from reader to writer.
+type chunk struct {
+	slot int
+	n    int
+	pos  int64 // of the slot's first byte in the blob
+	err  error // the read's error, io.EOF if the stream ended
+}
+
+// gatherAdjacent takes along the chunks already waiting in verified that
+// continue c both in the ring and in the file, so they go out in one
+// write; it returns how many slots that makes, where they end in the file,
+// and a chunk it took that does not continue them (to be written next).
+func gatherAdjacent(c chunk, verified <-chan chunk, slotSize int) (slots int, end int64, carried *chunk) {
+	slots, end = 1, c.pos+int64(c.n)
+	for c.slot+slots < pipelineSlots && end-c.pos == int64(slots*slotSize) {
+		select {
+		case d, ok := <-verified:
+			if !ok {
+				return slots, end, nil
+			}
+			if d.slot != c.slot+slots || d.pos != end {
+				return slots, end, &d
+			}
+			slots, end = slots+1, end+int64(d.n)
+		default:
+			return slots, end, nil
+		}
+	}
+	return slots, end, nil
+}
+
 func landPipelined(l *landing, vr *VerifyReader, abort func()) error {
 	const slotSize = copyBufferSize
 	ring, aligned, release := pipelineMemory(pipelineSlots * slotSize)
 	defer release()
 	slot := func(i, n int) []byte { return ring[i*slotSize : i*slotSize+n] }
-	type chunk struct {
-		slot int
-		n    int
-		pos  int64 // of the slot's first byte in the blob
-		err  error // the read's error, io.EOF if the stream ended
-	}
 	// Each channel can hold every slot, so a send to one never blocks.
 	free := make(chan int, pipelineSlots)
 	for i := 0; i < pipelineSlots; i++ {
@@ -187,23 +212,9 @@ func landPipelined(l *landing, vr *VerifyReader, abort func()) error {
 			}
 			// Take along the chunks already waiting that continue this
 			// one both in the ring and in the file.
-			slots, end := 1, c.pos+int64(c.n)
-		gather:
-			for c.slot+slots < pipelineSlots && end-c.pos == int64(slots*slotSize) {
-				select {
-				case d, ok := <-verified:
-					if !ok {
-						break gather
-					}
-					if d.slot != c.slot+slots || d.pos != end {
-						carried = &d
-						break gather
-					}
-					slots, end = slots+1, end+int64(d.n)
-				default:
-					break gather
-				}
-			}
+			var slots int
+			var end int64
+			slots, end, carried = gatherAdjacent(c, verified, slotSize)
 			if werr == nil {
 				if werr = l.write(ring[c.slot*slotSize:c.slot*slotSize+int(end-c.pos)], c.pos, aligned); werr != nil {
 					fail()

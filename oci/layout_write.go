@@ -218,6 +218,9 @@ func (l *Layout) writeContent(desc v1.Descriptor, b []byte) error {
 	return writeFileAtomic(path, b)
 }
 
+// writeBlob lands one blob: skipped when present and verified, else
+// downloaded (resuming a .partial when src can) under the blob's locks,
+// verified and renamed into place.
 func (l *Layout) writeBlob(ctx context.Context, src Source, desc v1.Descriptor, progress func(BlobProgress), pipelines chan struct{}) error {
 	report := func(p BlobProgress) {
 		if progress != nil {
@@ -254,6 +257,36 @@ func (l *Layout) writeBlob(ctx context.Context, src Source, desc v1.Descriptor, 
 		report(BlobProgress{Complete: desc.Size, Done: true, Skipped: true})
 		return nil
 	}
+	// The pipelined landing cancels the download when a write fails.
+	ctx, abort := context.WithCancel(ctx)
+	defer abort()
+	land := &landing{f: f, report: report}
+	vr, err := resumeDownload(ctx, src, desc, land)
+	if err != nil {
+		f.Close()
+		return err
+	}
+	defer vr.Close()
+	if err := landVerified(land, vr, partial, pipelines, abort); err != nil {
+		land.close()
+		if errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrSizeMismatch) {
+			os.Remove(partial)
+		}
+		return err
+	}
+	if err := placeLanded(land, partial, path); err != nil {
+		return err
+	}
+	report(BlobProgress{Complete: desc.Size, Done: true})
+	return nil
+}
+
+// resumeDownload opens desc's content for a landing into land.f: from the
+// partial file's length when src can resume (the prefix on disk is read
+// back and verified with the rest), else from the start, truncating only
+// what is there to drop. It sets land.skip.
+func resumeDownload(ctx context.Context, src Source, desc v1.Descriptor, land *landing) (*VerifyReader, error) {
+	f := land.f
 	var offset, have int64
 	if st, err := f.Stat(); err == nil {
 		have = st.Size()
@@ -262,10 +295,8 @@ func (l *Layout) writeBlob(ctx context.Context, src Source, desc v1.Descriptor, 
 	if canResume && have > 0 && have < desc.Size {
 		offset = have
 	}
-	// The pipelined landing cancels the download when a write fails.
-	ctx, abort := context.WithCancel(ctx)
-	defer abort()
 	var remote io.ReadCloser
+	var err error
 	if offset > 0 {
 		if remote, err = rs.BlobAt(ctx, desc, offset); err != nil {
 			offset = 0
@@ -273,75 +304,65 @@ func (l *Layout) writeBlob(ctx context.Context, src Source, desc v1.Descriptor, 
 	}
 	if offset == 0 {
 		if remote, err = src.Blob(ctx, desc); err != nil {
-			f.Close()
-			return err
+			return nil, err
 		}
 	}
-	defer remote.Close()
 	// Truncate only what is there to drop: on ext4, truncating a file to
 	// zero (even an empty one) makes its close start writeback of
 	// everything written since and wait for it, a quarter of a second per
 	// gigabyte.
 	if have > offset {
 		if err := f.Truncate(offset); err != nil {
-			f.Close()
-			return err
+			remote.Close()
+			return nil, err
 		}
 	}
-	report(BlobProgress{Complete: offset, Resumed: offset > 0})
+	land.skip = offset
+	land.report(BlobProgress{Complete: offset, Resumed: offset > 0})
 	stream := struct {
 		io.Reader
 		io.Closer
 	}{io.MultiReader(io.NewSectionReader(f, 0, offset), remote), remote}
 	vr, err := NewVerifyReader(stream, desc)
 	if err != nil {
-		f.Close()
-		return err
+		remote.Close()
+		return nil, err
 	}
-	land := &landing{f: f, skip: offset, report: report}
-	pipelined := false
-	if desc.Size >= pipelineMinSize {
+	return vr, nil
+}
+
+// landVerified writes vr's verified content through land: pipelined for
+// a large blob when a pipeline slot is free, else on this goroutine.
+func landVerified(land *landing, vr *VerifyReader, partial string, pipelines chan struct{}, abort func()) error {
+	if vr.desc.Size >= pipelineMinSize {
 		select {
 		case pipelines <- struct{}{}:
-			pipelined = true
 			defer func() { <-pipelines }()
+			land.direct = openDirect(partial)
+			return landPipelined(land, vr, abort)
 		default:
 		}
 	}
-	if pipelined {
-		land.direct = openDirect(partial)
-		err = landPipelined(land, vr, abort)
-	} else {
-		_, err = vr.WriteTo(&landingWriter{l: land})
-	}
-	if err != nil {
-		land.close()
-		if errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrSizeMismatch) {
-			os.Remove(partial)
-		}
-		return err
-	}
-	// No fsync: a blob is renamed into place only once verified, and a
-	// blob that a crash left short or garbled under its final name is found
-	// by the next Write, which re-hashes what is present before skipping it.
+	_, err := vr.WriteTo(&landingWriter{l: land})
+	return err
+}
+
+// placeLanded renames a landed, verified partial file into place. No
+// fsync: a blob is renamed into place only once verified, and a blob that
+// a crash left short or garbled under its final name is found by the next
+// Write, which re-hashes what is present before skipping it.
+func placeLanded(land *landing, partial, path string) error {
 	if renameWhileLocked {
 		if err := os.Rename(partial, path); err != nil {
 			land.close()
 			return err
 		}
-		if err := land.close(); err != nil {
-			return err
-		}
-	} else {
-		if err := land.close(); err != nil {
-			return err
-		}
-		if err := os.Rename(partial, path); err != nil {
-			return err
-		}
+		return land.close()
 	}
-	report(BlobProgress{Complete: desc.Size, Done: true})
-	return nil
+	if err := land.close(); err != nil {
+		return err
+	}
+	return os.Rename(partial, path)
 }
 
 // lockBlob makes the writers of this Layout value land d one at a time:
