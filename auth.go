@@ -243,7 +243,7 @@ func (t *transport) checkRealm(realm string) error {
 
 // registryInternal reports whether the registry itself is on an internal
 // host: then its realms and redirects may be internal too.
-func (t *transport) registryInternal() bool { return isInternalHost(hostOnly(t.host)) }
+func (t *transport) registryInternal() bool { return t.internal }
 
 // checkBasicAllowed refuses to send Basic credentials over plain HTTP,
 // except to a loopback host, or to the registry's own host when

@@ -46,7 +46,7 @@ func (s clientSource) BlobAt(ctx context.Context, desc v1.Descriptor, offset int
 	}
 	t := s.c.init()
 	r := &blobStream{t: t, ctx: ctx, desc: desc, url: t.registryURL(apiPath(s.c.Repository, kindBlobs, string(desc.Digest)), ""),
-		scope: pullScope(s.c.Repository), offset: offset, start: offset}
+		scope: s.c.scope, offset: offset, start: offset}
 	// The first request is made now, so that a missing blob or a refused
 	// request is reported by the open, not by the first read.
 	if desc.Size > offset {
@@ -96,10 +96,7 @@ type blobStream struct {
 
 // open requests the blob from r.offset, retrying transient failures.
 func (r *blobStream) open() error {
-	if r.bo == nil {
-		r.bo = r.t.newBackOff()
-	}
-	return r.t.retry(r.ctx, r.bo, func() error {
+	return r.t.retry(r.ctx, &r.bo, func() error {
 		req := &request{method: http.MethodGet, url: r.url, scope: r.scope}
 		if r.offset > 0 {
 			req.rng = "bytes=" + strconv.FormatInt(r.offset, 10) + "-" + strconv.FormatInt(r.desc.Size-1, 10)
@@ -227,6 +224,9 @@ func (r *blobStream) broken(err error) error {
 		// Progress since the last break: the policy starts over.
 		r.bo = r.t.newBackOff()
 		r.moved = 0
+	}
+	if r.bo == nil {
+		r.bo = r.t.newBackOff()
 	}
 	wait, ok := r.t.nextWait(r.ctx, r.bo, err)
 	if !ok {

@@ -104,6 +104,7 @@ type Client struct {
 
 	initOnce sync.Once
 	t        *transport
+	scope    string // the pull scope of Repository
 
 	// httpFallback (set by [Reference.Client] for loopback hosts) lets a
 	// client without a Scheme fall back from HTTPS to plain HTTP when the
@@ -113,7 +114,7 @@ type Client struct {
 
 // init builds the client's transport from its fields, once.
 func (c *Client) init() *transport {
-	c.initOnce.Do(func() { c.t = newTransport(c) })
+	c.initOnce.Do(func() { c.t, c.scope = newTransport(c), pullScope(c.Repository) })
 	return c.t
 }
 
@@ -242,7 +243,7 @@ var (
 // and the size.
 func (c *Client) fetchManifest(ctx context.Context, t *transport, reference string) ([]byte, string, error) {
 	req := &request{method: http.MethodGet, url: t.registryURL(apiPath(c.Repository, kindManifests, reference), ""),
-		accept: manifestAccept, scope: pullScope(c.Repository)}
+		accept: manifestAccept, scope: c.scope}
 	what := "manifest " + c.describeRef(reference)
 	body, header, err := t.get(ctx, req, oci.MaxManifestSize, what)
 	if err != nil {

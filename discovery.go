@@ -40,9 +40,10 @@ func (c *Client) Resolve(ctx context.Context, reference string) (v1.Descriptor, 
 		fetchBy = tag
 	}
 	req := &request{method: http.MethodHead, url: t.registryURL(apiPath(c.Repository, kindManifests, fetchBy), ""),
-		accept: manifestAccept, scope: pullScope(c.Repository)}
+		accept: manifestAccept, scope: c.scope}
 	var desc v1.Descriptor
-	err = t.retry(ctx, t.newBackOff(), func() error {
+	var bo backoff.BackOff
+	err = t.retry(ctx, &bo, func() error {
 		resp, err := t.attempt(ctx, req)
 		if err != nil {
 			return err
@@ -118,7 +119,7 @@ func (c *Client) ReadPlatform(ctx context.Context, reference string, platform v1
 // does not advance "last" is an error wrapping [ErrProtocol], never a
 // silent truncation.
 func (c *Client) ListTags(ctx context.Context, pageSize int) iter.Seq2[string, error] {
-	return c.list(ctx, c.start, apiPath(c.Repository, kindTags, ""), pageSize, pullScope(c.Repository), "tags")
+	return c.list(ctx, c.start, apiPath(c.Repository, kindTags, ""), pageSize, c.scope, "tags")
 }
 
 // Tags collects [Client.ListTags] with the registry's default page size.
@@ -196,7 +197,7 @@ func (c *Client) Referrers(ctx context.Context, subject digest.Digest, artifactT
 		query = "artifactType=" + url.QueryEscape(artifactType)
 	}
 	req := &request{method: http.MethodGet, url: t.registryURL(apiPath(c.Repository, kindReferrers, string(subject)), query),
-		accept: v1.MediaTypeImageIndex, scope: pullScope(c.Repository)}
+		accept: v1.MediaTypeImageIndex, scope: c.scope}
 	var idx v1.Index
 	filtered, fallback := false, false
 	b, header, err := t.get(ctx, req, maxListPage, "referrers of "+string(subject))

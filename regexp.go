@@ -66,9 +66,6 @@ func validateTag(tag string) error {
 }
 
 func validateDigest(d string) error {
-	if !digestRegexp.MatchString(d) {
-		return fmt.Errorf("%w: digest %q: not algorithm:encoded", ErrInvalidReference, printable(d, 80))
-	}
 	if err := oci.ValidateDigest(digest.Digest(d)); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidReference, err)
 	}

@@ -54,13 +54,19 @@ func defaultBackOff() backoff.BackOff {
 //     longer than MaxRetryAfter ends it;
 //   - a wait that would pass the context's deadline ends it with the last
 //     error, not with a deadline error.
-func (t *transport) retry(ctx context.Context, b backoff.BackOff, op func() error) error {
+//
+// bo holds the operation's policy; a nil *bo is filled in with a fresh one
+// at the first failure, so an operation that succeeds at once makes none.
+func (t *transport) retry(ctx context.Context, bo *backoff.BackOff, op func() error) error {
 	for {
 		err := op()
 		if err == nil {
 			return nil
 		}
-		wait, ok := t.nextWait(ctx, b, err)
+		if *bo == nil {
+			*bo = t.newBackOff()
+		}
+		wait, ok := t.nextWait(ctx, *bo, err)
 		if !ok {
 			return unwrapPermanent(err)
 		}
@@ -118,6 +124,9 @@ type watchdog struct {
 }
 
 func (w *watchdog) fire() {
+	if w == nil {
+		return
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.stopped {
@@ -127,9 +136,12 @@ func (w *watchdog) fire() {
 	w.cancel()
 }
 
-func (w *watchdog) fired() bool { return w.didFire.Load() }
+func (w *watchdog) fired() bool { return w != nil && w.didFire.Load() }
 
 func (w *watchdog) kick() {
+	if w == nil {
+		return
+	}
 	w.mu.Lock()
 	if !w.stopped {
 		w.timer.Reset(w.d)
@@ -137,11 +149,25 @@ func (w *watchdog) kick() {
 	w.mu.Unlock()
 }
 
+// stop disarms the watchdog.
 func (w *watchdog) stop() {
+	if w == nil {
+		return
+	}
 	w.mu.Lock()
 	w.stopped = true
 	w.timer.Stop()
 	w.mu.Unlock()
+}
+
+// release disarms the watchdog and cancels its context: for a request
+// that produced no body to watch.
+func (w *watchdog) release() {
+	if w == nil {
+		return
+	}
+	w.stop()
+	w.cancel()
 }
 
 // watchedBody is a response body under a watchdog: every stallThreshold

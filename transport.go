@@ -36,6 +36,7 @@ type transport struct {
 	creds         CredentialSource
 	basicOverHTTP bool
 	limits        listLimits
+	internal      bool // the registry is on an internal host (see isInternalHost)
 
 	// scheme is the Client's Scheme ("" means https, or https with the
 	// loopback fallback when fallback is set). fellBack records, for the
@@ -70,6 +71,7 @@ func newTransport(c *Client) *transport {
 		scheme:        c.Scheme,
 		fallback:      c.httpFallback,
 		limits:        newListLimits(c.MaxPages, c.MaxListItems),
+		internal:      isInternalHost(hostOnly(c.Host)),
 	}
 	if t.userAgent == "" {
 		t.userAgent = defaultUserAgent
@@ -195,7 +197,8 @@ type request struct {
 func (t *transport) get(ctx context.Context, req *request, limit int64, what string) ([]byte, http.Header, error) {
 	var body []byte
 	var header http.Header
-	err := t.retry(ctx, t.newBackOff(), func() error {
+	var bo backoff.BackOff
+	err := t.retry(ctx, &bo, func() error {
 		resp, err := t.attempt(ctx, req)
 		if err != nil {
 			return err
@@ -281,7 +284,7 @@ func (t *transport) attempt(ctx context.Context, req *request) (*http.Response, 
 			if resp.StatusCode == http.StatusSeeOther {
 				method = http.MethodGet
 			}
-			if !t.registryInternal() && !sameHostPort(next, t.origin()) && isInternalHost(next.Hostname()) {
+			if !t.internal && !t.isOrigin(next) && isInternalHost(next.Hostname()) {
 				return nil, backoff.Permanent(fmt.Errorf("%s %s: %w: refusing redirect to internal address %s", req.method, redactURL(u), ErrProtocol, redactURL(next)))
 			}
 			u = t.applyOrigin(next)
@@ -304,8 +307,14 @@ func (t *transport) attempt(ctx context.Context, req *request) (*http.Response, 
 // sendOnce sends one hop of req to u, with Authorization when u is the
 // registry's own origin.
 func (t *transport) sendOnce(ctx context.Context, req *request, method string, u *url.URL) (*http.Response, bool, error) {
-	hreq, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
+	sameOrigin := t.isOrigin(u)
+	if !sameOrigin && !t.internal {
+		ctx = withDialCheck(ctx)
+	}
+	wctx, wd := t.watch(ctx)
+	hreq, err := http.NewRequestWithContext(wctx, method, u.String(), nil)
 	if err != nil {
+		wd.release()
 		return nil, false, backoff.Permanent(fmt.Errorf("%w: %v", ErrInvalidReference, err))
 	}
 	h := hreq.Header
@@ -317,17 +326,23 @@ func (t *transport) sendOnce(ctx context.Context, req *request, method string, u
 	if req.rng != "" {
 		h["Range"] = []string{req.rng}
 	}
-	sameOrigin := sameHostPort(u, t.origin())
 	if sameOrigin {
 		if err := t.authorize(ctx, hreq, req.scope); err != nil {
+			wd.release()
 			return nil, true, err
 		}
 	}
-	if !sameOrigin && !t.registryInternal() {
-		hreq = hreq.WithContext(withDialCheck(ctx))
-	}
-	resp, err := t.send(hreq)
+	resp, err := t.sendWatched(ctx, hreq, wd)
 	return resp, sameOrigin, err
+}
+
+// isOrigin reports whether u is on the registry's origin as the transport
+// reaches it now (scheme, host and port, default ports filled in).
+func (t *transport) isOrigin(u *url.URL) bool {
+	if u.Host == t.host && u.Scheme == t.currentScheme() {
+		return true
+	}
+	return sameHostPort(u, t.origin())
 }
 
 // fallBack reports whether a failed hop to u is the loopback registry
@@ -376,34 +391,48 @@ func redirectTarget(resp *http.Response, u *url.URL, method string) (*url.URL, e
 	return next, nil
 }
 
-// send does one round trip with a stall watchdog: if no response headers
-// arrive within the stall timeout, or later less than stallThreshold of
-// body per timeout, the request is cancelled and its error wraps ErrStalled. The
-// returned body stops the watchdog when closed.
-func (t *transport) send(req *http.Request) (*http.Response, error) {
-	ctx := req.Context()
-	d := t.stall
-	if d < 0 {
-		resp, err := t.hc.Do(req)
-		if err != nil {
-			return nil, networkError(ctx, req, err)
-		}
-		return resp, nil
+// watch starts the stall watchdog of one request: ctx is cancelled when
+// no response headers arrive within the stall timeout, or later less than
+// stallThreshold of body per timeout. With stall detection off, wd is nil
+// (its methods then do nothing) and ctx is returned as it is.
+func (t *transport) watch(ctx context.Context) (context.Context, *watchdog) {
+	if t.stall < 0 {
+		return ctx, nil
 	}
 	actx, cancel := context.WithCancel(ctx)
-	wd := &watchdog{d: d, cancel: cancel}
-	wd.timer = time.AfterFunc(d, wd.fire)
-	resp, err := t.hc.Do(req.WithContext(actx))
-	if err != nil {
-		wd.stop()
-		cancel()
-		if wd.fired() {
-			err = fmt.Errorf("no response headers for %s: %w", d, ErrStalled)
-		}
-		return nil, networkError(ctx, req, err)
+	wd := &watchdog{d: t.stall, cancel: cancel}
+	wd.timer = time.AfterFunc(t.stall, wd.fire)
+	return actx, wd
+}
+
+// send does one round trip of req under a watchdog of its own.
+func (t *transport) send(req *http.Request) (*http.Response, error) {
+	parent := req.Context()
+	ctx, wd := t.watch(parent)
+	if wd != nil {
+		req = req.WithContext(ctx)
 	}
-	wd.kick()
-	resp.Body = &watchedBody{rc: resp.Body, wd: wd}
+	return t.sendWatched(parent, req, wd)
+}
+
+// sendWatched does one round trip of req, whose context (derived from
+// parent, the caller's) wd cancels when it fires: an error then wraps
+// ErrStalled and is retryable unless parent ended. The returned body stops
+// the watchdog when closed.
+func (t *transport) sendWatched(parent context.Context, req *http.Request, wd *watchdog) (*http.Response, error) {
+	resp, err := t.hc.Do(req)
+	if err != nil {
+		fired := wd.fired()
+		wd.release()
+		if fired {
+			err = fmt.Errorf("no response headers for %s: %w", wd.d, ErrStalled)
+		}
+		return nil, networkError(parent, req, err)
+	}
+	if wd != nil {
+		wd.kick()
+		resp.Body = &watchedBody{rc: resp.Body, wd: wd}
+	}
 	return resp, nil
 }
 
