@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocipull/registry/oci"
@@ -267,4 +268,37 @@ func (r *blobStream) Close() error {
 		r.err = errors.New("read from closed blob stream")
 	}
 	return nil
+}
+
+// statBlob asks the registry for the size of the blob d with one HEAD
+// (retried like any request): the descriptor of a blob known only by its
+// digest, as a pull-through cache receives it. The size is the registry's
+// claim; reading the blob verifies it with the digest.
+func (c *Client) statBlob(ctx context.Context, d digest.Digest) (v1.Descriptor, error) {
+	t, err := c.start()
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	if err := validateDigest(string(d)); err != nil {
+		return v1.Descriptor{}, err
+	}
+	req := &request{method: http.MethodHead, url: t.registryURL(apiPath(c.Repository, kindBlobs, string(d)), ""), scope: c.scope}
+	var size int64 = -1
+	var bo backoff.BackOff
+	err = t.retry(ctx, &bo, func() error {
+		resp, err := t.attempt(ctx, req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		size = resp.ContentLength
+		return nil
+	})
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	if size < 0 {
+		return v1.Descriptor{}, fmt.Errorf("blob %s: %w: HEAD without Content-Length", d, ErrProtocol)
+	}
+	return v1.Descriptor{MediaType: "application/octet-stream", Digest: d, Size: size}, nil
 }

@@ -31,8 +31,9 @@ type Layout struct {
 	dir string
 	mu  sync.Mutex // serialises index.json updates within the process
 
-	blobMu  sync.Mutex
-	landing map[digest.Digest]chan struct{} // blobs this value is landing; closed when done
+	blobMu    sync.Mutex
+	landing   map[digest.Digest]chan struct{} // blobs this value is landing; closed when done
+	pipelines chan struct{}                   // WriteBlob's pipelined landings
 
 	verifiedMu sync.Mutex
 	verified   map[digest.Digest]fileStamp // files Blob verified, as they were then

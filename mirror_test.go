@@ -1,0 +1,534 @@
+package registry_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ocipull/registry"
+	"github.com/ocipull/registry/faults"
+	"github.com/ocipull/registry/oci"
+)
+
+// upstreamFixture is a registry the mirror fills from: our Server behind
+// the fault injector, with every request counted by method and path.
+type upstreamFixture struct {
+	img  *oci.Image
+	inj  *faults.Injector
+	ts   *httptest.Server
+	mu   sync.Mutex
+	seen map[string]int // "GET /v2/..." -> count
+	auth []string       // Authorization headers seen
+}
+
+func newUpstream(t *testing.T, layerSizes ...int) *upstreamFixture {
+	t.Helper()
+	mem := oci.NewMemory()
+	img := newImage(t, mem, linuxAMD64, layerSizes...)
+	srv := registry.NewServer()
+	mustAdd(t, srv, "team/app", "v1", img)
+	u := &upstreamFixture{img: img, inj: &faults.Injector{Next: srv}, seen: map[string]int{}}
+	u.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.seen[r.Method+" "+r.URL.Path]++
+		if a := r.Header.Get("Authorization"); a != "" {
+			u.auth = append(u.auth, a)
+		}
+		u.mu.Unlock()
+		u.inj.ServeHTTP(w, r)
+	}))
+	t.Cleanup(u.ts.Close)
+	return u
+}
+
+// count is how many requests with that method had a path containing sub.
+func (u *upstreamFixture) count(method, sub string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n := 0
+	for k, v := range u.seen {
+		m, p, _ := strings.Cut(k, " ")
+		if (method == "" || m == method) && strings.Contains(p, sub) {
+			n += v
+		}
+	}
+	return n
+}
+
+func (u *upstreamFixture) reset() {
+	u.mu.Lock()
+	u.seen = map[string]int{}
+	u.mu.Unlock()
+}
+
+// newMirror serves a mirror of ups (ns -> upstream) from dir.
+func newMirror(t *testing.T, dir string, ups map[string]*upstreamFixture, tune func(*registry.Mirror)) (*registry.Mirror, *httptest.Server) {
+	t.Helper()
+	cfg := map[string]registry.Upstream{}
+	for ns, u := range ups {
+		cfg[ns] = registry.Upstream{URL: u.ts.URL}
+	}
+	m, err := registry.NewMirror(dir, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tune != nil {
+		tune(m)
+	}
+	ts := httptest.NewServer(m)
+	t.Cleanup(func() { ts.Close(); m.Close() })
+	return m, ts
+}
+
+// pullAll reads ref through c and every blob, verified, returning the
+// first error.
+func mirrorPull(ctx context.Context, c *registry.Client, ref string) (oci.Ref, error) {
+	got, err := c.Read(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	img, ok := got.(*oci.Image)
+	if !ok {
+		return got, nil
+	}
+	for _, d := range img.Blobs() {
+		rc, err := img.OpenBlob(ctx, d)
+		if err != nil {
+			return nil, err
+		}
+		_, err = io.Copy(io.Discard, rc)
+		rc.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	return got, nil
+}
+
+func TestMirrorPullThroughAndWarm(t *testing.T) {
+	up := newUpstream(t, 300_000, 20_000)
+	dir := t.TempDir()
+	_, ms := newMirror(t, dir, map[string]*upstreamFixture{"": up}, nil)
+	c := clientFor(t, ms, "team/app")
+	got, err := mirrorPull(context.Background(), c, "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Digest() != up.img.Digest() {
+		t.Fatalf("digest %s, want %s", got.Digest(), up.img.Digest())
+	}
+	for _, d := range up.img.Blobs() {
+		if n := up.count("GET", string(d.Digest)); n != 1 {
+			t.Errorf("blob %s: %d upstream GETs, want 1", d.Digest, n)
+		}
+	}
+	// Warm: a second client pulls with no upstream request at all.
+	up.reset()
+	c2 := clientFor(t, ms, "team/app")
+	if _, err := mirrorPull(context.Background(), c2, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if n := up.count("", "/v2/"); n != 0 {
+		t.Errorf("warm pull: %d upstream requests, want 0: %v", n, up.seen)
+	}
+	// The store is an OCI layout holding the tag by its full name.
+	l, err := oci.OpenLayout(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := strings.TrimPrefix(up.ts.URL, "http://")
+	if ref, err := l.Read(context.Background(), host+"/team/app:v1"); err != nil || ref.Digest() != up.img.Digest() {
+		t.Errorf("store as a layout: %v", err)
+	}
+}
+
+// TestMirrorCoalescesConcurrentPulls: N clients pull one image at once
+// through a cold mirror; the upstream serves each blob once, and every
+// client gets verified content. The upstream drips the big layer so the
+// clients overlap with the fetch in flight and stream from it as it grows.
+// OCIPULL_MIRROR_PROOF=1 runs the full size: 16 clients x 256 MiB.
+func TestMirrorCoalescesConcurrentPulls(t *testing.T) {
+	clients, size := 16, 8<<20
+	if os.Getenv("OCIPULL_MIRROR_PROOF") != "" {
+		size = 256 << 20
+	}
+	up := newUpstream(t, size, 10_000)
+	big := up.img.Layers()[0]
+	up.inj.Add(faults.Rule{Path: string(big.Digest), Fault: faults.Drip(0, 1<<20, 10*time.Millisecond)})
+	_, ms := newMirror(t, t.TempDir(), map[string]*upstreamFixture{"": up}, nil)
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := clientFor(t, ms, "team/app")
+			c.StallTimeout = 10 * time.Second
+			_, err := mirrorPull(context.Background(), c, "v1")
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range up.img.Blobs() {
+		if n := up.count("GET", string(d.Digest)); n != 1 {
+			t.Errorf("blob %s: %d upstream GETs for %d clients, want 1", d.Digest, n, clients)
+		}
+	}
+	if n := up.count("GET", "/manifests/"); n > 2 {
+		t.Errorf("%d upstream manifest GETs, want at most 2", n)
+	}
+}
+
+// TestMirrorCutMidBlob: the upstream cuts the big layer mid-way while
+// clients stream it; all complete, with one fetch plus resumes.
+func TestMirrorCutMidBlob(t *testing.T) {
+	up := newUpstream(t, 2<<20)
+	big := up.img.Layers()[0]
+	up.inj.Add(faults.Rule{Method: "GET", Path: string(big.Digest), Times: 1, Fault: faults.CutAfter(700_000)})
+	_, ms := newMirror(t, t.TempDir(), map[string]*upstreamFixture{"": up}, nil)
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := mirrorPull(context.Background(), clientFor(t, ms, "team/app"), "v1"); err != nil {
+				failed.Store(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		t.Fatal(err)
+	}
+	if n := up.count("GET", string(big.Digest)); n != 2 {
+		t.Errorf("%d upstream GETs of the cut blob, want 2 (one fetch, one resume)", n)
+	}
+}
+
+// TestMirrorCorruptUpstream: wrong bytes from upstream are never stored,
+// every stream is cut, and the next request fetches afresh.
+func TestMirrorCorruptUpstream(t *testing.T) {
+	up := newUpstream(t, 1<<20)
+	big := up.img.Layers()[0]
+	up.inj.Add(faults.Rule{Method: "GET", Path: string(big.Digest), Times: 1, Fault: faults.Corrupt()})
+	dir := t.TempDir()
+	_, ms := newMirror(t, dir, map[string]*upstreamFixture{"": up}, nil)
+	// Raw GETs see the stream cut, never a clean end.
+	resp, err := http.Get(ms.URL + "/v2/team/app/blobs/" + string(big.Digest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, rerr := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if rerr == nil && resp.StatusCode == http.StatusOK && int64(len(b)) == big.Size {
+		t.Fatal("corrupt content ended cleanly with the full length")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "blobs", "sha256", big.Digest.Encoded())); err == nil {
+		t.Fatal("corrupt content was stored")
+	}
+	// The next pull fetches afresh and succeeds.
+	if _, err := mirrorPull(context.Background(), clientFor(t, ms, "team/app"), "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if n := up.count("GET", string(big.Digest)); n != 2 {
+		t.Errorf("%d upstream GETs, want 2", n)
+	}
+}
+
+// TestMirrorUpstreamDown: with the upstream gone, stored content and
+// stale tags are served (marked with Warning); uncached content is a
+// clear 5xx.
+func TestMirrorUpstreamDown(t *testing.T) {
+	up := newUpstream(t, 50_000)
+	_, ms := newMirror(t, t.TempDir(), map[string]*upstreamFixture{"": up}, func(m *registry.Mirror) { m.TagTTL = time.Millisecond })
+	if _, err := mirrorPull(context.Background(), clientFor(t, ms, "team/app"), "v1"); err != nil {
+		t.Fatal(err)
+	}
+	up.ts.Close()
+	time.Sleep(5 * time.Millisecond)
+	c := clientFor(t, ms, "team/app")
+	if _, err := mirrorPull(context.Background(), c, "v1"); err != nil {
+		t.Fatalf("stale pull with the upstream down: %v", err)
+	}
+	resp, err := http.Get(ms.URL + "/v2/team/app/manifests/v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(resp.Header.Get("Warning"), "110") {
+		t.Errorf("stale tag: status %d, Warning %q", resp.StatusCode, resp.Header.Get("Warning"))
+	}
+	resp, err = http.Get(ms.URL + "/v2/team/app/manifests/other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode < 500 {
+		t.Errorf("uncached tag with the upstream down: status %d, want 5xx", resp.StatusCode)
+	}
+}
+
+// TestMirrorUpstream404PassesThrough: an unknown tag upstream is a 404.
+func TestMirrorUpstream404PassesThrough(t *testing.T) {
+	up := newUpstream(t, 1000)
+	_, ms := newMirror(t, t.TempDir(), map[string]*upstreamFixture{"": up}, nil)
+	_, err := clientFor(t, ms, "team/app").Read(context.Background(), "nope")
+	if !errors.Is(err, registry.ErrManifestUnknown) {
+		t.Errorf("got %v, want ErrManifestUnknown", err)
+	}
+}
+
+// TestMirrorNamespaces: ns selects the upstream, a path prefix does for
+// clients that cannot send ns, docker.io names normalise, and an
+// unconfigured ns is a 404 with no upstream traffic.
+func TestMirrorNamespaces(t *testing.T) {
+	a, b := newUpstream(t, 1000), newUpstream(t, 2000)
+	hub := newUpstream(t, 3000)
+	// Docker Hub's official images live under library/.
+	srv := registry.NewServer()
+	mustAdd(t, srv, "library/alpine", "3", hub.img)
+	hub.inj.Next = srv
+	_, ms := newMirror(t, t.TempDir(), map[string]*upstreamFixture{"": a, "ghcr.io": b, "docker.io": hub}, nil)
+	get := func(path string) (int, string) {
+		resp, err := http.Get(ms.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Docker-Content-Digest")
+	}
+	if code, d := get("/v2/team/app/manifests/v1"); code != 200 || d != string(a.img.Digest()) {
+		t.Errorf("default: %d %s", code, d)
+	}
+	if code, d := get("/v2/team/app/manifests/v1?ns=ghcr.io"); code != 200 || d != string(b.img.Digest()) {
+		t.Errorf("ns=ghcr.io: %d %s", code, d)
+	}
+	if code, d := get("/v2/ghcr.io/team/app/manifests/v1"); code != 200 || d != string(b.img.Digest()) {
+		t.Errorf("path prefix: %d %s", code, d)
+	}
+	if code, d := get("/v2/alpine/manifests/3?ns=docker.io"); code != 200 || d != string(hub.img.Digest()) {
+		t.Errorf("docker.io library/: %d %s", code, d)
+	}
+	if code, d := get("/v2/alpine/manifests/3?ns=index.docker.io"); code != 200 || d != string(hub.img.Digest()) {
+		t.Errorf("index.docker.io: %d %s", code, d)
+	}
+	before := a.count("", "/") + b.count("", "/") + hub.count("", "/")
+	if code, _ := get("/v2/team/app/manifests/v1?ns=evil.example:6666"); code != http.StatusNotFound {
+		t.Errorf("unconfigured ns: status %d, want 404", code)
+	}
+	if after := a.count("", "/") + b.count("", "/") + hub.count("", "/"); after != before {
+		t.Errorf("unconfigured ns caused %d upstream requests", after-before)
+	}
+}
+
+// TestMirrorAuth: the mirror's clients authenticate with its ServerAuth;
+// their Authorization never reaches the upstream, and upstream
+// credentials never reach them.
+func TestMirrorAuth(t *testing.T) {
+	up := newUpstream(t, 1000)
+	upAuth := &registry.ServerAuth{Users: map[string]registry.ServerUser{"mirror": {Password: "up-secret", Repositories: []string{"*"}}}}
+	srv := registry.NewServer()
+	srv.Auth = upAuth
+	mustAdd(t, srv, "team/app", "v1", up.img)
+	up.inj.Next = srv
+	m, err := registry.NewMirror(t.TempDir(), map[string]registry.Upstream{"": {URL: up.ts.URL, Credentials: registry.StaticCredentials("mirror", "up-secret")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Auth = &registry.ServerAuth{Users: map[string]registry.ServerUser{"client": {Password: "client-secret", Repositories: []string{"team/app"}}}}
+	var leaked atomic.Bool
+	ms := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := httptest.NewRecorder()
+		m.ServeHTTP(rec, r)
+		for k, vs := range rec.Header() {
+			for _, v := range vs {
+				if strings.Contains(v, "up-secret") || strings.Contains(v, "bWlycm9yOnVwLXNlY3JldA") {
+					leaked.Store(true)
+				}
+				w.Header().Add(k, v)
+			}
+		}
+		w.WriteHeader(rec.Code)
+		w.Write(rec.Body.Bytes())
+	}))
+	t.Cleanup(func() { m.Close() })
+	anon := clientFor(t, ms, "team/app")
+	if _, err := anon.Read(context.Background(), "v1"); !errors.Is(err, registry.ErrUnauthorized) {
+		t.Errorf("anonymous: got %v, want ErrUnauthorized", err)
+	}
+	c := clientFor(t, ms, "team/app")
+	c.Credentials = registry.StaticCredentials("client", "client-secret")
+	if _, err := mirrorPull(context.Background(), c, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	up.mu.Lock()
+	for _, a := range up.auth {
+		if strings.Contains(a, "Y2xpZW50") || strings.Contains(a, "client") {
+			t.Errorf("the client's Authorization reached the upstream: %q", a)
+		}
+	}
+	up.mu.Unlock()
+	if leaked.Load() {
+		t.Error("upstream credentials reached the client")
+	}
+}
+
+// TestMirrorEviction: past MaxSize the least recently served content goes
+// and is fetched again on demand.
+func TestMirrorEviction(t *testing.T) {
+	up := newUpstream(t, 400_000, 400_000, 400_000)
+	dir := t.TempDir()
+	_, ms := newMirror(t, dir, map[string]*upstreamFixture{"": up}, func(m *registry.Mirror) { m.MaxSize = 900_000 })
+	if _, err := mirrorPull(context.Background(), clientFor(t, ms, "team/app"), "v1"); err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	ents, _ := os.ReadDir(filepath.Join(dir, "blobs", "sha256"))
+	for _, e := range ents {
+		if info, err := e.Info(); err == nil && !strings.HasSuffix(e.Name(), ".partial") {
+			total += info.Size()
+		}
+	}
+	if total > 900_000 {
+		t.Errorf("store holds %d bytes, cap 900000", total)
+	}
+	resp, _ := http.Get(ms.URL + "/metrics")
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), "ocipull_mirror_evictions_total") || strings.Contains(string(b), "ocipull_mirror_evictions_total 0\n") {
+		t.Errorf("metrics show no eviction:\n%s", b)
+	}
+	// Everything can still be pulled: evicted blobs come back.
+	if _, err := mirrorPull(context.Background(), clientFor(t, ms, "team/app"), "v1"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMirrorRestartResumesPartial: a partial fetch left by a killed
+// mirror is resumed with a Range request and verified as a whole; a
+// garbled one is never served and is fetched afresh.
+func TestMirrorRestartResumesPartial(t *testing.T) {
+	up := newUpstream(t, 1<<20)
+	big := up.img.Layers()[0]
+	content, err := up.img.ReadBlob(context.Background(), big, 2<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, garbled := range []bool{false, true} {
+		t.Run(fmt.Sprintf("garbled=%v", garbled), func(t *testing.T) {
+			up.reset()
+			dir := t.TempDir()
+			if _, err := oci.CreateLayout(dir); err != nil {
+				t.Fatal(err)
+			}
+			prefix := append([]byte(nil), content[:400_000]...)
+			if garbled {
+				prefix[1000] ^= 0xff
+			}
+			os.MkdirAll(filepath.Join(dir, "blobs", "sha256"), 0o755)
+			if err := os.WriteFile(filepath.Join(dir, "blobs", "sha256", big.Digest.Encoded()+".partial"), prefix, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, ms := newMirror(t, dir, map[string]*upstreamFixture{"": up}, nil)
+			c := clientFor(t, ms, "team/app")
+			_, err := mirrorPull(context.Background(), c, "v1")
+			if garbled {
+				if err == nil {
+					t.Fatal("content resumed from a garbled partial was served as complete")
+				}
+				if _, err := mirrorPull(context.Background(), clientFor(t, ms, "team/app"), "v1"); err != nil {
+					t.Fatalf("after the garbled partial: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := up.count("GET", string(big.Digest)); n != 1 {
+				t.Errorf("%d upstream GETs, want 1 (a resume)", n)
+			}
+		})
+	}
+}
+
+// TestMirrorsShareStore: two mirrors on one store directory fetch a blob
+// once: the second streams the first one's growing partial file.
+func TestMirrorsShareStore(t *testing.T) {
+	up := newUpstream(t, 4<<20)
+	big := up.img.Layers()[0]
+	up.inj.Add(faults.Rule{Path: string(big.Digest), Fault: faults.Drip(0, 512<<10, 20*time.Millisecond)})
+	dir := t.TempDir()
+	_, m1 := newMirror(t, dir, map[string]*upstreamFixture{"": up}, nil)
+	_, m2 := newMirror(t, dir, map[string]*upstreamFixture{"": up}, nil)
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for i, ms := range []*httptest.Server{m1, m2} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(i) * 50 * time.Millisecond)
+			c := clientFor(t, ms, "team/app")
+			c.StallTimeout = 10 * time.Second
+			_, err := mirrorPull(context.Background(), c, "v1")
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := up.count("GET", string(big.Digest)); n != 1 {
+		t.Errorf("%d upstream GETs for two mirrors sharing a store, want 1", n)
+	}
+}
+
+// TestMirrorRangeOfFlight: a Range request joins the fetch in flight.
+func TestMirrorRangeOfFlight(t *testing.T) {
+	up := newUpstream(t, 1<<20)
+	big := up.img.Layers()[0]
+	content, _ := up.img.ReadBlob(context.Background(), big, 2<<20)
+	up.inj.Add(faults.Rule{Path: string(big.Digest), Fault: faults.Drip(0, 128<<10, 10*time.Millisecond)})
+	_, ms := newMirror(t, t.TempDir(), map[string]*upstreamFixture{"": up}, nil)
+	go http.Get(ms.URL + "/v2/team/app/blobs/" + string(big.Digest))
+	time.Sleep(20 * time.Millisecond)
+	req, _ := http.NewRequest("GET", ms.URL+"/v2/team/app/blobs/"+string(big.Digest), nil)
+	req.Header.Set("Range", "bytes=1000-1999")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusPartialContent || !bytes.Equal(b, content[1000:2000]) {
+		t.Errorf("range: status %d, %d bytes, err %v", resp.StatusCode, len(b), err)
+	}
+	if got := resp.Header.Get("Content-Range"); got != "bytes 1000-1999/"+strconv.Itoa(len(content)) {
+		t.Errorf("Content-Range %q", got)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := up.count("GET", string(big.Digest)); n != 1 {
+		t.Errorf("%d upstream GETs, want 1", n)
+	}
+}
