@@ -297,7 +297,9 @@ func (m *Mirror) serveStoredBlob(ctx context.Context, w http.ResponseWriter, r *
 		return false
 	}
 	defer rc.Close()
+	m.mu.Lock()
 	m.hold(desc.Digest)
+	m.mu.Unlock()
 	defer m.releaseLocked(desc.Digest)
 	m.touch(desc.Digest)
 	writeBlobHeaders(w, desc, rng)

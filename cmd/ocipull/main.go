@@ -28,6 +28,7 @@ commands:
   serve [flags] DIR            serve an OCI layout as a read-only registry
   inspect [flags] REFERENCE    show a manifest: digest, media type, platforms, layers
   tags REPOSITORY              list every tag of a repository
+  mirror [flags]               run a pull-through cache of one or more registries
   demo                         pull a generated image from a local authenticating registry
 
 Run "ocipull <command> --help" for a command's flags.
@@ -51,7 +52,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 2
 	}
 	cmds := map[string]func(context.Context, []string, io.Reader, io.Writer, io.Writer) error{
-		"pull": cmdPull, "serve": cmdServe, "inspect": cmdInspect, "tags": cmdTags, "demo": cmdDemo,
+		"pull": cmdPull, "serve": cmdServe, "inspect": cmdInspect, "tags": cmdTags, "demo": cmdDemo, "mirror": cmdMirror,
 	}
 	name := args[0]
 	if name == "-h" || name == "--help" || name == "help" {
