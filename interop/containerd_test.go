@@ -1,0 +1,98 @@
+package interop
+
+import (
+	"context"
+	"io"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/containerd/containerd/v2/core/remotes/docker"
+	"github.com/containerd/containerd/v2/core/remotes/docker/config"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ocipull/registry"
+	"github.com/ocipull/registry/oci"
+)
+
+// TestContainerdThroughMirror: containerd's registry client, with the
+// mirror configured as a host for the upstream in a hosts.toml (as
+// containerd's hosts mechanism does it), resolves and fetches through the
+// mirror, which sees ns=<upstream> on every request; digests unchanged.
+func TestContainerdThroughMirror(t *testing.T) {
+	up, _, layer := upstreamForProxies(t, 1<<20)
+	upHost := hostOf(t, up)
+	var mu sync.Mutex
+	var lines []string
+	m, err := registry.NewMirror(t.TempDir(), map[string]registry.Upstream{upHost: {URL: up.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Log = func(line string) { mu.Lock(); lines = append(lines, line); mu.Unlock() }
+	ms := httptest.NewServer(m)
+	defer ms.Close()
+	defer m.Close()
+
+	root := t.TempDir()
+	hostsToml := "server = \"" + up.URL + "\"\n\n[host.\"" + ms.URL + "\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+	if err := os.MkdirAll(filepath.Join(root, upHost), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, upHost, "hosts.toml"), []byte(hostsToml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	resolver := docker.NewResolver(docker.ResolverOptions{
+		Hosts: config.ConfigureHosts(ctx, config.HostOptions{HostDir: config.HostDirFromRoot(root)}),
+	})
+	name, desc, err := resolver.Resolve(ctx, upHost+"/proxy/img:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetcher, err := resolver.Fetcher(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := fetcher.Fetch(ctx, desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(rc)
+	rc.Close()
+	if digest.FromBytes(raw) != desc.Digest {
+		t.Fatalf("manifest digest %s, want %s", digest.FromBytes(raw), desc.Digest)
+	}
+	ref, err := oci.NewRef(nil, raw, desc.MediaType, desc.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range ref.(*oci.Image).Blobs() {
+		rc, err := fetcher.Fetch(ctx, ocispec.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := digest.SHA256.Digester()
+		io.Copy(h.Hash(), rc)
+		rc.Close()
+		if h.Digest() != d.Digest {
+			t.Errorf("blob %s fetched as %s", d.Digest, h.Digest())
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	sawLayer := false
+	for _, l := range lines {
+		if !strings.Contains(l, "ns="+url.QueryEscape(upHost)) {
+			t.Errorf("a request without ns=%s: %s", upHost, l)
+		}
+		sawLayer = sawLayer || strings.Contains(l, string(layer.Digest))
+	}
+	if !sawLayer {
+		t.Errorf("the layer was not fetched through the mirror: %q", lines)
+	}
+}
