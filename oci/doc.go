@@ -9,7 +9,12 @@
 // [Source] only when asked for, and every byte fetched is verified against
 // the digest and size of the descriptor that named it.
 //
-// The context a ref was created with is stored in it and governs every later
-// read made through the ref and its children (see [NewRef]). Methods that take
-// a context of their own say so.
+// No ref stores a context: every read through a ref ([Index.Child],
+// [Image.OpenBlob], [Image.ReadConfig], [Walk], [Layout.Write]) takes the
+// context that governs it, so a ref outlives the context it was read under.
+//
+// A [Layout] is an OCI image layout directory. Nothing under it is trusted to
+// be what its name says: files are opened without following symlinks or
+// blocking on FIFOs and must be regular files, and served blobs are verified
+// before they are first served ([ErrNotRegular] for what is refused).
 package oci
