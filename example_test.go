@@ -12,7 +12,9 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocipull/registry"
+	"github.com/ocipull/registry/faults"
 	"github.com/ocipull/registry/oci"
+	"github.com/ocipull/registry/ocitest"
 )
 
 // Serve refs from the in-memory registry in a test.
@@ -162,4 +164,32 @@ func ExampleMirror() {
 	b, err := got.(*oci.Image).ReadBlob(context.Background(), layer, 1<<20)
 	fmt.Println(got.Digest() == img.Digest(), string(b), err)
 	// Output: true cached layer <nil>
+}
+
+// A server with token auth and a fault in front: alice pulls a private
+// image through a 503 that the client retries.
+func ExampleServerAuth_withFaults() {
+	img, _ := ocitest.Build(ocitest.Spec{})
+	srv := registry.NewServer()
+	srv.Auth = &registry.ServerAuth{Users: map[string]registry.ServerUser{
+		"alice": {Password: "s3cret", Repositories: []string{"private/app"}},
+	}}
+	srv.AddRef("private/app", "v1", img)
+	inj := &faults.Injector{Next: srv}
+	inj.Add(faults.Rule{Path: "/manifests/", Nth: 1, Fault: faults.Status(503, "0")})
+	ts := httptest.NewServer(inj)
+	defer ts.Close()
+
+	u, _ := url.Parse(ts.URL)
+	anon := &registry.Client{Scheme: "http", Host: u.Host, Repository: "private/app"}
+	_, err := anon.Read(context.Background(), "v1")
+	fmt.Println(errors.Is(err, registry.ErrUnauthorized))
+
+	alice := &registry.Client{Scheme: "http", Host: u.Host, Repository: "private/app",
+		Credentials: registry.StaticCredentials("alice", "s3cret")}
+	got, err := alice.Read(context.Background(), "v1")
+	fmt.Println(got.Digest() == img.Digest(), err)
+	// Output:
+	// true
+	// true <nil>
 }

@@ -452,6 +452,7 @@ type recorder struct {
 	status int
 	bytes  int64
 	note   string
+	user   string // authenticated, when auth is on
 	once   sync.Once
 }
 

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -42,6 +43,17 @@ type Server struct {
 
 	// Auth, when not nil, turns on authentication ([ServerAuth]).
 	Auth *ServerAuth
+
+	// AllowDangling lets AddRef accept a ref naming blobs its source does
+	// not hold (to test a client against BLOB_UNKNOWN). Without it, AddRef
+	// of a ref whose source can tell ([oci.Memory], a layout) fails at the
+	// call, naming the missing descriptor.
+	AllowDangling bool
+
+	// OnRequest, when not nil, is called after every request with what the
+	// server saw and answered ([RecordedRequest]); it must be safe for
+	// concurrent use. Nil costs nothing.
+	OnRequest func(RecordedRequest)
 
 	mu    sync.RWMutex
 	repos map[string]*repoState
@@ -107,6 +119,11 @@ func (s *Server) AddRef(repository, tag string, ref oci.Ref) error {
 	if err != nil {
 		return fmt.Errorf("adding %s to %s: %w", ref.Digest(), repository, err)
 	}
+	if !s.AllowDangling {
+		if err := checkClosure(blobs); err != nil {
+			return fmt.Errorf("adding %s to %s: %w", ref.Digest(), repository, err)
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.repos == nil {
@@ -135,6 +152,17 @@ func (s *Server) AddRef(repository, tag string, ref oci.Ref) error {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.OnRequest != nil {
+		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+		start := time.Now()
+		s.serve(rec, r)
+		s.OnRequest(recordOf(r, rec, time.Since(start)))
+		return
+	}
+	s.serve(w, r)
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	// Hot-path headers are assigned under their canonical keys directly:
 	// Header.Set canonicalises the key on every call.
 	w.Header()["Docker-Distribution-Api-Version"] = []string{"registry/2.0"}

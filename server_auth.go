@@ -234,6 +234,7 @@ func (a *ServerAuth) authorize(w http.ResponseWriter, r *http.Request, scope str
 			writeError(w, http.StatusForbidden, codeDenied, "requested access to the resource is denied")
 			return false
 		}
+		noteUser(w, user)
 		return true
 	}
 	challenge := func(extra string) {
@@ -256,6 +257,7 @@ func (a *ServerAuth) authorize(w http.ResponseWriter, r *http.Request, scope str
 		return false
 	}
 	if scope == "" || g.has(scope) {
+		noteUser(w, g.User)
 		return true
 	}
 	challenge(`,error="insufficient_scope"`)
@@ -346,3 +348,10 @@ func (a *ServerAuth) serveToken(w http.ResponseWriter, r *http.Request) {
 }
 
 func specsVersioned() specs.Versioned { return specs.Versioned{SchemaVersion: 2} }
+
+// noteUser tells a recording writer who was authenticated.
+func noteUser(w http.ResponseWriter, user string) {
+	if rec, ok := w.(*recorder); ok {
+		rec.user = user
+	}
+}

@@ -16,8 +16,36 @@ import (
 // how tests and demos build images and indexes without a registry. It is
 // safe for concurrent use.
 type Memory struct {
+	// AllowDangling lets NewImage and NewIndex accept descriptors of
+	// content the Memory does not hold (to test a registry's BLOB_UNKNOWN,
+	// or when the content lives in another source). Without it they fail
+	// at the call, naming the missing descriptor.
+	AllowDangling bool
+
 	mu      sync.RWMutex
 	content map[digest.Digest][]byte
+}
+
+// Has reports whether m holds the content d names.
+func (m *Memory) Has(d digest.Digest) bool {
+	m.mu.RLock()
+	_, ok := m.content[d]
+	m.mu.RUnlock()
+	return ok
+}
+
+// checkHeld refuses descriptors of content m does not hold (embedded data
+// aside), unless AllowDangling.
+func (m *Memory) checkHeld(what string, ds ...v1.Descriptor) error {
+	if m.AllowDangling {
+		return nil
+	}
+	for _, d := range ds {
+		if d.Data == nil && !m.Has(d.Digest) {
+			return fmt.Errorf("%s: %w: %s %s is not in this Memory (add it first, or set AllowDangling)", what, ErrNotFound, d.MediaType, d.Digest)
+		}
+	}
+	return nil
 }
 
 // NewMemory returns an empty Memory.
@@ -42,8 +70,12 @@ func (m *Memory) AddJSON(mediaType string, v any) (v1.Descriptor, error) {
 }
 
 // NewImage stores an OCI image manifest with the given config and layers
-// (already added) and returns it as a ref whose source is m.
+// (already added: a descriptor of content m does not hold is an error
+// wrapping [ErrNotFound], unless AllowDangling) and returns it as a ref whose source is m.
 func (m *Memory) NewImage(manifest v1.Manifest) (*Image, error) {
+	if err := m.checkHeld("image", append([]v1.Descriptor{manifest.Config}, manifest.Layers...)...); err != nil {
+		return nil, err
+	}
 	manifest.SchemaVersion = 2
 	if manifest.MediaType == "" {
 		manifest.MediaType = v1.MediaTypeImageManifest
@@ -64,8 +96,11 @@ func (m *Memory) NewImage(manifest v1.Manifest) (*Image, error) {
 }
 
 // NewIndex stores an OCI image index over the given children (already
-// added) and returns it as a ref whose source is m.
+// added, as for NewImage) and returns it as a ref whose source is m.
 func (m *Memory) NewIndex(index v1.Index) (*Index, error) {
+	if err := m.checkHeld("index", index.Manifests...); err != nil {
+		return nil, err
+	}
 	index.SchemaVersion = 2
 	if index.MediaType == "" {
 		index.MediaType = v1.MediaTypeImageIndex
