@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/ocipull/registry"
 	"github.com/ocipull/registry/oci"
+	"github.com/ocipull/registry/ocitest"
 )
 
 // randomBytes returns n incompressible bytes.
@@ -50,23 +52,20 @@ var (
 	linuxARMv7 = v1.Platform{OS: "linux", Architecture: "arm", Variant: "v7"}
 )
 
-// newIndex builds a 3-platform index (amd64, arm64/v8, arm/v7).
-func newIndex(t testing.TB, mem *oci.Memory) *oci.Index {
+// newIndex builds a 3-platform index (amd64, arm64/v8, arm/v7) of
+// images with two layers, distinct for each call; mem is not used (the
+// index carries its own source).
+func newIndex(t testing.TB, _ *oci.Memory) *oci.Index {
 	t.Helper()
-	var ms []v1.Descriptor
-	for _, p := range []v1.Platform{linuxAMD64, linuxARM64, linuxARMv7} {
-		img := newImage(t, mem, p, 1000, 2000)
-		d := img.Descriptor()
-		pp := p
-		d.Platform = &pp
-		ms = append(ms, d)
-	}
-	idx, err := mem.NewIndex(v1.Index{Manifests: ms})
+	ref, err := ocitest.Build(ocitest.Spec{Seed: indexSeed.Add(1), Layers: 2, LayerSize: 1500,
+		Platforms: []v1.Platform{linuxAMD64, linuxARM64, linuxARMv7}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return idx
+	return ref.(*oci.Index)
 }
+
+var indexSeed atomic.Uint64
 
 // serve starts an httptest server for h, closed at cleanup.
 func serve(t testing.TB, h http.Handler) *httptest.Server {

@@ -3,7 +3,6 @@ package interop
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"fmt"
 	"net/http/httptest"
 	"os"
@@ -13,11 +12,10 @@ import (
 	"strings"
 	"testing"
 
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-
 	"github.com/ocipull/registry"
 	"github.com/ocipull/registry/faults"
 	"github.com/ocipull/registry/oci"
+	"github.com/ocipull/registry/ocitest"
 )
 
 // conformanceContent seeds repo with an OCI image, a 3-platform index, an
@@ -25,41 +23,16 @@ import (
 // and returns what the suite's read-only mode needs to know.
 func conformanceContent(t *testing.T, srv *registry.Server, repo string) (tags, manifests, blobs, referrers []string) {
 	t.Helper()
-	mem := oci.NewMemory()
-	addImage := func(p ocispec.Platform, sizes ...int) *oci.Image {
-		cfg, err := mem.AddJSON(ocispec.MediaTypeImageConfig, ocispec.Image{Platform: p, RootFS: ocispec.RootFS{Type: "layers"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var layers []ocispec.Descriptor
-		for _, n := range sizes {
-			b := make([]byte, n)
-			rand.Read(b)
-			layers = append(layers, mem.Add(ocispec.MediaTypeImageLayerGzip, b))
-		}
-		img, err := mem.NewImage(ocispec.Manifest{Config: cfg, Layers: layers})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return img
-	}
-	img := addImage(ocispec.Platform{OS: "linux", Architecture: "amd64"}, 4096, 70000)
-	var children []ocispec.Descriptor
-	for _, p := range []ocispec.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "arm64", Variant: "v8"}, {OS: "linux", Architecture: "arm", Variant: "v7"}} {
-		child := addImage(p, 1000)
-		d := child.Descriptor()
-		pp := p
-		d.Platform = &pp
-		children = append(children, d)
-	}
-	idx, err := mem.NewIndex(ocispec.Index{Manifests: children})
+	imgRef, err := ocitest.Build(ocitest.Spec{Seed: 1, Layers: 2, LayerSize: 40000})
 	if err != nil {
 		t.Fatal(err)
 	}
-	empty := mem.Add("application/vnd.oci.empty.v1+json", []byte("{}"))
-	subject := img.Descriptor()
-	art, err := mem.NewImage(ocispec.Manifest{ArtifactType: "application/vnd.example.sbom", Config: empty,
-		Layers: []ocispec.Descriptor{mem.Add("application/vnd.example.sbom.layer", []byte("sbom"))}, Subject: &subject})
+	img := imgRef.(*oci.Image)
+	idx, err := ocitest.Build(ocitest.Spec{Seed: 2, Platforms: ocitest.Platforms("linux/amd64", "linux/arm64/v8", "linux/arm/v7")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	art, err := ocitest.Artifact(img, "application/vnd.example.sbom", []byte("sbom"))
 	if err != nil {
 		t.Fatal(err)
 	}

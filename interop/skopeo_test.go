@@ -1,9 +1,6 @@
 package interop
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"encoding/json"
 	"net/http/httptest"
 	"os"
@@ -15,7 +12,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocipull/registry"
-	"github.com/ocipull/registry/oci"
+	"github.com/ocipull/registry/ocitest"
 )
 
 // TestSkopeoAgainstOurServer pulls from our Server with skopeo
@@ -28,21 +25,7 @@ func TestSkopeoAgainstOurServer(t *testing.T) {
 	if err != nil {
 		t.Skip("skopeo is not installed (.ci/run installs it)")
 	}
-	mem := oci.NewMemory()
-	var children []ocispec.Descriptor
-	for _, p := range []ocispec.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "arm64", Variant: "v8"}} {
-		cfg, _ := mem.AddJSON(ocispec.MediaTypeImageConfig, ocispec.Image{Platform: p, RootFS: ocispec.RootFS{Type: "layers"}})
-		layer := mem.Add(ocispec.MediaTypeImageLayerGzip, gzippedTar(t, "hello-"+p.Architecture, []byte("a real layer")))
-		img, err := mem.NewImage(ocispec.Manifest{Config: cfg, Layers: []ocispec.Descriptor{layer}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		d := img.Descriptor()
-		pp := p
-		d.Platform = &pp
-		children = append(children, d)
-	}
-	idx, err := mem.NewIndex(ocispec.Index{Manifests: children})
+	idx, err := ocitest.Build(ocitest.Spec{Seed: 3, Platforms: ocitest.Platforms("linux/amd64", "linux/arm64/v8")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,23 +75,4 @@ func TestSkopeoAgainstOurServer(t *testing.T) {
 			}
 		})
 	}
-}
-
-// gzippedTar is a one-file gzip-compressed tar, a layer any client can unpack.
-func gzippedTar(t *testing.T, name string, content []byte) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(zw)
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: int64(len(content))}); err != nil {
-		t.Fatal(err)
-	}
-	tw.Write(content)
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
 }

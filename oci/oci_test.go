@@ -15,6 +15,7 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocipull/registry/oci"
+	"github.com/ocipull/registry/ocitest"
 )
 
 func TestVerifyReader(t *testing.T) {
@@ -86,31 +87,22 @@ func TestValidateDescriptor(t *testing.T) {
 	}
 }
 
-func buildIndex(t *testing.T, mem *oci.Memory) (*oci.Index, []*oci.Image) {
+// buildIndex is a 4-platform index (the last, unknown/unknown, as
+// attestation manifests are listed) and its images, in order.
+func buildIndex(t *testing.T, _ *oci.Memory) (*oci.Index, []*oci.Image) {
 	t.Helper()
+	ref, err := ocitest.Build(ocitest.Spec{Platforms: ocitest.Platforms("linux/amd64", "linux/arm64/v8", "linux/arm/v7", "unknown/unknown")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := ref.(*oci.Index)
 	var imgs []*oci.Image
-	var ms []v1.Descriptor
-	for _, p := range []v1.Platform{
-		{OS: "linux", Architecture: "amd64"},
-		{OS: "linux", Architecture: "arm64", Variant: "v8"},
-		{OS: "linux", Architecture: "arm", Variant: "v7"},
-		{OS: "unknown", Architecture: "unknown"},
-	} {
-		cfg, _ := mem.AddJSON(v1.MediaTypeImageConfig, v1.Image{Platform: p})
-		layer := mem.Add(v1.MediaTypeImageLayer, []byte("layer "+p.Architecture))
-		img, err := mem.NewImage(v1.Manifest{Config: cfg, Layers: []v1.Descriptor{layer}})
+	for _, d := range idx.Manifests() {
+		child, err := idx.Child(context.Background(), d)
 		if err != nil {
 			t.Fatal(err)
 		}
-		imgs = append(imgs, img)
-		d := img.Descriptor()
-		pp := p
-		d.Platform = &pp
-		ms = append(ms, d)
-	}
-	idx, err := mem.NewIndex(v1.Index{Manifests: ms})
-	if err != nil {
-		t.Fatal(err)
+		imgs = append(imgs, child.(*oci.Image))
 	}
 	return idx, imgs
 }
@@ -161,6 +153,7 @@ func TestWalkAndDepth(t *testing.T) {
 	}
 	// A chain of indexes deeper than MaxDepth.
 	var cur oci.Ref = imgs[0]
+	mem.Add(imgs[0].Descriptor().MediaType, imgs[0].RawManifest())
 	for i := 0; i < 8+2; i++ {
 		next, err := mem.NewIndex(v1.Index{Manifests: []v1.Descriptor{cur.Descriptor()}})
 		if err != nil {
@@ -271,8 +264,9 @@ func TestLayoutRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, err := img.ReadBlob(context.Background(), img.Layers()[0], 1<<20)
-	if err != nil || string(b) != "layer arm64" {
-		t.Fatalf("%q %v", b, err)
+	want, _ := imgs[1].ReadBlob(context.Background(), imgs[1].Layers()[0], 1<<20)
+	if err != nil || img.Digest() != imgs[1].Digest() || !bytes.Equal(b, want) {
+		t.Fatalf("arm64 layer: %d bytes, %v", len(b), err)
 	}
 	if _, err := l2.Read(ctx, string(imgs[0].Digest())); err != nil {
 		t.Errorf("read by digest: %v", err)
@@ -283,15 +277,17 @@ func TestLayoutRoundTrip(t *testing.T) {
 	// Corrupt a blob on disk: reading it fails verification, and a new
 	// write repairs it.
 	p := l2.BlobPath(img.Layers()[0].Digest)
-	os.WriteFile(p, []byte("layer arm65"), 0o644)
+	garbled := append([]byte(nil), want...)
+	garbled[len(garbled)/2] ^= 0xff
+	os.WriteFile(p, garbled, 0o644)
 	if _, err := img.ReadBlob(context.Background(), img.Layers()[0], 1<<20); !errors.Is(err, oci.ErrDigestMismatch) {
 		t.Errorf("corrupt blob: got %v", err)
 	}
 	if err := l.Write(ctx, "v1", idx, nil); err != nil {
 		t.Fatal(err)
 	}
-	if b, _ := os.ReadFile(p); string(b) != "layer arm64" {
-		t.Errorf("not repaired: %q", b)
+	if b, _ := os.ReadFile(p); !bytes.Equal(b, want) {
+		t.Errorf("not repaired: %d bytes", len(b))
 	}
 	// A tag moved to another ref replaces the entry.
 	if err := l.Write(ctx, "v1", imgs[1], nil); err != nil {

@@ -4,7 +4,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
-	"testing"
 
 	"github.com/ocipull/registry"
 	"github.com/ocipull/registry/oci"
@@ -21,11 +20,20 @@ type Registry struct {
 	Host string
 }
 
+// TB is the part of testing.TB that NewRegistry uses (so that this
+// package does not import testing into the programs that build content
+// with it).
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+}
+
 // NewRegistry starts a server with auth (nil for none) holding refs, keyed
 // "repository:tag" (or "repository" for by-digest only), and closes it when
 // the test ends. It fails the test at once when content cannot be added,
 // naming what is missing.
-func NewRegistry(t testing.TB, auth *registry.ServerAuth, refs map[string]oci.Ref) *Registry {
+func NewRegistry(t TB, auth *registry.ServerAuth, refs map[string]oci.Ref) *Registry {
 	t.Helper()
 	srv := registry.NewServer()
 	srv.Auth = auth

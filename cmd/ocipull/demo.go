@@ -1,26 +1,18 @@
 package main
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"context"
-	"crypto/rand"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"path"
-	"sort"
 	"sync/atomic"
 	"time"
 
-	"github.com/opencontainers/go-digest"
-	v1 "github.com/opencontainers/image-spec/specs-go/v1"
-
 	"github.com/ocipull/registry"
 	"github.com/ocipull/registry/oci"
+	"github.com/ocipull/registry/ocitest"
 )
 
 // cmdDemo starts the in-memory registry on a loopback port with token auth,
@@ -128,92 +120,14 @@ func cmdDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	return nil
 }
 
-// sampleIndex builds an index of three real images — gzip-compressed tar
-// layers whose config lists their diff IDs — so that any client can pull
-// and unpack them: a base layer with a 2 MiB incompressible payload and a
-// small layer naming the platform.
-func sampleIndex(ctx context.Context, mem *oci.Memory) (*oci.Index, error) {
-	var ms []v1.Descriptor
-	for _, p := range []v1.Platform{
-		{OS: "linux", Architecture: "amd64"},
-		{OS: "linux", Architecture: "arm64", Variant: "v8"},
-		{OS: "linux", Architecture: "arm", Variant: "v7"},
-	} {
-		created := time.Now().UTC().Truncate(time.Second)
-		payload := make([]byte, 2<<20)
-		rand.Read(payload)
-		files := []map[string][]byte{
-			{"payload.bin": payload},
-			{"etc/ocipull-demo": []byte("ocipull demo image for " + oci.PlatformString(p) + "\n")},
-		}
-		var layers []v1.Descriptor
-		var diffIDs []digest.Digest
-		for _, f := range files {
-			compressed, diffID, err := tarGzip(f, created)
-			if err != nil {
-				return nil, err
-			}
-			layers = append(layers, mem.Add(v1.MediaTypeImageLayerGzip, compressed))
-			diffIDs = append(diffIDs, diffID)
-		}
-		cfg, err := mem.AddJSON(v1.MediaTypeImageConfig, v1.Image{
-			Created:  &created,
-			Platform: p,
-			Config:   v1.ImageConfig{Cmd: []string{"/bin/sh"}},
-			RootFS:   v1.RootFS{Type: "layers", DiffIDs: diffIDs},
-			History:  []v1.History{{Created: &created, CreatedBy: "ocipull demo: payload"}, {Created: &created, CreatedBy: "ocipull demo: platform note"}},
-		})
-		if err != nil {
-			return nil, err
-		}
-		img, err := mem.NewImage(v1.Manifest{Config: cfg, Layers: layers})
-		if err != nil {
-			return nil, err
-		}
-		d := img.Descriptor()
-		pp := p
-		d.Platform = &pp
-		ms = append(ms, d)
-	}
-	return mem.NewIndex(v1.Index{Manifests: ms})
-}
-
-// tarGzip makes a gzip-compressed tar of files and returns it with the
-// digest of the uncompressed tar (the layer's diff ID).
-func tarGzip(files map[string][]byte, mtime time.Time) ([]byte, digest.Digest, error) {
-	var tarBuf bytes.Buffer
-	tw := tar.NewWriter(&tarBuf)
-	names := make([]string, 0, len(files))
-	for name := range files {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		if dir := path.Dir(name); dir != "." {
-			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: dir + "/", Mode: 0o755, ModTime: mtime}); err != nil {
-				return nil, "", err
-			}
-		}
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: int64(len(files[name])), ModTime: mtime}); err != nil {
-			return nil, "", err
-		}
-		if _, err := tw.Write(files[name]); err != nil {
-			return nil, "", err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, "", err
-	}
-	var gz bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
+// sampleIndex builds an index of three real images (ocitest.Build):
+// gzip-compressed tar layers whose config lists their diff IDs, so that any
+// client can pull and unpack them — two layers of 1 MiB each per platform.
+func sampleIndex(context.Context, *oci.Memory) (*oci.Index, error) {
+	ref, err := ocitest.Build(ocitest.Spec{Seed: 2026, Layers: 2, LayerSize: 1 << 20,
+		Platforms: ocitest.Platforms("linux/amd64", "linux/arm64/v8", "linux/arm/v7")})
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	if _, err := zw.Write(tarBuf.Bytes()); err != nil {
-		return nil, "", err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, "", err
-	}
-	return gz.Bytes(), digest.FromBytes(tarBuf.Bytes()), nil
+	return ref.(*oci.Index), nil
 }
