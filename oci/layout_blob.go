@@ -32,7 +32,9 @@ func (l *Layout) WriteBlob(ctx context.Context, src Source, desc v1.Descriptor, 
 	}
 	pipelines := l.pipelines
 	l.blobMu.Unlock()
-	return l.writeBlob(ctx, src, desc, progress, pipelines)
+	// Buffered, not direct, I/O: readers following the landing read the
+	// page cache instead of the disk.
+	return l.writeBlob(ctx, src, desc, progress, landOptions{pipelines: pipelines, buffered: true})
 }
 
 // OpenPartial opens the .partial file of d read-only, to follow a landing

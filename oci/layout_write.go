@@ -119,7 +119,7 @@ func (l *Layout) Write(ctx context.Context, tag string, ref Ref, opts *WriteOpti
 		go func() {
 			defer wg.Done()
 			for j := range next {
-				if err := l.writeBlob(ctx, j.src, j.desc, opts.Progress, pipelines); err != nil {
+				if err := l.writeBlob(ctx, j.src, j.desc, opts.Progress, landOptions{pipelines: pipelines}); err != nil {
 					errOnce.Do(func() { firstErr = err; cancel() })
 				}
 			}
@@ -221,7 +221,15 @@ func (l *Layout) writeContent(desc v1.Descriptor, b []byte) error {
 // writeBlob lands one blob: skipped when present and verified, else
 // downloaded (resuming a .partial when src can) under the blob's locks,
 // verified and renamed into place.
-func (l *Layout) writeBlob(ctx context.Context, src Source, desc v1.Descriptor, progress func(BlobProgress), pipelines chan struct{}) error {
+// landOptions tune how writeBlob lands a blob: pipelines holds a token
+// per pipelined landing; buffered turns direct I/O off (for landings that
+// other readers follow through the page cache).
+type landOptions struct {
+	pipelines chan struct{}
+	buffered  bool
+}
+
+func (l *Layout) writeBlob(ctx context.Context, src Source, desc v1.Descriptor, progress func(BlobProgress), lo landOptions) error {
 	report := func(p BlobProgress) {
 		if progress != nil {
 			p.Descriptor = desc
@@ -267,7 +275,7 @@ func (l *Layout) writeBlob(ctx context.Context, src Source, desc v1.Descriptor, 
 		return err
 	}
 	defer vr.Close()
-	if err := landVerified(land, vr, partial, pipelines, abort); err != nil {
+	if err := landVerified(land, vr, partial, lo, abort); err != nil {
 		land.close()
 		if errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrSizeMismatch) {
 			os.Remove(partial)
@@ -333,12 +341,14 @@ func resumeDownload(ctx context.Context, src Source, desc v1.Descriptor, land *l
 
 // landVerified writes vr's verified content through land: pipelined for
 // a large blob when a pipeline slot is free, else on this goroutine.
-func landVerified(land *landing, vr *VerifyReader, partial string, pipelines chan struct{}, abort func()) error {
+func landVerified(land *landing, vr *VerifyReader, partial string, lo landOptions, abort func()) error {
 	if vr.desc.Size >= pipelineMinSize {
 		select {
-		case pipelines <- struct{}{}:
-			defer func() { <-pipelines }()
-			land.direct = openDirect(partial)
+		case lo.pipelines <- struct{}{}:
+			defer func() { <-lo.pipelines }()
+			if !lo.buffered {
+				land.direct = openDirect(partial)
+			}
 			return landPipelined(land, vr, abort)
 		default:
 		}
