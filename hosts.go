@@ -153,12 +153,20 @@ func dialChecked(ctx context.Context) bool {
 // dialControl refuses to connect to an internal address (run by the
 // client's own dialer for requests marked withDialCheck).
 func (t *transport) dialControl(network, address string) error {
-	host, _, err := net.SplitHostPort(address)
-	if err != nil {
-		host = address
+	return dialControlFor(t.host)(network, address)
+}
+
+// dialControlFor is the dial check of a client of registry (named in the
+// error); the mirror's upstream transports use it too.
+func dialControlFor(registry string) func(network, address string) error {
+	return func(_, address string) error {
+		host, _, err := net.SplitHostPort(address)
+		if err != nil {
+			host = address
+		}
+		if ip, perr := netip.ParseAddr(host); perr == nil && isInternalAddr(ip) {
+			return fmt.Errorf("%w: refusing to connect to internal address %s for registry %s", ErrProtocol, host, printable(registry, 80))
+		}
+		return nil
 	}
-	if ip, perr := netip.ParseAddr(host); perr == nil && isInternalAddr(ip) {
-		return fmt.Errorf("%w: refusing to connect to internal address %s for registry %s", ErrProtocol, host, printable(t.host, 80))
-	}
-	return nil
 }

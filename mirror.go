@@ -119,7 +119,8 @@ type upstream struct {
 	scheme string
 	host   string
 	cfg    Upstream
-	hub    bool // Docker Hub: one-component names get library/
+	hub    bool              // Docker Hub: one-component names get library/
+	rt     http.RoundTripper // shared by its clients (set under Mirror.mu)
 }
 
 // NewMirror opens (creating it where needed) the store at dir and returns
@@ -186,6 +187,13 @@ func normalizeNS(ns string) string {
 // partial fetch resumes later). The mirror must not serve afterwards.
 func (m *Mirror) Close() error {
 	m.cancel()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, up := range m.upstreams {
+		if c, ok := up.rt.(interface{ CloseIdleConnections() }); ok {
+			c.CloseIdleConnections()
+		}
+	}
 	return nil
 }
 
@@ -231,12 +239,18 @@ func (m *Mirror) client(up *upstream, repo string) *Client {
 	if c := m.clients[key]; c != nil {
 		return c
 	}
-	rt := up.cfg.Transport
-	if rt == nil {
-		rt = tunedTransport(0, nil)
+	if up.rt == nil {
+		rt := up.cfg.Transport
+		if rt == nil {
+			// With the dialled-address check of token realms and
+			// redirects, as a Client's own transport has.
+			rt = tunedTransport(0, dialControlFor(up.host))
+		}
+		// One transport per upstream: its repositories share connections.
+		up.rt = &countingTransport{rt: rt, stats: &m.stats}
 	}
 	c := &Client{Scheme: up.scheme, Host: up.host, Repository: repo, Credentials: up.cfg.Credentials,
-		Transport: &countingTransport{rt: rt, stats: &m.stats}, UserAgent: "ocipull-mirror", GetBackOff: mirrorBackOff}
+		Transport: up.rt, UserAgent: "ocipull-mirror", GetBackOff: mirrorBackOff}
 	m.clients[key] = c
 	return c
 }

@@ -3,7 +3,6 @@ package interop
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -11,17 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/distribution/distribution/v3/configuration"
 	_ "github.com/distribution/distribution/v3/registry/auth/token"
-	"github.com/distribution/distribution/v3/registry/handlers"
 	"github.com/google/go-containerregistry/pkg/authn"
 
 	"github.com/ocipull/registry"
@@ -100,28 +94,10 @@ func (ti *tokenIssuer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // auth against a token server of ours: content pushed by
 // go-containerregistry, pulled by our client with one token per scope.
 func TestReferenceRegistryTokenAuth(t *testing.T) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ti := &tokenIssuer{key: key, user: "tok", pass: "tok-pw", issuer: "interop-issuer", kid: "interop-key", service: "interop-registry"}
 	// The token endpoint shares the registry's host and port, as on many
 	// registries: go-containerregistry refuses realms on other loopback
 	// ports (its SSRF protection).
-	mux := http.NewServeMux()
-	mux.Handle("/token", ti)
-	rr := httptest.NewServer(mux)
-	defer rr.Close()
-	jwksPath := filepath.Join(t.TempDir(), "jwks.json")
-	if err := os.WriteFile(jwksPath, ti.jwks(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := &configuration.Configuration{}
-	cfg.Storage = configuration.Storage{"inmemory": configuration.Parameters{}}
-	cfg.Auth = configuration.Auth{"token": configuration.Parameters{
-		"realm": rr.URL + "/token", "service": ti.service, "issuer": ti.issuer, "jwks": jwksPath,
-	}}
-	mux.Handle("/", handlers.NewApp(context.Background(), cfg))
+	rr, ti := tokenRegistry(t)
 	host := hostOf(t, rr)
 
 	c := makeContent(t, false)
