@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -444,42 +442,4 @@ func (m *Mirror) serveReferrers(w *recorder, r *http.Request, up *upstream, c *C
 		w.Header().Set("OCI-Filters-Applied", "artifactType")
 	}
 	writeJSON(w, r, v1.MediaTypeImageIndex, e.index)
-}
-
-// recorder notes what a request got, for the log line.
-type recorder struct {
-	http.ResponseWriter
-	status int
-	bytes  int64
-	note   string
-	user   string // authenticated, when auth is on
-	once   sync.Once
-}
-
-func (r *recorder) WriteHeader(code int) {
-	r.once.Do(func() { r.status = code })
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *recorder) Write(p []byte) (int, error) {
-	n, err := r.ResponseWriter.Write(p)
-	r.bytes += int64(n)
-	return n, err
-}
-
-// Flush passes flushes on, so streamed blobs go out as they land.
-func (r *recorder) Flush() {
-	if f, ok := r.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-// sortedKeys is the map's keys in order.
-func sortedKeys[V any](mp map[string]V) []string {
-	keys := make([]string, 0, len(mp))
-	for k := range mp {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -128,6 +129,35 @@ func (s *Server) collect(rs *repoState) {
 		if !reached[d] {
 			delete(rs.blobs, d)
 		}
+	}
+}
+
+// recorder notes what a request got: for a Server's OnRequest and a
+// Mirror's log line.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+	note   string
+	user   string // authenticated, when auth is on
+	once   sync.Once
+}
+
+func (r *recorder) WriteHeader(code int) {
+	r.once.Do(func() { r.status = code })
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	n, err := r.ResponseWriter.Write(p)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// Flush passes flushes on, so streamed blobs go out as they land.
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
 	}
 }
 
