@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/opencontainers/go-digest"
@@ -46,16 +47,43 @@ func (s clientSource) BlobAt(ctx context.Context, desc v1.Descriptor, offset int
 		return nil, fmt.Errorf("blob %s: %w: offset %d, size %d", desc.Digest, oci.ErrInvalidDescriptor, offset, desc.Size)
 	}
 	t := s.c.init()
-	r := &blobStream{t: t, ctx: ctx, desc: desc, url: t.registryURL(apiPath(s.c.Repository, kindBlobs, string(desc.Digest)), ""),
-		scope: s.c.scope, offset: offset, start: offset}
-	// The first request is made now, so that a missing blob or a refused
-	// request is reported by the open, not by the first read.
-	if desc.Size > offset {
-		if err := r.open(); err != nil {
-			return nil, err
-		}
+	u := t.registryURL(apiPath(s.c.Repository, kindBlobs, string(desc.Digest)), "")
+	mk := func(ctx context.Context, start, end int64, strict bool) *blobStream {
+		return &blobStream{t: t, ctx: ctx, desc: desc, url: u, scope: s.c.scope, offset: start, start: start, end: end, strict: strict}
 	}
-	return r, nil
+	lanes := s.c.rangeLanes()
+	if lanes < 2 || desc.Size-offset < t.ranged.minSize {
+		r := mk(ctx, offset, 0, false)
+		// The first request is made now, so that a missing blob or a
+		// refused request is reported by the open, not by the first read.
+		if desc.Size > offset {
+			if err := r.open(); err != nil {
+				return nil, err
+			}
+		}
+		return r, nil
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	first := mk(rctx, offset, 0, false)
+	if err := first.open(); err != nil {
+		cancel()
+		return nil, err
+	}
+	return &rangedStream{first: first, ctx: rctx, cancel: cancel, lanes: lanes, cfg: t.ranged, desc: desc, make: mk,
+		pos: offset, probeFrom: offset, probeStart: time.Now()}, nil
+}
+
+// rangeLanes is how many ranges of one blob may be in flight:
+// RangeParallelism (8 when zero), at most MaxConnsPerHost when set.
+func (c *Client) rangeLanes() int {
+	n := c.RangeParallelism
+	if n == 0 {
+		n = defaultParallel
+	}
+	if c.MaxConnsPerHost > 0 {
+		n = min(n, c.MaxConnsPerHost)
+	}
+	return n
 }
 
 const (
@@ -93,14 +121,37 @@ type blobStream struct {
 	resume int   // breaks after less than resumeProgress bytes
 	ranges int
 	err    error
+
+	// end bounds the stream to bytes [start, end) of the blob: 0 means
+	// the blob's size. strict is set for one chunk of a ranged fetch: a
+	// server that ignores or garbles the range is then reported as
+	// errRangeUnusable (the ranged fetch falls back to one stream)
+	// instead of being worked around.
+	end    int64
+	strict bool
+	// noRange asks for the whole blob on every request and skips the
+	// prefix: for a registry whose ranges cannot be used at all.
+	noRange bool
+}
+
+// errRangeUnusable means a server answered a bounded range with the whole
+// blob or a wrong Content-Range.
+var errRangeUnusable = errors.New("the registry does not serve bounded ranges")
+
+// limit is the absolute end of the stream.
+func (r *blobStream) limit() int64 {
+	if r.end > 0 {
+		return r.end
+	}
+	return r.desc.Size
 }
 
 // open requests the blob from r.offset, retrying transient failures.
 func (r *blobStream) open() error {
 	return r.t.retry(r.ctx, &r.bo, func() error {
 		req := &request{method: http.MethodGet, url: r.url, scope: r.scope}
-		if r.offset > 0 {
-			req.rng = "bytes=" + strconv.FormatInt(r.offset, 10) + "-" + strconv.FormatInt(r.desc.Size-1, 10)
+		if !r.noRange && (r.offset > 0 || r.limit() < r.desc.Size) {
+			req.rng = "bytes=" + strconv.FormatInt(r.offset, 10) + "-" + strconv.FormatInt(r.limit()-1, 10)
 		}
 		resp, err := r.t.attempt(r.ctx, req)
 		if err != nil {
@@ -120,23 +171,31 @@ func (r *blobStream) accept(resp *http.Response) error {
 	r.skip = 0
 	r.known = resp.ContentLength >= 0
 	switch {
-	case resp.StatusCode == http.StatusPartialContent && r.offset > 0:
+	case resp.StatusCode == http.StatusPartialContent && (r.offset > 0 || r.limit() < r.desc.Size):
 		first, last, total, err := parseContentRange(resp.Header.Get("Content-Range"))
-		if err != nil || first != r.offset || last > r.desc.Size-1 || (total >= 0 && total != r.desc.Size) {
-			return backoff.Permanent(fmt.Errorf("blob %s: %w: asked for bytes %d-%d/%d, got Content-Range %q",
-				r.desc.Digest, ErrProtocol, r.offset, r.desc.Size-1, r.desc.Size, printable(resp.Header.Get("Content-Range"), 80)))
+		if err != nil || first != r.offset || last > r.limit()-1 || (total >= 0 && total != r.desc.Size) {
+			err := fmt.Errorf("blob %s: %w: asked for bytes %d-%d/%d, got Content-Range %q",
+				r.desc.Digest, ErrProtocol, r.offset, r.limit()-1, r.desc.Size, printable(resp.Header.Get("Content-Range"), 80))
+			if r.strict {
+				err = fmt.Errorf("%w: %w", errRangeUnusable, err)
+			}
+			return backoff.Permanent(err)
 		}
 		if resp.ContentLength >= 0 && resp.ContentLength != last-first+1 {
 			return backoff.Permanent(fmt.Errorf("blob %s: %w: Content-Length %d disagrees with Content-Range %q",
 				r.desc.Digest, ErrProtocol, resp.ContentLength, printable(resp.Header.Get("Content-Range"), 80)))
 		}
+	case resp.StatusCode == http.StatusOK && r.strict:
+		return backoff.Permanent(fmt.Errorf("blob %s: %w: a bounded range was answered with the whole blob", r.desc.Digest, errRangeUnusable))
 	case resp.StatusCode == http.StatusOK:
 		if resp.ContentLength >= 0 && resp.ContentLength != r.desc.Size {
 			return backoff.Permanent(fmt.Errorf("blob %s: %w: Content-Length %d, descriptor says %d",
 				r.desc.Digest, oci.ErrSizeMismatch, resp.ContentLength, r.desc.Size))
 		}
 		if r.offset > 0 {
-			r.ranges++
+			if !r.noRange {
+				r.ranges++
+			}
 			if r.ranges > maxIgnoredRanges {
 				return backoff.Permanent(fmt.Errorf("blob %s: %w: the server ignored Range %d times", r.desc.Digest, ErrProtocol, r.ranges))
 			}
@@ -154,7 +213,7 @@ func (r *blobStream) Read(p []byte) (int, error) {
 		if r.err != nil {
 			return 0, r.err
 		}
-		if r.offset >= r.desc.Size {
+		if r.offset >= r.limit() {
 			r.finish()
 			return 0, io.EOF
 		}
@@ -174,7 +233,7 @@ func (r *blobStream) Read(p []byte) (int, error) {
 				continue
 			}
 		}
-		if want := r.desc.Size - r.offset; int64(len(p)) > want {
+		if want := r.limit() - r.offset; int64(len(p)) > want {
 			p = p[:want]
 		}
 		n, err := r.body.Read(p)
@@ -182,7 +241,7 @@ func (r *blobStream) Read(p []byte) (int, error) {
 		if n > 0 {
 			r.moved += int64(n)
 		}
-		if r.offset >= r.desc.Size {
+		if r.offset >= r.limit() {
 			r.finish()
 			return n, nil
 		}

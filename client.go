@@ -91,6 +91,15 @@ type Client struct {
 	// other hosts, token realms included, never.
 	AllowBasicOverHTTP bool
 
+	// RangeParallelism is how many bounded Range requests one large blob
+	// (64 MiB and more) may have in flight when its single stream turns
+	// out slow (under 200 MB/s after 4 MiB, as on links that cap each
+	// connection): the rest is then fetched in 8 MiB chunks, delivered and
+	// verified in order. Zero means 8; 1 turns ranged fetches off. It is
+	// also capped by MaxConnsPerHost. A registry that does not serve
+	// bounded ranges gets one stream.
+	RangeParallelism int
+
 	// MaxPages and MaxListItems cap one listing (tags, catalog): a registry
 	// whose pages never end fails with [oci.ErrTooLarge] instead of running
 	// forever. Zero means 10,000 pages and 1,000,000 items.

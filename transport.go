@@ -37,6 +37,7 @@ type transport struct {
 	basicOverHTTP bool
 	limits        listLimits
 	internal      bool // the registry is on an internal host (see isInternalHost)
+	ranged        rangedConfig
 
 	// scheme is the Client's Scheme ("" means https, or https with the
 	// loopback fallback when fallback is set). fellBack records, for the
@@ -72,6 +73,7 @@ func newTransport(c *Client) *transport {
 		fallback:      c.httpFallback,
 		limits:        newListLimits(c.MaxPages, c.MaxListItems),
 		internal:      isInternalHost(hostOnly(c.Host)),
+		ranged:        defaultRanged,
 	}
 	if t.userAgent == "" {
 		t.userAgent = defaultUserAgent

@@ -168,3 +168,51 @@ func (d *dripWriter) abortIfGone() {
 		panic(http.ErrAbortHandler)
 	}
 }
+
+// throttleWriter paces writes so that the body goes out at no more than
+// rate bytes per second, in slices of at most 64 KiB.
+type throttleWriter struct {
+	http.ResponseWriter
+	rate    int64
+	start   time.Time
+	sent    int64
+	ctxDone <-chan struct{}
+}
+
+func (t *throttleWriter) Write(p []byte) (int, error) {
+	written := 0
+	for len(p) > 0 {
+		n := min(len(p), 64<<10)
+		if err := t.wait(int64(n)); err != nil {
+			return written, err
+		}
+		k, err := t.ResponseWriter.Write(p[:n])
+		written += k
+		t.sent += int64(k)
+		if err != nil {
+			return written, err
+		}
+		if f, ok := t.ResponseWriter.(http.Flusher); ok {
+			f.Flush()
+		}
+		p = p[n:]
+	}
+	return written, nil
+}
+
+// wait sleeps until sending n more bytes keeps to the rate.
+func (t *throttleWriter) wait(n int64) error {
+	due := t.start.Add(time.Duration(float64(t.sent+n) / float64(t.rate) * float64(time.Second)))
+	d := time.Until(due)
+	if d <= 0 {
+		return nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-t.ctxDone:
+		return http.ErrAbortHandler
+	}
+}

@@ -1,0 +1,250 @@
+package registry
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ocipull/registry/faults"
+	"github.com/ocipull/registry/oci"
+)
+
+// rangedFixture serves one blob of size bytes through the fault injector
+// (every blob response throttled per connection), counting requests and
+// the largest number in flight.
+type rangedFixture struct {
+	desc     v1.Descriptor
+	inj      *faults.Injector
+	ts       *httptest.Server
+	mu       sync.Mutex
+	ranges   []string
+	inFlight atomic.Int64
+	peak     atomic.Int64
+}
+
+func newRangedFixture(t *testing.T, size int, rate int64) *rangedFixture {
+	t.Helper()
+	data := make([]byte, size)
+	rand.Read(data)
+	mem := oci.NewMemory()
+	desc := mem.Add(v1.MediaTypeImageLayer, data)
+	cfg := mem.Add(v1.MediaTypeImageConfig, []byte(`{}`))
+	img, err := mem.NewImage(v1.Manifest{Config: cfg, Layers: []v1.Descriptor{desc}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer()
+	if err := srv.AddRef("big/blob", "v1", img); err != nil {
+		t.Fatal(err)
+	}
+	f := &rangedFixture{desc: desc, inj: &faults.Injector{Next: srv}}
+	f.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, string(desc.Digest)) && r.Method == http.MethodGet {
+			f.mu.Lock()
+			f.ranges = append(f.ranges, r.Header.Get("Range"))
+			f.mu.Unlock()
+			n := f.inFlight.Add(1)
+			defer f.inFlight.Add(-1)
+			for p := f.peak.Load(); n > p && !f.peak.CompareAndSwap(p, n); p = f.peak.Load() {
+			}
+		}
+		f.inj.ServeHTTP(w, r)
+	}))
+	t.Cleanup(f.ts.Close)
+	f.inj.Add(faults.Rule{Method: http.MethodGet, Path: "/blobs/", Fault: faults.Throttle(rate)})
+	return f
+}
+
+// client is a client of the fixture with small ranged-fetch thresholds:
+// blobs of 2 MiB and more, 256 KiB chunks, a 256 KiB probe, "fast" from
+// 100 MB/s.
+func (f *rangedFixture) client(t *testing.T, lanes, maxConns int) *Client {
+	c := &Client{Scheme: "http", Host: strings.TrimPrefix(f.ts.URL, "http://"), Repository: "big/blob",
+		RangeParallelism: lanes, MaxConnsPerHost: maxConns, GetBackOff: func() backoff.BackOff {
+			return backoff.WithMaxRetries(backoff.NewConstantBackOff(5*time.Millisecond), 5)
+		}}
+	c.init().ranged = rangedConfig{minSize: 2 << 20, chunk: 256 << 10, probe: 256 << 10, fast: 100 << 20}
+	return c
+}
+
+// pull reads the blob through c, verified; it returns the error and the
+// time it took.
+func (f *rangedFixture) pull(c *Client) (time.Duration, error) {
+	start := time.Now()
+	rc, err := c.OpenBlob(context.Background(), f.desc)
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	_, err = io.Copy(io.Discard, rc)
+	return time.Since(start), err
+}
+
+func (f *rangedFixture) bounded() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, r := range f.ranges {
+		if strings.HasPrefix(r, "bytes=") && !strings.HasSuffix(r, "-") {
+			n++
+		}
+	}
+	return n
+}
+
+// On a capped link the blob comes over several bounded ranges, in order
+// and verified, several times faster than one stream; on an uncapped one
+// it stays one stream.
+func TestRangedFetchOnCappedLink(t *testing.T) {
+	const size, rate = 4 << 20, 8 << 20 // 8 MB/s per connection: 0.5 s for one stream
+	f := newRangedFixture(t, size, rate)
+	single, err := f.pull(f.client(t, 1, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	parallel, err := f.pull(f.client(t, 8, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("one stream %v, ranged %v, %d bounded ranges, peak %d in flight", single, parallel, f.bounded(), f.peak.Load())
+	if f.bounded() < 4 {
+		t.Errorf("%d bounded range requests, want the blob in chunks", f.bounded())
+	}
+	if parallel*2 > single {
+		t.Errorf("ranged fetch took %v, one stream %v: want at least 2x faster", parallel, single)
+	}
+	// At most 8 ranges, plus the single stream the client closed at the
+	// boundary, which the server may still be writing when counted.
+	if p := f.peak.Load(); p > 9 {
+		t.Errorf("%d requests in flight, want at most 8 (+1 draining)", p)
+	}
+	// Uncapped: one stream only.
+	fast := newRangedFixture(t, size, 1<<40)
+	if _, err := fast.pull(fast.client(t, 8, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if n := fast.bounded(); n != 0 {
+		t.Errorf("fast link: %d bounded ranges, want one stream", n)
+	}
+}
+
+// Registries that ignore ranges (200) or answer them wrongly get one
+// stream, not an error.
+func TestRangedFetchFallsBack(t *testing.T) {
+	for name, fault := range map[string]faults.Fault{
+		"ranges ignored":      faults.IgnoreRange(),
+		"wrong Content-Range": faults.WrongContentRange(),
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newRangedFixture(t, 4<<20, 8<<20)
+			f.inj.Reset()
+			f.inj.Add(faults.Rule{Method: http.MethodGet, Path: "/blobs/", Fault: faults.FaultFunc(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+				faults.Throttle(8<<20).Serve(w, r, func() http.Handler {
+					if r.Header.Get("Range") != "" {
+						return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fault.Serve(w, r, next) })
+					}
+					return next
+				}())
+			})})
+			if _, err := f.pull(f.client(t, 8, 0)); err != nil {
+				t.Fatalf("got %v, want one stream after the fall back", err)
+			}
+		})
+	}
+}
+
+// A range cut mid-way is resumed on its own; a corrupt range fails the
+// digest and nothing lands.
+func TestRangedFetchFaults(t *testing.T) {
+	t.Run("cut", func(t *testing.T) {
+		f := newRangedFixture(t, 4<<20, 8<<20)
+		f.inj.Reset()
+		var cut atomic.Bool
+		f.inj.Add(faults.Rule{Method: http.MethodGet, Path: "/blobs/", Fault: faults.FaultFunc(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+			if strings.HasPrefix(r.Header.Get("Range"), "bytes=2") && cut.CompareAndSwap(false, true) {
+				faults.CutAfter(100<<10).Serve(w, r, next)
+				return
+			}
+			faults.Throttle(8<<20).Serve(w, r, next)
+		})})
+		if _, err := f.pull(f.client(t, 8, 0)); err != nil {
+			t.Fatal(err)
+		}
+		if !cut.Load() {
+			t.Skip("no range started at a 2... offset")
+		}
+	})
+	t.Run("corrupt", func(t *testing.T) {
+		f := newRangedFixture(t, 4<<20, 8<<20)
+		f.inj.Reset()
+		var done atomic.Bool
+		f.inj.Add(faults.Rule{Method: http.MethodGet, Path: "/blobs/", Fault: faults.FaultFunc(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+			if strings.HasSuffix(r.Header.Get("Range"), "-") || r.Header.Get("Range") == "" || !done.CompareAndSwap(false, true) {
+				faults.Throttle(8<<20).Serve(w, r, next)
+				return
+			}
+			faults.Corrupt().Serve(w, r, next)
+		})})
+		dir := t.TempDir()
+		l, err := oci.CreateLayout(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := f.client(t, 8, 0)
+		err = l.WriteBlob(context.Background(), c.source(), f.desc, nil)
+		if !errors.Is(err, oci.ErrDigestMismatch) {
+			t.Fatalf("got %v, want ErrDigestMismatch", err)
+		}
+		if _, err := l.Blob(context.Background(), f.desc); !errors.Is(err, ErrNotFound) {
+			t.Errorf("the corrupt blob landed: %v", err)
+		}
+	})
+}
+
+// Each range is redirected to a presigned URL on another origin: the
+// ranges go there, without Authorization.
+func TestRangedFetchRedirects(t *testing.T) {
+	f := newRangedFixture(t, 4<<20, 8<<20)
+	var leaked atomic.Bool
+	var served atomic.Int64
+	storage := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "" {
+			leaked.Store(true)
+		}
+		served.Add(1)
+		r2 := r.Clone(r.Context())
+		r2.URL.Path = strings.TrimPrefix(r.URL.Path, "/storage")
+		faults.Throttle(8<<20).Serve(w, r2, f.inj.Next)
+	}))
+	defer storage.Close()
+	f.inj.Reset()
+	f.inj.Add(faults.Rule{Method: http.MethodGet, Path: "/blobs/", Fault: faults.Redirect(storage.URL + "/storage")})
+	if _, err := f.pull(f.client(t, 8, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if served.Load() < 4 || leaked.Load() {
+		t.Errorf("%d requests at the storage, Authorization leaked: %v", served.Load(), leaked.Load())
+	}
+}
+
+// MaxConnsPerHost = 1 means one stream.
+func TestRangedFetchMaxConnsOne(t *testing.T) {
+	f := newRangedFixture(t, 4<<20, 8<<20)
+	if _, err := f.pull(f.client(t, 8, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.bounded(); n != 0 || f.peak.Load() > 1 {
+		t.Errorf("%d bounded ranges, peak %d in flight, want one stream", n, f.peak.Load())
+	}
+}
