@@ -69,7 +69,7 @@ func (s clientSource) BlobAt(ctx context.Context, desc v1.Descriptor, offset int
 		cancel()
 		return nil, err
 	}
-	return &rangedStream{first: first, ctx: rctx, cancel: cancel, lanes: lanes, cfg: t.ranged, desc: desc, make: mk,
+	return &rangedStream{first: first, ctx: rctx, cancel: cancel, lanes: lanes, cfg: t.ranged, desc: desc, make: mk, t: t,
 		pos: offset, probeFrom: offset, probeStart: time.Now()}, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync"
 	"time"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -30,7 +31,10 @@ import (
 //     wrong Content-Range gets one stream again from where the reader is,
 //     not an error.
 //
-// Memory: RangeParallelism × rangedChunk (8 × 8 MiB by default), reused.
+// Memory: the chunk buffers are a budget of the client's, shared by all
+// its ranged fetches: RangeParallelism × rangedChunk (8 × 8 MiB by
+// default), reused. A fetch that finds the budget spent reads its next
+// chunk as one bounded stream, without a buffer.
 const (
 	rangedMinSize   = 64 << 20
 	rangedChunk     = 8 << 20
@@ -68,8 +72,8 @@ type rangedStream struct {
 	boundary   int64 // switched: the single stream stops here (0: not switched)
 	next       int64 // next chunk to schedule
 	queue      []*chunk
-	free       [][]byte
 	err        error
+	t          *transport // owns the chunk budget
 }
 
 // chunk is one bounded range fetched into a buffer.
@@ -110,6 +114,7 @@ func (r *rangedStream) readFirst(p []byte) (int, error) {
 	if r.boundary > 0 && r.pos >= r.boundary {
 		r.first.Close()
 		r.first = nil
+		r.next = max(r.next, r.boundary)
 	} else if !r.decided && r.pos-r.probeFrom >= r.cfg.probe {
 		r.decide()
 	}
@@ -143,13 +148,12 @@ func (r *rangedStream) schedule() {
 		want--
 	}
 	for len(r.queue) < want && r.next < r.desc.Size {
-		c := &chunk{start: r.next, end: min(r.next+r.cfg.chunk, r.desc.Size), done: make(chan struct{})}
-		if n := len(r.free); n > 0 {
-			c.buf, r.free = r.free[n-1], r.free[:n-1]
-		} else {
-			c.buf = make([]byte, r.cfg.chunk)
+		buf := r.t.getChunk(r.cfg.chunk)
+		if buf == nil {
+			return // the budget is spent: see readChunks
 		}
-		c.buf = c.buf[:c.end-c.start]
+		c := &chunk{start: r.next, end: min(r.next+r.cfg.chunk, r.desc.Size), done: make(chan struct{})}
+		c.buf = buf[:c.end-c.start]
 		r.next = c.end
 		r.queue = append(r.queue, c)
 		go r.fetch(c)
@@ -172,7 +176,15 @@ func (r *rangedStream) fetch(c *chunk) {
 func (r *rangedStream) readChunks(p []byte) (int, error) {
 	r.schedule()
 	if len(r.queue) == 0 {
-		return 0, io.EOF
+		// No buffer to fetch into: the next chunk as one bounded stream
+		// (a kept-alive connection, since it is read to its end).
+		r.boundary = min(r.desc.Size, r.pos+r.cfg.chunk)
+		r.first = r.make(r.ctx, r.pos, r.boundary, false)
+		if err := r.first.open(); err != nil {
+			r.err = err
+			return 0, err
+		}
+		return r.readFirst(p)
 	}
 	c := r.queue[0]
 	select {
@@ -193,7 +205,7 @@ func (r *rangedStream) readChunks(p []byte) (int, error) {
 	r.pos += int64(n)
 	if c.off == len(c.buf) {
 		r.queue = r.queue[1:]
-		r.free = append(r.free, c.buf[:cap(c.buf)])
+		r.t.putChunk(c.buf)
 		r.schedule()
 	}
 	return n, nil
@@ -203,10 +215,8 @@ func (r *rangedStream) readChunks(p []byte) (int, error) {
 // stream continues from where the reader is.
 func (r *rangedStream) fallBack(p []byte) (int, error) {
 	r.chunkCancel()
-	for _, c := range r.queue {
-		<-c.done
-	}
-	r.queue, r.free, r.boundary, r.decided = nil, nil, 0, true
+	r.release()
+	r.boundary, r.decided = 0, true
 	// The whole blob again, the prefix skipped: a registry that garbles
 	// ranges cannot resume one either.
 	r.first = r.make(r.ctx, r.pos, 0, false)
@@ -224,11 +234,55 @@ func (r *rangedStream) Close() error {
 	if r.first != nil {
 		r.first.Close()
 	}
-	for _, c := range r.queue {
-		<-c.done
-	}
+	r.release()
 	if r.err == nil {
 		r.err = errors.New("read from closed blob stream")
 	}
 	return nil
+}
+
+// release waits for the chunks in flight and returns their buffers.
+func (r *rangedStream) release() {
+	for _, c := range r.queue {
+		<-c.done
+		r.t.putChunk(c.buf)
+	}
+	r.queue = nil
+}
+
+// chunkBudget is a client's chunk buffers, shared by its ranged fetches.
+type chunkBudget struct {
+	mu   sync.Mutex
+	free [][]byte
+	made int
+	max  int
+}
+
+// getChunk returns a buffer of size bytes from the budget, or nil when
+// it is spent.
+func (t *transport) getChunk(size int64) []byte {
+	b := &t.chunks
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for n := len(b.free); n > 0; n = len(b.free) {
+		buf := b.free[n-1]
+		b.free = b.free[:n-1]
+		if int64(cap(buf)) >= size {
+			return buf[:size]
+		}
+		b.made--
+	}
+	if b.made >= b.max {
+		return nil
+	}
+	b.made++
+	return make([]byte, size)
+}
+
+// putChunk returns a buffer to the budget.
+func (t *transport) putChunk(buf []byte) {
+	b := &t.chunks
+	b.mu.Lock()
+	b.free = append(b.free, buf[:cap(buf)])
+	b.mu.Unlock()
 }

@@ -248,3 +248,30 @@ func TestRangedFetchMaxConnsOne(t *testing.T) {
 		t.Errorf("%d bounded ranges, peak %d in flight, want one stream", n, f.peak.Load())
 	}
 }
+
+// Two large blobs at once share the client's chunk budget: both complete,
+// verified, whichever gets the buffers.
+func TestRangedFetchSharedBudget(t *testing.T) {
+	a := newRangedFixture(t, 4<<20, 8<<20)
+	c := a.client(t, 3, 0)
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := a.pull(c)
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if made := c.init().chunks.made; made > 3 {
+		t.Errorf("%d chunk buffers made, budget 3", made)
+	}
+}

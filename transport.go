@@ -38,6 +38,7 @@ type transport struct {
 	limits        listLimits
 	internal      bool // the registry is on an internal host (see isInternalHost)
 	ranged        rangedConfig
+	chunks        chunkBudget // ranged fetches' buffers, RangeParallelism of them
 
 	// scheme is the Client's Scheme ("" means https, or https with the
 	// loopback fallback when fallback is set). fellBack records, for the
@@ -85,6 +86,7 @@ func newTransport(c *Client) *transport {
 		t.maxRetryAfter = defaultMaxRetryAfter
 	}
 	t.auth.tokens = map[tokenKey]*tokenEntry{}
+	t.chunks.max = c.rangeLanes()
 	rt := c.Transport
 	if rt == nil {
 		rt = tunedTransport(c.MaxConnsPerHost, t.dialControl)
