@@ -17,9 +17,9 @@ import (
 //   - the blob has at least rangedMinSize bytes left and the client may
 //     open more than one connection (RangeParallelism and MaxConnsPerHost
 //     above 1);
-//   - it starts as one stream, and measures it: after probeBytes, a
-//     stream that ran at fastStream or more stays alone (on a fast link,
-//     ranges would only add requests);
+//   - it starts as one stream, and measures it: after probeBytes and
+//     probeTime, a stream that ran at fastStream or more stays alone (on a
+//     fast link, ranges would only add requests);
 //   - a slower one is bounded at the next chunk boundary and the rest is
 //     fetched in chunks of rangedChunk bytes, at most RangeParallelism in
 //     flight, each a bounded Range request on a kept-alive connection,
@@ -38,8 +38,9 @@ import (
 const (
 	rangedMinSize   = 64 << 20
 	rangedChunk     = 8 << 20
-	probeBytes      = 4 << 20
-	fastStream      = 200 << 20 // bytes per second
+	probeBytes      = 1 << 20
+	probeTime       = 50 * time.Millisecond // and at least this long, for a rate worth the name
+	fastStream      = 200 << 20             // bytes per second
 	defaultParallel = 8
 )
 
@@ -76,14 +77,66 @@ type rangedStream struct {
 	t          *transport // owns the chunk budget
 }
 
-// chunk is one bounded range fetched into a buffer.
+// chunk is one bounded range. Its request is sent when it is scheduled;
+// its body is read into a buffer the reader assigns (in chunk order, as
+// buffers free up), or, at the head of the queue without one, by the
+// reader straight from the connection. A request sent before a buffer is
+// free waits with its body unread, so its round trip is already paid
+// when the buffer comes.
 type chunk struct {
 	start, end int64
+	bs         *blobStream   // set before opened closes
+	opened     chan struct{} // the request was answered (or failed: err)
+	bufCh      chan []byte   // the buffer, once assigned; closed: read directly
 	buf        []byte
-	off        int // delivered so far
-	done       chan struct{}
+	direct     bool
+	off        int           // delivered so far
+	done       chan struct{} // buf is full (or failed: err)
 	err        error
+
+	mu     sync.Mutex
+	filled int           // bytes of buf read so far
+	more   chan struct{} // a token when filled grows
 }
+
+// fill reads the chunk's body into buf, publishing progress, so the
+// reader can deliver the head chunk while it is still arriving.
+func (c *chunk) fill() error {
+	for c.filled < len(c.buf) {
+		c.mu.Lock()
+		from := c.filled
+		c.mu.Unlock()
+		n, err := c.bs.Read(c.buf[from:min(len(c.buf), from+256<<10)])
+		c.mu.Lock()
+		c.filled += n
+		c.mu.Unlock()
+		select {
+		case c.more <- struct{}{}:
+		default:
+		}
+		if err == io.EOF && c.filled == len(c.buf) {
+			return nil
+		}
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// available is how many bytes of buf are filled.
+func (c *chunk) available() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.filled
+}
+
+// preopened is how many chunk requests may wait for a buffer beyond the
+// lanes.
+const preopened = 2
 
 // Read delivers the next bytes in order.
 func (r *rangedStream) Read(p []byte) (int, error) {
@@ -115,7 +168,7 @@ func (r *rangedStream) readFirst(p []byte) (int, error) {
 		r.first.Close()
 		r.first = nil
 		r.next = max(r.next, r.boundary)
-	} else if !r.decided && r.pos-r.probeFrom >= r.cfg.probe {
+	} else if !r.decided && r.pos-r.probeFrom >= r.cfg.probe && (time.Since(r.probeStart) >= probeTime || r.pos-r.probeFrom >= 16*r.cfg.probe) {
 		r.decide()
 	}
 	if n == 0 && err == io.EOF {
@@ -134,78 +187,108 @@ func (r *rangedStream) decide() {
 	if rate >= r.cfg.fast || left < 2*r.cfg.chunk {
 		return
 	}
-	r.boundary = min(r.desc.Size, (r.pos/r.cfg.chunk+1)*r.cfg.chunk)
+	// The single stream goes on to the next MiB while the chunks' first
+	// round trip runs.
+	r.boundary = min(r.desc.Size, (r.pos>>20+1)<<20)
 	r.next = r.boundary
 	r.chunkCtx, r.chunkCancel = context.WithCancel(r.ctx)
 	r.schedule()
 }
 
-// schedule keeps lanes-1 chunks in flight beside the single stream, then
-// lanes.
+// schedule keeps lanes+preopened chunk requests out and hands free
+// buffers to the earliest chunks without one.
 func (r *rangedStream) schedule() {
-	want := r.lanes
-	if r.first != nil {
-		want--
-	}
-	for len(r.queue) < want && r.next < r.desc.Size {
-		buf := r.t.getChunk(r.cfg.chunk)
-		if buf == nil {
-			return // the budget is spent: see readChunks
-		}
-		c := &chunk{start: r.next, end: min(r.next+r.cfg.chunk, r.desc.Size), done: make(chan struct{})}
-		c.buf = buf[:c.end-c.start]
+	for len(r.queue) < r.lanes+preopened && r.next < r.desc.Size {
+		c := &chunk{start: r.next, end: min(r.next+r.cfg.chunk, r.desc.Size),
+			opened: make(chan struct{}), bufCh: make(chan []byte, 1), done: make(chan struct{}), more: make(chan struct{}, 1)}
 		r.next = c.end
 		r.queue = append(r.queue, c)
 		go r.fetch(c)
 	}
+	for _, c := range r.queue {
+		if c.buf != nil || c.direct {
+			continue
+		}
+		buf := r.t.getChunk(r.cfg.chunk)
+		if buf == nil {
+			return
+		}
+		c.buf = buf[:c.end-c.start]
+		c.bufCh <- c.buf
+	}
 }
 
-// fetch reads one chunk with a bounded, resumable stream of its own.
+// fetch sends one chunk's request, then reads its body into the buffer
+// it is given, or leaves it to the reader.
 func (r *rangedStream) fetch(c *chunk) {
-	defer close(c.done)
-	bs := r.make(r.chunkCtx, c.start, c.end, true)
-	defer bs.Close()
-	if err := bs.open(); err != nil {
+	c.bs = r.make(r.chunkCtx, c.start, c.end, true)
+	if err := c.bs.open(); err != nil {
 		c.err = err
+		close(c.opened)
+		close(c.done)
+		c.bs.Close()
 		return
 	}
-	_, c.err = io.ReadFull(bs, c.buf)
+	close(c.opened)
+	if _, ok := <-c.bufCh; !ok {
+		return // the reader reads c.bs
+	}
+	c.err = c.fill()
+	c.bs.Close()
+	close(c.done)
 }
 
 // readChunks delivers from the chunk at the head of the queue.
 func (r *rangedStream) readChunks(p []byte) (int, error) {
 	r.schedule()
 	if len(r.queue) == 0 {
-		// No buffer to fetch into: the next chunk as one bounded stream
-		// (a kept-alive connection, since it is read to its end).
-		r.boundary = min(r.desc.Size, r.pos+r.cfg.chunk)
-		r.first = r.make(r.ctx, r.pos, r.boundary, false)
-		if err := r.first.open(); err != nil {
-			r.err = err
-			return 0, err
-		}
-		return r.readFirst(p)
+		return 0, io.EOF
 	}
 	c := r.queue[0]
-	select {
-	case <-c.done:
-	case <-r.ctx.Done():
-		r.err = r.ctx.Err()
-		return 0, r.err
+	if c.buf == nil && !c.direct {
+		c.direct = true
+		close(c.bufCh)
 	}
-	if c.err != nil {
+	if c.direct {
+		select {
+		case <-c.opened:
+		case <-r.ctx.Done():
+			r.err = r.ctx.Err()
+			return 0, r.err
+		}
+	} else if err := r.waitFilled(c); err != nil {
+		r.err = err
+		return 0, err
+	}
+	if failed := c.direct || isClosed(c.done); failed && c.err != nil && (c.direct || c.available() <= c.off) {
 		if errors.Is(c.err, errRangeUnusable) {
 			return r.fallBack(p)
 		}
 		r.err = c.err
 		return 0, r.err
 	}
-	n := copy(p, c.buf[c.off:])
+	var n int
+	if c.direct {
+		if want := int(c.end-c.start) - c.off; len(p) > want {
+			p = p[:want]
+		}
+		var err error
+		if n, err = c.bs.Read(p); err != nil && err != io.EOF {
+			r.err = err
+			return n, nil
+		}
+	} else {
+		n = copy(p, c.buf[c.off:c.available()])
+	}
 	c.off += n
 	r.pos += int64(n)
-	if c.off == len(c.buf) {
+	if c.off == int(c.end-c.start) {
 		r.queue = r.queue[1:]
-		r.t.putChunk(c.buf)
+		if c.direct {
+			c.bs.Close()
+		} else {
+			r.t.putChunk(c.buf)
+		}
 		r.schedule()
 	}
 	return n, nil
@@ -241,9 +324,21 @@ func (r *rangedStream) Close() error {
 	return nil
 }
 
-// release waits for the chunks in flight and returns their buffers.
+// release ends the chunks in flight (their context is cancelled first)
+// and returns their buffers.
 func (r *rangedStream) release() {
 	for _, c := range r.queue {
+		if c.buf == nil && !c.direct {
+			c.direct = true
+			close(c.bufCh)
+		}
+		<-c.opened
+		if c.direct {
+			if c.err == nil {
+				c.bs.Close()
+			}
+			continue
+		}
 		<-c.done
 		r.t.putChunk(c.buf)
 	}
@@ -285,4 +380,33 @@ func (t *transport) putChunk(buf []byte) {
 	b.mu.Lock()
 	b.free = append(b.free, buf[:cap(buf)])
 	b.mu.Unlock()
+}
+
+// waitFilled waits until the head chunk has bytes beyond what was
+// delivered, or has ended.
+func (r *rangedStream) waitFilled(c *chunk) error {
+	for c.available() <= c.off {
+		select {
+		case <-c.done:
+			return nil
+		default:
+		}
+		select {
+		case <-c.more:
+		case <-c.done:
+			return nil
+		case <-r.ctx.Done():
+			return r.ctx.Err()
+		}
+	}
+	return nil
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }

@@ -170,11 +170,14 @@ func (d *dripWriter) abortIfGone() {
 }
 
 // throttleWriter paces writes so that the body goes out at no more than
-// rate bytes per second, in slices of at most 64 KiB.
+// rate bytes per second, in slices of at most 64 KiB. Time the writer
+// spends blocked (a client not reading) is not made up for later: like a
+// capped connection, it never bursts.
 type throttleWriter struct {
 	http.ResponseWriter
 	rate    int64
 	start   time.Time
+	next    time.Time // when the next slice may go
 	sent    int64
 	ctxDone <-chan struct{}
 }
@@ -200,10 +203,14 @@ func (t *throttleWriter) Write(p []byte) (int, error) {
 	return written, nil
 }
 
-// wait sleeps until sending n more bytes keeps to the rate.
+// wait sleeps until the next slice of n bytes may go, and books it.
 func (t *throttleWriter) wait(n int64) error {
-	due := t.start.Add(time.Duration(float64(t.sent+n) / float64(t.rate) * float64(time.Second)))
-	d := time.Until(due)
+	now := time.Now()
+	if t.next.Before(now) {
+		t.next = now
+	}
+	d := t.next.Sub(now)
+	t.next = t.next.Add(time.Duration(float64(n) / float64(t.rate) * float64(time.Second)))
 	if d <= 0 {
 		return nil
 	}

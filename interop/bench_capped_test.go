@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -273,4 +275,47 @@ func cappedContainerd(ctx context.Context, l *cappedLink) error {
 		return fmt.Errorf("containerd: digest %s, want %s", got, l.layer.Digest)
 	}
 	return nil
+}
+
+// BenchmarkCappedPullCommand runs `ocipull pull` (default flags) of the
+// large-layer image over the capped link into a layout, and reports its
+// time and peak RSS (VmHWM of the child process).
+func BenchmarkCappedPullCommand(b *testing.B) {
+	size := benchBlobMiB() << 20
+	if size > 256<<20 {
+		size = 256 << 20
+	}
+	l := newCappedLink(b, "ours", size, 50*time.Millisecond, 40e6)
+	bin := filepath.Join(b.TempDir(), "ocipull")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/ocipull/registry/cmd/ocipull").CombinedOutput(); err != nil {
+		b.Fatalf("%v\n%s", err, out)
+	}
+	var peak int64
+	for i := 0; i < b.N; i++ {
+		dir := filepath.Join(b.TempDir(), "layout")
+		cmd := exec.Command(bin, "pull", "--quiet", l.host+"/bench/img:v1", dir)
+		var out strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		status := fmt.Sprintf("/proc/%d/status", cmd.Process.Pid)
+		var hwm int64
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+	wait:
+		for {
+			select {
+			case err := <-done:
+				if err != nil {
+					b.Fatalf("%v: %s", err, out.String())
+				}
+				break wait
+			case <-time.After(20 * time.Millisecond):
+				hwm = max(hwm, vmHWM(status))
+			}
+		}
+		peak = max(peak, hwm)
+	}
+	b.ReportMetric(float64(peak)/1024, "peak-RSS-MiB")
 }
