@@ -93,7 +93,7 @@ type Client struct {
 
 	// RangeParallelism is how many bounded Range requests one large blob
 	// (64 MiB and more) may have in flight when its single stream turns
-	// out slow (under 200 MB/s over its first MiB and 50 ms, as on links that
+	// out slow (under 200 MB/s over its first MiB and 20 ms, as on links that
 	// cap each connection): the rest is then fetched in 8 MiB chunks, delivered and
 	// verified in order. Zero means 8; 1 turns ranged fetches off. It is
 	// also capped by MaxConnsPerHost. A registry that does not serve

@@ -39,7 +39,7 @@ const (
 	rangedMinSize   = 64 << 20
 	rangedChunk     = 8 << 20
 	probeBytes      = 1 << 20
-	probeTime       = 50 * time.Millisecond // and at least this long, for a rate worth the name
+	probeTime       = 20 * time.Millisecond // and at least this long, for a rate worth the name
 	fastStream      = 200 << 20             // bytes per second
 	defaultParallel = 8
 )
