@@ -49,7 +49,7 @@ func (s clientSource) BlobAt(ctx context.Context, desc v1.Descriptor, offset int
 	t := s.c.init()
 	u := t.registryURL(apiPath(s.c.Repository, kindBlobs, string(desc.Digest)), "")
 	mk := func(ctx context.Context, start, end int64, strict bool) *blobStream {
-		return &blobStream{t: t, ctx: ctx, desc: desc, url: u, scope: s.c.scope, offset: start, start: start, end: end, strict: strict}
+		return &blobStream{t: t, ctx: ctx, desc: desc, url: u, scope: s.c.scope, offset: start, end: end, strict: strict}
 	}
 	lanes := s.c.rangeLanes()
 	if lanes < 2 || desc.Size-offset < t.ranged.minSize {
@@ -103,7 +103,8 @@ const (
 // blobStream reads one blob over as many connections as it takes: when a
 // read fails (network error, stall, early end of body) it reopens at the
 // current offset with a closed Range, under the client's retry policy.
-// It yields at most desc.Size-start bytes and is not itself verifying:
+// It yields the bytes from the offset it was made with up to its end (the
+// blob's size unless bounded) and is not itself verifying:
 // oci.VerifyReader wraps it.
 type blobStream struct {
 	t      *transport
@@ -111,7 +112,6 @@ type blobStream struct {
 	desc   v1.Descriptor
 	url    *url.URL
 	scope  string
-	start  int64
 	offset int64 // absolute position of the next byte to deliver
 	body   io.ReadCloser
 	skip   int64 // bytes of body to discard (server ignored Range)

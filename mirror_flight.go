@@ -284,8 +284,9 @@ func writeBlobHeaders(w http.ResponseWriter, desc v1.Descriptor, rng byteRange) 
 }
 
 // serveStoredBlob answers from the store: the blob file, verified once
-// per unchanged file ([oci.Layout.Blob]). fd, when not nil, is already
-// open on it.
+// per unchanged file ([oci.Layout.Blob]). It reports false, having
+// written nothing, when the store does not hold the blob (or held a
+// garbled one, now removed). r is nil for a GET that joined a fetch.
 func (m *Mirror) serveStoredBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, desc v1.Descriptor, rng byteRange) bool {
 	rc, err := m.store.Blob(ctx, desc)
 	if err != nil {

@@ -33,8 +33,9 @@ import (
 //
 // Memory: the chunk buffers are a budget of the client's, shared by all
 // its ranged fetches: RangeParallelism × rangedChunk (8 × 8 MiB by
-// default), reused. A fetch that finds the budget spent reads its next
-// chunk as one bounded stream, without a buffer.
+// default), reused. A chunk at the head of the queue without a buffer
+// (the budget spent by other fetches) is read straight from its
+// connection.
 const (
 	rangedMinSize   = 64 << 20
 	rangedChunk     = 8 << 20
