@@ -89,8 +89,10 @@ func FuzzNormalizeHost(f *testing.F) {
 		if ip.IsValid() && ip.Is4In6() {
 			t.Fatalf("%q: address not unmapped: %v", s, ip)
 		}
-		_ = name
-		_ = isInternalHost(s)
+		if name != strings.ToLower(name) {
+			t.Fatalf("%q: name %q not lower-cased", s, name)
+		}
+		isInternalHost(s)
 	})
 }
 

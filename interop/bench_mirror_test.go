@@ -2,7 +2,6 @@ package interop
 
 import (
 	"context"
-	"fmt"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -94,5 +93,4 @@ func BenchmarkMirror(b *testing.B) {
 	}
 	b.ReportMetric(med["cold-mirror"]/med["direct"], "cold/direct")
 	b.ReportMetric(med["warm-mirror"]/med["serve"], "warm/serve")
-	_ = fmt.Sprint
 }

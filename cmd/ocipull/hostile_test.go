@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -220,7 +219,6 @@ func TestServeRefusesBlobsOutsideLayout(t *testing.T) {
 	if resp.StatusCode < 400 || bytes.Contains(body, []byte("SSSS")) {
 		t.Errorf("wrong content served under its digest: status %d", resp.StatusCode)
 	}
-	_ = errors.New
 }
 
 // A registry that never finishes a manifest cannot hold inspect or tags
