@@ -157,3 +157,33 @@ func TestRuleSelection(t *testing.T) {
 		t.Errorf("counters: %d, %d", inj.Requests(), inj.RequestsTo("/a"))
 	}
 }
+
+// Throttle holds a body to its rate, and Latency delays the answer.
+func TestThrottleAndLatency(t *testing.T) {
+	body := bytes.Repeat([]byte("x"), 200<<10)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) })
+	for name, tc := range map[string]struct {
+		fault faults.Fault
+		min   time.Duration
+	}{
+		"throttle 1 MB/s": {faults.Throttle(1 << 20), 150 * time.Millisecond}, // 200 KiB, the first slice free
+		"latency 100ms":   {faults.Latency(100 * time.Millisecond), 100 * time.Millisecond},
+	} {
+		t.Run(name, func(t *testing.T) {
+			inj := &faults.Injector{Next: h}
+			inj.Add(faults.Rule{Fault: tc.fault})
+			ts := httptest.NewServer(inj)
+			defer ts.Close()
+			start := time.Now()
+			resp, err := http.Get(ts.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if d := time.Since(start); d < tc.min || len(b) != len(body) {
+				t.Errorf("%d bytes in %v, want all %d in at least %v", len(b), d, len(body), tc.min)
+			}
+		})
+	}
+}

@@ -181,23 +181,13 @@ func RejectAuthorization(leaks *int64) Fault {
 // away.
 func Throttle(bytesPerSecond int64) Fault {
 	return FaultFunc(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
-		tw := &throttleWriter{ResponseWriter: w, rate: bytesPerSecond, start: time.Now(), ctxDone: r.Context().Done()}
+		tw := &throttleWriter{ResponseWriter: w, rate: bytesPerSecond, ctxDone: r.Context().Done()}
 		next.ServeHTTP(tw, r)
 	})
 }
 
-// Latency delays each response by d before it is served: with
-// httptest on loopback, a request then takes about d longer than it
-// would, as over a link with d of round-trip time.
-func Latency(d time.Duration) Fault {
-	return FaultFunc(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
+// Latency delays each response by d before it is served: with httptest
+// on loopback, a request then takes about d longer than it would, as over
+// a link with d of round-trip time. It is [Stall] under the name a link
+// model uses.
+func Latency(d time.Duration) Fault { return Stall(d) }

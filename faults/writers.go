@@ -176,9 +176,7 @@ func (d *dripWriter) abortIfGone() {
 type throttleWriter struct {
 	http.ResponseWriter
 	rate    int64
-	start   time.Time
 	next    time.Time // when the next slice may go
-	sent    int64
 	ctxDone <-chan struct{}
 }
 
@@ -191,7 +189,6 @@ func (t *throttleWriter) Write(p []byte) (int, error) {
 		}
 		k, err := t.ResponseWriter.Write(p[:n])
 		written += k
-		t.sent += int64(k)
 		if err != nil {
 			return written, err
 		}
