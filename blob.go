@@ -29,7 +29,19 @@ func (s clientSource) Manifest(ctx context.Context, desc v1.Descriptor) ([]byte,
 	if err := validateDigest(string(desc.Digest)); err != nil {
 		return nil, err
 	}
-	raw, _, err := s.c.fetchManifest(ctx, s.c.init(), string(desc.Digest))
+	var raw []byte
+	err := s.c.onEndpoints(ctx, CapabilityPull, func(t *transport) error {
+		b, _, err := s.c.fetchManifest(ctx, t, string(desc.Digest))
+		if err == nil && t.mirror {
+			// Checked here too so that a mirror's wrong bytes fall
+			// through to the next endpoint (LoadRef checks them all).
+			if got := desc.Digest.Algorithm().FromBytes(b); got != desc.Digest {
+				return fmt.Errorf("manifest %s from mirror %s: %w: content hashes to %s", desc.Digest, t.host, oci.ErrDigestMismatch, got)
+			}
+		}
+		raw = b
+		return err
+	})
 	return raw, err
 }
 
@@ -46,7 +58,19 @@ func (s clientSource) BlobAt(ctx context.Context, desc v1.Descriptor, offset int
 	if desc.Size < 0 || offset < 0 || offset > desc.Size {
 		return nil, fmt.Errorf("blob %s: %w: offset %d, size %d", desc.Digest, oci.ErrInvalidDescriptor, offset, desc.Size)
 	}
-	t := s.c.init()
+	var rc io.ReadCloser
+	err := s.c.onEndpoints(ctx, CapabilityPull, func(t *transport) error {
+		var err error
+		rc, err = s.openOn(ctx, t, desc, offset)
+		return err
+	})
+	return rc, err
+}
+
+// openOn opens the blob on one endpoint. The first request is made now, so
+// that a missing blob or a refused request is reported by the open (and
+// falls through to the next endpoint), not by the first read.
+func (s clientSource) openOn(ctx context.Context, t *transport, desc v1.Descriptor, offset int64) (io.ReadCloser, error) {
 	u := t.registryURL(apiPath(s.c.Repository, kindBlobs, string(desc.Digest)), "")
 	mk := func(ctx context.Context, start, end int64, strict bool) *blobStream {
 		return &blobStream{t: t, ctx: ctx, desc: desc, url: u, scope: s.c.scope, offset: start, end: end, strict: strict}
@@ -54,8 +78,6 @@ func (s clientSource) BlobAt(ctx context.Context, desc v1.Descriptor, offset int
 	lanes := s.c.rangeLanes()
 	if lanes < 2 || desc.Size-offset < t.ranged.minSize {
 		r := mk(ctx, offset, 0, false)
-		// The first request is made now, so that a missing blob or a
-		// refused request is reported by the open, not by the first read.
 		if desc.Size > offset {
 			if err := r.open(); err != nil {
 				return nil, err
@@ -334,30 +356,31 @@ func (r *blobStream) Close() error {
 // digest, as a pull-through cache receives it. The size is the registry's
 // claim; reading the blob verifies it with the digest.
 func (c *Client) statBlob(ctx context.Context, d digest.Digest) (v1.Descriptor, error) {
-	t, err := c.start()
-	if err != nil {
+	if _, err := c.start(); err != nil {
 		return v1.Descriptor{}, err
 	}
 	if err := validateDigest(string(d)); err != nil {
 		return v1.Descriptor{}, err
 	}
-	req := &request{method: http.MethodHead, url: t.registryURL(apiPath(c.Repository, kindBlobs, string(d)), ""), scope: c.scope}
 	var size int64 = -1
-	var bo backoff.BackOff
-	err = t.retry(ctx, &bo, func() error {
-		resp, err := t.attempt(ctx, req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		size = resp.ContentLength
-		return nil
+	err := c.onEndpoints(ctx, CapabilityPull, func(t *transport) error {
+		req := &request{method: http.MethodHead, url: t.registryURL(apiPath(c.Repository, kindBlobs, string(d)), ""), scope: c.scope}
+		var bo backoff.BackOff
+		return t.retry(ctx, &bo, func() error {
+			resp, err := t.attempt(ctx, req)
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.ContentLength < 0 {
+				return backoff.Permanent(fmt.Errorf("blob %s: %w: HEAD without Content-Length", d, ErrProtocol))
+			}
+			size = resp.ContentLength
+			return nil
+		})
 	})
 	if err != nil {
 		return v1.Descriptor{}, err
-	}
-	if size < 0 {
-		return v1.Descriptor{}, fmt.Errorf("blob %s: %w: HEAD without Content-Length", d, ErrProtocol)
 	}
 	return v1.Descriptor{MediaType: "application/octet-stream", Digest: d, Size: size}, nil
 }

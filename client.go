@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net/http"
 	"strings"
@@ -111,8 +112,36 @@ type Client struct {
 	// HTTP is refused either way.
 	AllowCrossOriginLinks bool
 
+	// Mirrors are other endpoints serving this registry's content, tried
+	// in order before the registry itself (see [Endpoint]): manifests and
+	// blobs by digest on every mirror with [CapabilityPull], tags only on
+	// those with [CapabilityResolve]. A mirror's failure of any kind falls
+	// through to the next endpoint at once (no retries against a
+	// mirror, so a mirror that is down costs one connection attempt), the
+	// registry last; the error of the last endpoint names the earlier
+	// failures. A blob stream stays on the endpoint that opened it: a
+	// mirror that breaks mid-stream is resumed, and one that serves wrong
+	// bytes fails the read (every byte is verified). Listings (tags,
+	// catalog) and referrers go to the registry, or with MirrorsOnly to
+	// the first mirror with CapabilityResolve.
+	Mirrors []Endpoint
+
+	// MirrorsOnly turns off the fallback to the registry: nothing is
+	// requested from Host (air-gapped use). Mirrors must not be empty.
+	MirrorsOnly bool
+
+	// TLSConfig, when not nil, configures TLS to the registry (a private
+	// CA, client certificates, InsecureSkipVerify for a lab registry) in
+	// the client's own transport, which keeps its connection cap, timeouts
+	// and HTTP/2. It may not be combined with Transport. Mirrors have
+	// their own ([Endpoint.TLSConfig]). See [Client.LoadHostsDir] for
+	// Docker's and containerd's certificate directories.
+	TLSConfig *tls.Config
+
 	initOnce sync.Once
 	t        *transport
+	mirrors  []*transport // one per Mirrors entry
+	rate     rateState
 	scope    string // the pull scope of Repository
 
 	// httpFallback (set by [Reference.Client] for loopback hosts) lets a
@@ -123,8 +152,19 @@ type Client struct {
 
 // init builds the client's transport from its fields, once.
 func (c *Client) init() *transport {
-	c.initOnce.Do(func() { c.t, c.scope = newTransport(c), pullScope(c.Repository) })
+	c.initOnce.Do(c.build)
 	return c.t
+}
+
+// build makes the client's transports: the registry's and one per mirror.
+func (c *Client) build() {
+	c.t, c.scope = newTransport(c, nil), pullScope(c.Repository)
+	c.t.rate = &c.rate
+	for i := range c.Mirrors {
+		m := newTransport(c, &c.Mirrors[i])
+		m.rate = &c.rate
+		c.mirrors = append(c.mirrors, m)
+	}
 }
 
 // CloseIdleConnections closes the idle keep-alive connections of the
@@ -132,6 +172,9 @@ func (c *Client) init() *transport {
 // use are not interrupted.
 func (c *Client) CloseIdleConnections() {
 	c.init().hc.CloseIdleConnections()
+	for _, m := range c.mirrors {
+		m.hc.CloseIdleConnections()
+	}
 }
 
 // start validates the client's fields and returns its transport.
@@ -144,6 +187,9 @@ func (c *Client) start() (*transport, error) {
 		return nil, err
 	}
 	if err := validateRepository(c.Repository); err != nil {
+		return nil, err
+	}
+	if err := c.validateEndpoints(); err != nil {
 		return nil, err
 	}
 	return t, nil
@@ -162,7 +208,7 @@ func (c *Client) start() (*transport, error) {
 //
 // Transient failures are retried (see [Client]).
 func (c *Client) Read(ctx context.Context, reference string) (oci.Ref, error) {
-	t, err := c.start()
+	_, err := c.start()
 	if err != nil {
 		return nil, err
 	}
@@ -174,15 +220,19 @@ func (c *Client) Read(ctx context.Context, reference string) (oci.Ref, error) {
 	if tag != "" {
 		fetchBy = tag
 	}
-	raw, mediaType, err := c.fetchManifest(ctx, t, fetchBy)
-	if err != nil {
-		return nil, err
-	}
-	ref, err := oci.NewRef(c.source(), raw, mediaType, digest.Digest(dgst))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", c.describe(tag, dgst), err)
-	}
-	return ref, nil
+	var ref oci.Ref
+	err = c.onEndpoints(ctx, capabilityFor(fetchBy), func(t *transport) error {
+		raw, mediaType, err := c.fetchManifest(ctx, t, fetchBy)
+		if err != nil {
+			return err
+		}
+		ref, err = oci.NewRef(c.source(), raw, mediaType, digest.Digest(dgst))
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.describe(tag, dgst), err)
+		}
+		return nil
+	})
+	return ref, err
 }
 
 // splitReference reads a tag, a digest or tag@digest, validating each.

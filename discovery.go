@@ -27,8 +27,7 @@ import (
 // Docker Hub does not count HEAD requests against pull limits, so no GET
 // is made where a HEAD serves.
 func (c *Client) Resolve(ctx context.Context, reference string) (v1.Descriptor, error) {
-	t, err := c.start()
-	if err != nil {
+	if _, err := c.start(); err != nil {
 		return v1.Descriptor{}, err
 	}
 	tag, dgst, err := splitReference(reference)
@@ -39,11 +38,22 @@ func (c *Client) Resolve(ctx context.Context, reference string) (v1.Descriptor, 
 	if tag != "" {
 		fetchBy = tag
 	}
+	var desc v1.Descriptor
+	err = c.onEndpoints(ctx, capabilityFor(fetchBy), func(t *transport) error {
+		var err error
+		desc, err = c.resolveOn(ctx, t, reference, fetchBy, want)
+		return err
+	})
+	return desc, err
+}
+
+// resolveOn is Resolve on one endpoint.
+func (c *Client) resolveOn(ctx context.Context, t *transport, reference, fetchBy string, want digest.Digest) (v1.Descriptor, error) {
 	req := &request{method: http.MethodHead, url: t.registryURL(apiPath(c.Repository, kindManifests, fetchBy), ""),
 		accept: manifestAccept, scope: c.scope}
 	var desc v1.Descriptor
 	var bo backoff.BackOff
-	err = t.retry(ctx, &bo, func() error {
+	err := t.retry(ctx, &bo, func() error {
 		resp, err := t.attempt(ctx, req)
 		if err != nil {
 			return err
@@ -119,7 +129,13 @@ func (c *Client) ReadPlatform(ctx context.Context, reference string, platform v1
 // does not advance "last" is an error wrapping [ErrProtocol], never a
 // silent truncation.
 func (c *Client) ListTags(ctx context.Context, pageSize int) iter.Seq2[string, error] {
-	return c.list(ctx, c.start, apiPath(c.Repository, kindTags, ""), pageSize, c.scope, "tags")
+	start := func() (*transport, error) {
+		if _, err := c.start(); err != nil {
+			return nil, err
+		}
+		return c.listTransport(), nil
+	}
+	return c.list(ctx, start, apiPath(c.Repository, kindTags, ""), pageSize, c.scope, "tags")
 }
 
 // Tags collects [Client.ListTags] with the registry's default page size.
@@ -136,7 +152,11 @@ func (c *Client) ListRepositories(ctx context.Context, pageSize int) iter.Seq2[s
 		if err := validateHost(c.Host); err != nil {
 			return nil, err
 		}
-		return c.init(), nil
+		c.init()
+		if err := c.validateEndpoints(); err != nil {
+			return nil, err
+		}
+		return c.listTransport(), nil
 	}
 	return c.list(ctx, hostOnly, catalogPath, pageSize, catalogScope, "repositories")
 }
@@ -158,6 +178,21 @@ func (c *Client) list(ctx context.Context, start func() (*transport, error), pat
 		p := &pager{t: t, scope: scope, field: field, crossOrigin: c.AllowCrossOriginLinks}
 		p.run(ctx, t.registryURL(path, pageQuery(pageSize, "")), yield)
 	}
+}
+
+// listTransport is where listings and referrers go: the registry, or with
+// MirrorsOnly the first mirror that may resolve tags (the first mirror if
+// none may).
+func (c *Client) listTransport() *transport {
+	if !c.MirrorsOnly {
+		return c.t
+	}
+	for i, m := range c.mirrors {
+		if c.Mirrors[i].can(CapabilityResolve) {
+			return m
+		}
+	}
+	return c.mirrors[0]
 }
 
 func collect(seq iter.Seq2[string, error]) ([]string, error) {
@@ -185,10 +220,10 @@ func collect(seq iter.Seq2[string, error]) ([]string, error) {
 // The fallback reads the tag "<alg>-<encoded>" of subject's digest (the
 // referrers tag schema); an unknown tag means no referrers (empty list).
 func (c *Client) Referrers(ctx context.Context, subject digest.Digest, artifactType string) ([]v1.Descriptor, error) {
-	t, err := c.start()
-	if err != nil {
+	if _, err := c.start(); err != nil {
 		return nil, err
 	}
+	t := c.listTransport()
 	if err := validateDigest(string(subject)); err != nil {
 		return nil, err
 	}

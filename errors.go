@@ -102,6 +102,9 @@ type ClientError struct {
 	Body string
 	// RetryAfter is the delay the Retry-After header asked for, or zero.
 	RetryAfter time.Duration
+	// RateLimit is the allowance the response's rate-limit headers
+	// stated (see [RateLimit]), or nil when it had none.
+	RateLimit *RateLimit
 }
 
 // Error says what was requested, the status, and the registry's messages.
@@ -122,7 +125,9 @@ func (e *ClientError) Error() string {
 	if len(e.Errors) == 0 && e.Body != "" {
 		fmt.Fprintf(&b, ": %s", printable(e.Body, maxBodyExcerpt))
 	}
-	if e.RetryAfter > 0 {
+	if e.StatusCode == http.StatusTooManyRequests && e.RateLimit != nil {
+		fmt.Fprintf(&b, " (%s)", e.RateLimit)
+	} else if e.RetryAfter > 0 {
 		fmt.Fprintf(&b, " (retry after %s)", e.RetryAfter)
 	}
 	return b.String()
@@ -180,7 +185,13 @@ func newClientError(resp *http.Response) *ClientError {
 		e.Method = resp.Request.Method
 		e.URL = redactURL(resp.Request.URL)
 	}
-	e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	now := time.Now()
+	e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), now)
+	if e.URL != "" {
+		if r, ok := parseRateLimit(resp.Header, resp.Request.URL.Host, resp.StatusCode, now); ok {
+			e.RateLimit = &r
+		}
+	}
 	body, _ := readAllCapped(io.LimitReader(resp.Body, maxErrorBody), -1, maxErrorBody)
 	resp.Body.Close()
 	var er errorResponse
@@ -198,7 +209,7 @@ func newClientError(resp *http.Response) *ClientError {
 // keptQueryParams are the query parameters that stay readable in errors:
 // the registry's own paging and filtering parameters. Every other value
 // (signatures and credentials of presigned URLs) is redacted.
-var keptQueryParams = map[string]bool{"n": true, "last": true, "artifactType": true, "service": true, "scope": true}
+var keptQueryParams = map[string]bool{"n": true, "last": true, "artifactType": true, "service": true, "scope": true, "ns": true}
 
 // redactURL renders u without user information and with query values other
 // than the registry's own replaced by "REDACTED".

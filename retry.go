@@ -65,6 +65,10 @@ func (t *transport) retry(ctx context.Context, bo *backoff.BackOff, op func() er
 		}
 		if *bo == nil {
 			*bo = t.newBackOff()
+			if t.mirror {
+				// A mirror's failure falls through to the next endpoint.
+				*bo = &backoff.StopBackOff{}
+			}
 		}
 		wait, ok := t.nextWait(ctx, *bo, err)
 		if !ok {

@@ -50,6 +50,16 @@ type transport struct {
 	fellBack atomic.Bool
 
 	auth authState
+
+	// root is the API root replacing "/v2" in paths ("" for "/v2"); ns,
+	// when not empty, is the ns parameter added to every request to this
+	// origin; mirror marks a mirror's transport, whose first failure of an
+	// operation falls through to the next endpoint instead of retrying.
+	root   string
+	ns     string
+	mirror bool
+	// rate is the Client's last seen rate limit, shared by its transports.
+	rate *rateState
 }
 
 const (
@@ -59,8 +69,9 @@ const (
 	maxRedirects         = 10
 )
 
-// newTransport builds the layer from a Client's fields.
-func newTransport(c *Client) *transport {
+// newTransport builds the layer from a Client's fields, for the registry
+// or (ep not nil) for one of its mirrors.
+func newTransport(c *Client, ep *Endpoint) *transport {
 	t := &transport{
 		host:          c.Host,
 		userAgent:     c.UserAgent,
@@ -85,11 +96,28 @@ func newTransport(c *Client) *transport {
 	if t.maxRetryAfter == 0 {
 		t.maxRetryAfter = defaultMaxRetryAfter
 	}
+	tlsConfig := c.TLSConfig
+	if ep != nil {
+		t.host, t.scheme, t.fallback = ep.Host, ep.Scheme, false
+		t.basicOverHTTP = false
+		t.internal = isInternalHost(hostOnly(ep.Host))
+		t.mirror, t.ns, tlsConfig = true, nsValue(c.Host), ep.TLSConfig
+		if ep.Path != "" && ep.Path != "/v2" {
+			t.root = strings.TrimSuffix(ep.Path, "/")
+			if t.root == "" {
+				t.root = "/"
+			}
+		}
+	}
 	t.auth.tokens = map[tokenKey]*tokenEntry{}
 	t.chunks.max = c.rangeLanes()
 	rt := c.Transport
 	if rt == nil {
-		rt = tunedTransport(c.MaxConnsPerHost, t.dialControl)
+		tt := tunedTransport(c.MaxConnsPerHost, t.dialControl)
+		if tlsConfig != nil {
+			tt.TLSClientConfig = tlsConfig.Clone()
+		}
+		rt = tt
 	}
 	t.hc = &http.Client{
 		Transport: rt,
@@ -155,11 +183,36 @@ func (t *transport) origin() *url.URL {
 	return &url.URL{Scheme: t.currentScheme(), Host: t.host}
 }
 
-// registryURL is an absolute URL on the registry's origin.
+// registryURL is an absolute URL on the registry's origin; path is an API
+// path ("/v2/..."), moved under the endpoint's API root when it has one.
 func (t *transport) registryURL(path, rawQuery string) *url.URL {
 	u := t.origin()
+	if t.root != "" {
+		rest := strings.TrimPrefix(path, "/v2")
+		if t.root == "/" {
+			path = rest
+			if path == "" {
+				path = "/"
+			}
+		} else {
+			path = t.root + rest
+		}
+	}
 	u.Path, u.RawQuery = path, rawQuery
 	return u
+}
+
+// withNS adds the ns parameter to a URL on a mirror's origin.
+func (t *transport) withNS(u *url.URL) *url.URL {
+	if t.ns == "" || u.Query().Has("ns") {
+		return u
+	}
+	c := *u
+	if c.RawQuery != "" {
+		c.RawQuery += "&"
+	}
+	c.RawQuery += "ns=" + url.QueryEscape(t.ns)
+	return &c
 }
 
 // applyOrigin gives u the origin's current scheme when u names the
@@ -315,6 +368,9 @@ func (t *transport) sendOnce(ctx context.Context, req *request, method string, u
 	if !sameOrigin && !t.internal {
 		ctx = withDialCheck(ctx)
 	}
+	if sameOrigin {
+		u = t.withNS(u)
+	}
 	wctx, wd := t.watch(ctx)
 	hreq, err := http.NewRequestWithContext(wctx, method, u.String(), nil)
 	if err != nil {
@@ -433,6 +489,7 @@ func (t *transport) sendWatched(parent context.Context, req *http.Request, wd *w
 		}
 		return nil, networkError(parent, req, err)
 	}
+	t.rate.observe(resp, t.host)
 	if wd != nil {
 		wd.kick()
 		resp.Body = &watchedBody{rc: resp.Body, wd: wd}

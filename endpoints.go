@@ -1,0 +1,201 @@
+package registry
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net/url"
+	"path"
+	"strings"
+)
+
+// Capability is what an [Endpoint] may be asked for.
+type Capability uint8
+
+const (
+	// CapabilityPull: manifests and blobs by digest. Whatever a mirror
+	// serves this way is verified against the digest, so any mirror can
+	// be trusted with it.
+	CapabilityPull Capability = 1 << iota
+	// CapabilityResolve: manifests by tag (GET and HEAD). The mirror is
+	// then trusted to say what a tag names.
+	CapabilityResolve
+)
+
+// Endpoint is a mirror: another registry API a [Client] tries, in order,
+// before the registry itself (the distribution spec's registry proxying;
+// containerd's hosts.toml "host" entries).
+//
+// Requests to an endpoint carry the ns query parameter naming the
+// registry (Client.Host; "docker.io" for Docker Hub), so that one mirror
+// can serve several registries. Credentials are looked up with the
+// endpoint's own host: registry credentials never reach a mirror unless
+// the CredentialSource returns them for the mirror's host.
+type Endpoint struct {
+	// Scheme is "https" or "http". If empty, "https".
+	Scheme string
+	// Host is the endpoint's host[:port].
+	Host string
+	// Path is the API root, the path that replaces "/v2" in every request
+	// (as in "/prefix/v2"). If empty, "/v2".
+	Path string
+	// Capabilities are what the endpoint is asked for. Zero means
+	// CapabilityPull|CapabilityResolve.
+	Capabilities Capability
+	// TLSConfig, when not nil, configures TLS to this endpoint (its CA,
+	// a client certificate). The registry's Client.TLSConfig never
+	// applies to a mirror.
+	TLSConfig *tls.Config
+}
+
+// ParseEndpoint reads a mirror's URL as users write it:
+// "mirror.example.com", "https://mirror.example.com:5000" or
+// "http://10.0.0.5/prefix". A path is the mirror's API root without or
+// with its "/v2" ("/prefix" and "/prefix/v2" are the same endpoint), as
+// containerd reads hosts.toml. No query, fragment or user information.
+func ParseEndpoint(rawURL string) (Endpoint, error) {
+	s := strings.TrimSpace(rawURL)
+	if !strings.Contains(s, "://") {
+		s = "https://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return Endpoint{}, fmt.Errorf("%w: mirror %q: %v", ErrInvalidReference, printable(rawURL, 200), stripURLError(err))
+	}
+	if u.Scheme != "https" && u.Scheme != "http" {
+		return Endpoint{}, fmt.Errorf("%w: mirror %q: scheme must be https or http", ErrInvalidReference, printable(rawURL, 200))
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		return Endpoint{}, fmt.Errorf("%w: mirror %q: want scheme://host[:port][/path], without user, query or fragment", ErrInvalidReference, printable(rawURL, 200))
+	}
+	if err := validateHost(u.Host); err != nil {
+		return Endpoint{}, fmt.Errorf("mirror %q: %w", printable(rawURL, 200), err)
+	}
+	return Endpoint{Scheme: u.Scheme, Host: u.Host, Path: apiRoot(u.Path, false)}, nil
+}
+
+// apiRoot is the API root of a URL path: "/v2" for none, the path with
+// "/v2" appended unless it has it or override says the path is the root.
+func apiRoot(p string, override bool) string {
+	if p == "" || p == "/" {
+		if override {
+			return ""
+		}
+		return "/v2"
+	}
+	p = path.Clean("/" + p)
+	if !override && !strings.HasSuffix(p, "/v2") {
+		p += "/v2"
+	}
+	return p
+}
+
+// String is the endpoint's base URL: scheme://host/path.
+func (e Endpoint) String() string {
+	u := url.URL{Scheme: e.Scheme, Host: e.Host, Path: e.Path}
+	if u.Scheme == "" {
+		u.Scheme = "https"
+	}
+	if u.Path == "" {
+		u.Path = "/v2"
+	}
+	return u.String()
+}
+
+func (e Endpoint) can(c Capability) bool {
+	caps := e.Capabilities
+	if caps == 0 {
+		caps = CapabilityPull | CapabilityResolve
+	}
+	return caps&c != 0
+}
+
+// nsValue is the ns parameter naming the registry for a mirror: the
+// registry's host, Docker Hub as "docker.io".
+func nsValue(host string) string {
+	switch host {
+	case dockerHubRegistry, "index." + dockerHubDomain:
+		return dockerHubDomain
+	}
+	return host
+}
+
+// validateEndpoints checks the Client's mirrors and TLS fields.
+func (c *Client) validateEndpoints() error {
+	for i, m := range c.Mirrors {
+		if s := m.Scheme; s != "" && s != "https" && s != "http" {
+			return fmt.Errorf("%w: Mirrors[%d]: scheme %q: want https or http", ErrInvalidReference, i, printable(s, 20))
+		}
+		if err := validateHost(m.Host); err != nil {
+			return fmt.Errorf("Mirrors[%d]: %w", i, err)
+		}
+		if m.Path != "" && (!strings.HasPrefix(m.Path, "/") || strings.ContainsAny(m.Path, "?#")) {
+			return fmt.Errorf("%w: Mirrors[%d]: path %q: want an absolute path", ErrInvalidReference, i, printable(m.Path, 80))
+		}
+		if m.TLSConfig != nil && c.Transport != nil {
+			return fmt.Errorf("registry: Mirrors[%d].TLSConfig is set with Client.Transport: configure TLS in the Transport instead", i)
+		}
+	}
+	if c.TLSConfig != nil && c.Transport != nil {
+		return fmt.Errorf("registry: Client.TLSConfig is set with Client.Transport: configure TLS in the Transport instead")
+	}
+	if c.MirrorsOnly && len(c.Mirrors) == 0 {
+		return fmt.Errorf("registry: Client.MirrorsOnly is set without Mirrors: there is nowhere to pull from")
+	}
+	return nil
+}
+
+// route is the transports an operation may use, in order: the mirrors
+// that have capability, then the registry unless MirrorsOnly.
+func (c *Client) route(capability Capability) []*transport {
+	ts := make([]*transport, 0, len(c.mirrors)+1)
+	for i, m := range c.mirrors {
+		if c.Mirrors[i].can(capability) {
+			ts = append(ts, m)
+		}
+	}
+	if !c.MirrorsOnly {
+		ts = append(ts, c.t)
+	}
+	return ts
+}
+
+// capabilityFor is what fetching reference (a tag or a digest) needs.
+func capabilityFor(reference string) Capability {
+	if strings.Contains(reference, ":") {
+		return CapabilityPull
+	}
+	return CapabilityResolve
+}
+
+// onEndpoints runs op on each endpoint that has capability, in order,
+// until one succeeds. A mirror's failure, whatever it is (network, 5xx,
+// 404, a refused login, bytes that do not verify), falls through to the
+// next endpoint; the caller's cancellation does not. The final error is
+// the last endpoint's, naming the failures before it.
+func (c *Client) onEndpoints(ctx context.Context, capability Capability, op func(t *transport) error) error {
+	ts := c.route(capability)
+	if len(ts) == 0 {
+		what := "pull by digest"
+		if capability == CapabilityResolve {
+			what = "resolve tags"
+		}
+		return fmt.Errorf("%w: no mirror may %s and MirrorsOnly forbids the registry", ErrUnsupported, what)
+	}
+	var tried []string
+	for _, t := range ts[:len(ts)-1] {
+		err := op(t)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		tried = append(tried, err.Error())
+	}
+	err := op(ts[len(ts)-1])
+	if err != nil && len(tried) > 0 {
+		return fmt.Errorf("%w (tried first: %s)", err, strings.Join(tried, "; "))
+	}
+	return err
+}

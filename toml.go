@@ -1,0 +1,454 @@
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// A reader for the subset of TOML (v1.0.0) that hosts.toml files use:
+// comments, [table] headers with bare, "basic" and 'literal' keys joined
+// by dots, key = value with dotted keys, and values that are basic or
+// literal strings (one line), booleans, integers, arrays (across lines,
+// nested, trailing comma) and inline tables. Anything else (multi-line
+// strings, floats, dates, arrays of tables) is an error naming the line,
+// never a guess.
+
+// tomlTable is a table: its keys in the order they were first defined.
+type tomlTable struct {
+	keys   []string
+	vals   map[string]any // string, bool, int64, []any or *tomlTable
+	header bool           // defined by a [header] (twice is an error)
+	inline bool           // an inline table: closed to later additions
+}
+
+func newTOMLTable() *tomlTable { return &tomlTable{vals: map[string]any{}} }
+
+func (t *tomlTable) get(k string) (any, bool) { v, ok := t.vals[k]; return v, ok }
+
+// maxTOMLDepth bounds nested arrays and inline tables.
+const maxTOMLDepth = 32
+
+type tomlParser struct {
+	s     string
+	i     int
+	line  int
+	depth int
+}
+
+// parseTOML parses a document into its root table.
+func parseTOML(src string) (*tomlTable, error) {
+	if !utf8.ValidString(src) {
+		return nil, errors.New("not valid UTF-8")
+	}
+	p := &tomlParser{s: src, line: 1}
+	root := newTOMLTable()
+	cur := root
+	for {
+		p.skipBlank(true)
+		if p.eof() {
+			return root, nil
+		}
+		var err error
+		if p.s[p.i] == '[' {
+			cur, err = p.header(root)
+		} else {
+			err = p.keyValue(cur)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", p.line, err)
+		}
+		if err := p.endOfLine(); err != nil {
+			return nil, fmt.Errorf("line %d: %w", p.line, err)
+		}
+	}
+}
+
+func (p *tomlParser) eof() bool { return p.i >= len(p.s) }
+
+// skipBlank skips spaces and tabs, and with newlines also line ends and
+// comments.
+func (p *tomlParser) skipBlank(newlines bool) {
+	for !p.eof() {
+		switch c := p.s[p.i]; {
+		case c == ' ' || c == '\t':
+			p.i++
+		case c == '#':
+			if !newlines {
+				return
+			}
+			p.skipComment()
+		case newlines && (c == '\n' || c == '\r' && p.i+1 < len(p.s) && p.s[p.i+1] == '\n'):
+			if c == '\r' {
+				p.i++
+			}
+			p.i++
+			p.line++
+		default:
+			return
+		}
+	}
+}
+
+func (p *tomlParser) skipComment() {
+	for !p.eof() && p.s[p.i] != '\n' {
+		p.i++
+	}
+}
+
+// endOfLine requires nothing but blanks and a comment before the line end.
+func (p *tomlParser) endOfLine() error {
+	p.skipBlank(false)
+	if !p.eof() && p.s[p.i] == '#' {
+		p.skipComment()
+	}
+	switch {
+	case p.eof():
+		return nil
+	case p.s[p.i] == '\n':
+		return nil
+	case p.s[p.i] == '\r' && p.i+1 < len(p.s) && p.s[p.i+1] == '\n':
+		return nil
+	}
+	return fmt.Errorf("unexpected %q after the value", p.s[p.i])
+}
+
+// header reads [a.b."c"] and returns the table it opens.
+func (p *tomlParser) header(root *tomlTable) (*tomlTable, error) {
+	p.i++
+	if !p.eof() && p.s[p.i] == '[' {
+		return nil, errors.New("arrays of tables ([[...]]) are not supported")
+	}
+	p.skipBlank(false)
+	keys, err := p.keyPath()
+	if err != nil {
+		return nil, err
+	}
+	p.skipBlank(false)
+	if p.eof() || p.s[p.i] != ']' {
+		return nil, errors.New("table header without its closing ]")
+	}
+	p.i++
+	t, err := descend(root, keys)
+	if err != nil {
+		return nil, err
+	}
+	if t.header {
+		return nil, fmt.Errorf("table [%s] defined twice", strings.Join(keys, "."))
+	}
+	t.header = true
+	return t, nil
+}
+
+// descend walks (creating) the tables keys name below t.
+func descend(t *tomlTable, keys []string) (*tomlTable, error) {
+	for _, k := range keys {
+		v, ok := t.vals[k]
+		if !ok {
+			n := newTOMLTable()
+			t.keys = append(t.keys, k)
+			t.vals[k] = n
+			t = n
+			continue
+		}
+		sub, isTable := v.(*tomlTable)
+		if !isTable || sub.inline {
+			return nil, fmt.Errorf("key %q is already a value", k)
+		}
+		t = sub
+	}
+	return t, nil
+}
+
+// keyValue reads key = value into t.
+func (p *tomlParser) keyValue(t *tomlTable) error {
+	keys, err := p.keyPath()
+	if err != nil {
+		return err
+	}
+	p.skipBlank(false)
+	if p.eof() || p.s[p.i] != '=' {
+		return fmt.Errorf("want = after key %q", strings.Join(keys, "."))
+	}
+	p.i++
+	p.skipBlank(false)
+	v, err := p.value()
+	if err != nil {
+		return err
+	}
+	parent, err := descend(t, keys[:len(keys)-1])
+	if err != nil {
+		return err
+	}
+	last := keys[len(keys)-1]
+	if _, dup := parent.vals[last]; dup {
+		return fmt.Errorf("key %q defined twice", strings.Join(keys, "."))
+	}
+	parent.keys = append(parent.keys, last)
+	parent.vals[last] = v
+	return nil
+}
+
+// keyPath reads key(.key)*.
+func (p *tomlParser) keyPath() ([]string, error) {
+	var keys []string
+	for {
+		k, err := p.key()
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, k)
+		p.skipBlank(false)
+		if p.eof() || p.s[p.i] != '.' {
+			return keys, nil
+		}
+		p.i++
+		p.skipBlank(false)
+		if len(keys) > maxTOMLDepth {
+			return nil, errors.New("key nested too deeply")
+		}
+	}
+}
+
+// key reads one bare, basic or literal key.
+func (p *tomlParser) key() (string, error) {
+	if p.eof() {
+		return "", errors.New("want a key, got the end of the file")
+	}
+	switch p.s[p.i] {
+	case '"':
+		return p.basicString()
+	case '\'':
+		return p.literalString()
+	}
+	start := p.i
+	for !p.eof() && isBareKeyByte(p.s[p.i]) {
+		p.i++
+	}
+	if p.i == start {
+		return "", fmt.Errorf("want a key, got %q", p.s[p.i])
+	}
+	return p.s[start:p.i], nil
+}
+
+func isBareKeyByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
+}
+
+// value reads one value.
+func (p *tomlParser) value() (any, error) {
+	if p.eof() {
+		return nil, errors.New("want a value, got the end of the file")
+	}
+	switch c := p.s[p.i]; {
+	case c == '"':
+		if strings.HasPrefix(p.s[p.i:], `"""`) {
+			return nil, errors.New("multi-line strings are not supported")
+		}
+		return p.basicString()
+	case c == '\'':
+		if strings.HasPrefix(p.s[p.i:], `'''`) {
+			return nil, errors.New("multi-line strings are not supported")
+		}
+		return p.literalString()
+	case c == '[':
+		return p.array()
+	case c == '{':
+		return p.inlineTable()
+	case strings.HasPrefix(p.s[p.i:], "true"):
+		p.i += 4
+		return true, p.valueEnd()
+	case strings.HasPrefix(p.s[p.i:], "false"):
+		p.i += 5
+		return false, p.valueEnd()
+	case c == '+' || c == '-' || c >= '0' && c <= '9':
+		return p.integer()
+	}
+	return nil, fmt.Errorf("unsupported value starting with %q", p.s[p.i])
+}
+
+// valueEnd requires a delimiter after a bare value.
+func (p *tomlParser) valueEnd() error {
+	if p.eof() {
+		return nil
+	}
+	switch p.s[p.i] {
+	case ' ', '\t', '\r', '\n', '#', ',', ']', '}':
+		return nil
+	}
+	return fmt.Errorf("unexpected %q after a value", p.s[p.i])
+}
+
+// integer reads a decimal integer with optional sign and underscores
+// between digits.
+func (p *tomlParser) integer() (any, error) {
+	start := p.i
+	for !p.eof() && strings.IndexByte("+-0123456789_", p.s[p.i]) >= 0 {
+		p.i++
+	}
+	if !p.eof() && strings.IndexByte(".eE:TZxob", p.s[p.i]) >= 0 {
+		return nil, errors.New("floats, dates and non-decimal integers are not supported")
+	}
+	lit := p.s[start:p.i]
+	digits := strings.TrimLeft(lit, "+-")
+	if len(lit)-len(digits) > 1 || digits == "" || digits[0] == '_' || digits[len(digits)-1] == '_' ||
+		strings.Contains(digits, "__") || strings.ContainsAny(digits, "+-") || len(digits) > 1 && digits[0] == '0' {
+		return nil, fmt.Errorf("invalid integer %q", lit)
+	}
+	n, err := strconv.ParseInt(strings.ReplaceAll(lit, "_", ""), 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("invalid integer %q", lit)
+	}
+	return n, p.valueEnd()
+}
+
+// array reads [v, v, ...], across lines, with comments.
+func (p *tomlParser) array() (any, error) {
+	if p.depth++; p.depth > maxTOMLDepth {
+		return nil, errors.New("values nested too deeply")
+	}
+	defer func() { p.depth-- }()
+	p.i++
+	out := []any{}
+	for {
+		p.skipBlank(true)
+		if p.eof() {
+			return nil, errors.New("array without its closing ]")
+		}
+		if p.s[p.i] == ']' {
+			p.i++
+			return out, nil
+		}
+		v, err := p.value()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+		p.skipBlank(true)
+		if p.eof() {
+			return nil, errors.New("array without its closing ]")
+		}
+		switch p.s[p.i] {
+		case ',':
+			p.i++
+		case ']':
+			p.i++
+			return out, nil
+		default:
+			return nil, fmt.Errorf("want , or ] in an array, got %q", p.s[p.i])
+		}
+	}
+}
+
+// inlineTable reads { k = v, ... } on one line.
+func (p *tomlParser) inlineTable() (any, error) {
+	if p.depth++; p.depth > maxTOMLDepth {
+		return nil, errors.New("values nested too deeply")
+	}
+	defer func() { p.depth-- }()
+	p.i++
+	t := newTOMLTable()
+	p.skipBlank(false)
+	if !p.eof() && p.s[p.i] == '}' {
+		p.i++
+		t.inline = true
+		return t, nil
+	}
+	for {
+		p.skipBlank(false)
+		if err := p.keyValue(t); err != nil {
+			return nil, err
+		}
+		p.skipBlank(false)
+		if p.eof() {
+			return nil, errors.New("inline table without its closing }")
+		}
+		switch p.s[p.i] {
+		case ',':
+			p.i++
+		case '}':
+			p.i++
+			t.inline = true
+			return t, nil
+		default:
+			return nil, fmt.Errorf("want , or } in an inline table, got %q", p.s[p.i])
+		}
+	}
+}
+
+// literalString reads '...' (no escapes, one line).
+func (p *tomlParser) literalString() (string, error) {
+	p.i++
+	start := p.i
+	for !p.eof() {
+		c := p.s[p.i]
+		switch {
+		case c == '\'':
+			p.i++
+			return p.s[start : p.i-1], nil
+		case c == '\n' || c < 0x20 && c != '\t' || c == 0x7f:
+			return "", errors.New("control character or line end in a string")
+		}
+		p.i++
+	}
+	return "", errors.New("string without its closing quote")
+}
+
+// basicString reads "..." with TOML's escapes (one line).
+func (p *tomlParser) basicString() (string, error) {
+	p.i++
+	var b strings.Builder
+	for !p.eof() {
+		c := p.s[p.i]
+		switch {
+		case c == '"':
+			p.i++
+			return b.String(), nil
+		case c == '\\':
+			if err := p.escape(&b); err != nil {
+				return "", err
+			}
+			continue
+		case c == '\n' || c < 0x20 && c != '\t' || c == 0x7f:
+			return "", errors.New("control character or line end in a string")
+		}
+		b.WriteByte(c)
+		p.i++
+	}
+	return "", errors.New("string without its closing quote")
+}
+
+// escape reads one backslash escape into b.
+func (p *tomlParser) escape(b *strings.Builder) error {
+	if p.i+1 >= len(p.s) {
+		return errors.New("string without its closing quote")
+	}
+	e := p.s[p.i+1]
+	p.i += 2
+	simple := map[byte]byte{'b': '\b', 't': '\t', 'n': '\n', 'f': '\f', 'r': '\r', '"': '"', '\\': '\\'}
+	if r, ok := simple[e]; ok {
+		b.WriteByte(r)
+		return nil
+	}
+	n := 0
+	switch e {
+	case 'u':
+		n = 4
+	case 'U':
+		n = 8
+	default:
+		return fmt.Errorf("invalid escape \\%c", e)
+	}
+	if p.i+n > len(p.s) {
+		return errors.New("short unicode escape")
+	}
+	v, err := strconv.ParseUint(p.s[p.i:p.i+n], 16, 32)
+	if err != nil || !utf8.ValidRune(rune(v)) {
+		return fmt.Errorf("invalid unicode escape \\%c%s", e, p.s[p.i:p.i+n])
+	}
+	p.i += n
+	b.WriteRune(rune(v))
+	return nil
+}
