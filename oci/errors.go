@@ -32,6 +32,9 @@ var (
 	// ErrNotFound means a source (a layout, memory, a registry: it is also
 	// registry.ErrNotFound) holds no manifest or blob by that name.
 	ErrNotFound = errors.New("not found")
+	// ErrAmbiguous means a name in a layout matches several entries (one
+	// tag of several images); the message lists their full names.
+	ErrAmbiguous = errors.New("ambiguous name")
 	// errTooDeep is indexes nested more than maxDepth (8) levels: it
 	// matches [ErrTooLarge].
 	errTooDeep = fmt.Errorf("%w: manifests nested too deep", ErrTooLarge)

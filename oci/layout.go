@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/opencontainers/go-digest"
@@ -103,17 +104,39 @@ func (l *Layout) Index() (v1.Index, error) {
 	return idx, nil
 }
 
-// Find returns the index.json entry whose ref-name annotation is reference,
-// or failing that whose digest is reference. The error wraps [ErrNotFound].
+// Find returns the index.json entry reference names: the entry whose
+// io.containerd.image.name is reference (a full name, as
+// "ghcr.io/org/app:v1"), or else the one whose
+// org.opencontainers.image.ref.name is reference (a tag), or else one
+// whose digest is reference. A tag that several images share is an error
+// naming their full names (ask for one of those). The error wraps
+// [ErrNotFound] when nothing matches.
 func (l *Layout) Find(reference string) (v1.Descriptor, error) {
 	idx, err := l.Index()
 	if err != nil {
 		return v1.Descriptor{}, err
 	}
 	for _, d := range idx.Manifests {
-		if d.Annotations[v1.AnnotationRefName] == reference {
+		if d.Annotations[annotationImageName] == reference && reference != "" {
 			return d, nil
 		}
+	}
+	var tagged []v1.Descriptor
+	for _, d := range idx.Manifests {
+		if d.Annotations[v1.AnnotationRefName] == reference {
+			tagged = append(tagged, d)
+		}
+	}
+	switch {
+	case len(tagged) == 1:
+		return tagged[0], nil
+	case len(tagged) > 1:
+		var names []string
+		for _, d := range tagged {
+			names = append(names, truncate(d.Annotations[annotationImageName]))
+		}
+		return v1.Descriptor{}, fmt.Errorf("layout %s: %q names %d images (%s): %w; ask for one by its full name",
+			l.dir, truncate(reference), len(tagged), strings.Join(names, ", "), ErrAmbiguous)
 	}
 	for _, d := range idx.Manifests {
 		if string(d.Digest) == reference {

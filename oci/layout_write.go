@@ -22,6 +22,18 @@ type WriteOptions struct {
 	// written). Zero means 10,000 manifests and 64 MiB.
 	MaxManifests     int
 	MaxManifestBytes int64
+	// ImageName, when not empty, is the full reference the ref was read
+	// from ("ghcr.io/org/app:v1"), recorded as io.containerd.image.name
+	// beside the tag's org.opencontainers.image.ref.name, as containerd
+	// and crane do: entries of different images with the same tag then
+	// stay apart (see [Layout.Write]).
+	ImageName string
+	// Platforms, when not empty, selects the children of an index to
+	// write: those whose platform matches one of them (children without
+	// a platform, such as nested indexes, are kept). The index itself is
+	// written as it is, so the layout then holds part of what it names,
+	// as containerd's content store does for a pull of some platforms.
+	Platforms []v1.Platform
 	// Progress, when not nil, is told of each blob as it starts, as bytes
 	// land and when it is done or skipped. It may be called from several
 	// goroutines at once and must not block for long.
@@ -38,8 +50,13 @@ type BlobProgress struct {
 	Done bool
 	// Skipped is set (with Done) when the blob was already present and verified.
 	Skipped bool
-	// Resumed is set when a partial download of an earlier run was continued.
+	// Resumed is set when a partial download of an earlier run was
+	// continued; Complete then starts at the prefix already on disk.
 	Resumed bool
+	// Waiting is set while another writer (another process, or another
+	// Layout value) holds the blob; the blob is reported again when it
+	// lands or this writer takes over.
+	Waiting bool
 }
 
 // Write stores ref and everything under it (child manifests and blobs) in
@@ -76,7 +93,20 @@ func (l *Layout) Write(ctx context.Context, tag string, ref Ref, opts *WriteOpti
 	}
 	var blobs []blobJob
 	seenBlob := map[digest.Digest]bool{}
-	lim := walkLimits{maxWalkManifests, maxWalkBytes}
+	lim := walkLimits{manifests: maxWalkManifests, bytes: maxWalkBytes}
+	if len(opts.Platforms) > 0 {
+		lim.keep = func(d v1.Descriptor) bool {
+			if d.Platform == nil {
+				return true
+			}
+			for _, p := range opts.Platforms {
+				if matchPlatform(p, *d.Platform) {
+					return true
+				}
+			}
+			return false
+		}
+	}
 	if opts.MaxManifests > 0 {
 		lim.manifests = opts.MaxManifests
 	}
@@ -147,10 +177,17 @@ feed:
 			return err
 		}
 	}
-	return l.addToIndex(ctx, ref.Descriptor(), tag)
+	return l.addToIndex(ctx, ref.Descriptor(), tag, opts.ImageName)
 }
 
-func (l *Layout) addToIndex(ctx context.Context, desc v1.Descriptor, tag string) error {
+// annotationImageName is containerd's (and crane's) annotation for the
+// full reference of an index.json entry.
+const annotationImageName = "io.containerd.image.name"
+
+// addToIndex records desc in index.json under tag (and imageName): it
+// replaces an entry with the same tag whose image name is the same or
+// absent, and keeps every other.
+func (l *Layout) addToIndex(ctx context.Context, desc v1.Descriptor, tag, imageName string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	// Other processes update index.json under a lock on the directory.
@@ -159,7 +196,7 @@ func (l *Layout) addToIndex(ctx context.Context, desc v1.Descriptor, tag string)
 		return fmt.Errorf("layout %s: %w", l.dir, err)
 	}
 	defer dir.Close()
-	if err := lockFile(ctx, dir); err != nil {
+	if err := lockFile(ctx, dir, nil); err != nil {
 		return fmt.Errorf("layout %s: lock: %w", l.dir, err)
 	}
 	idx, err := l.Index()
@@ -169,17 +206,24 @@ func (l *Layout) addToIndex(ctx context.Context, desc v1.Descriptor, tag string)
 	entry := v1.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size, ArtifactType: desc.ArtifactType}
 	kept := idx.Manifests[:0]
 	for _, d := range idx.Manifests {
-		name := d.Annotations[v1.AnnotationRefName]
-		if tag != "" && name == tag {
+		name, image := d.Annotations[v1.AnnotationRefName], d.Annotations[annotationImageName]
+		sameImage := image == "" || image == imageName
+		if tag != "" && name == tag && sameImage {
 			continue
 		}
-		if tag == "" && name == "" && d.Digest == desc.Digest {
+		if tag == "" && name == "" && d.Digest == desc.Digest && sameImage {
 			continue
 		}
 		kept = append(kept, d)
 	}
-	if tag != "" {
-		entry.Annotations = map[string]string{v1.AnnotationRefName: tag}
+	if tag != "" || imageName != "" {
+		entry.Annotations = map[string]string{}
+		if tag != "" {
+			entry.Annotations[v1.AnnotationRefName] = tag
+		}
+		if imageName != "" {
+			entry.Annotations[annotationImageName] = imageName
+		}
 	}
 	idx.Manifests = append(kept, entry)
 	return l.writeIndex(idx)
@@ -257,7 +301,7 @@ func (l *Layout) writeBlob(ctx context.Context, src Source, desc v1.Descriptor, 
 		return err
 	}
 	defer unlock()
-	f, landed, err := l.openPartial(ctx, partial, path, desc)
+	f, landed, err := l.openPartial(ctx, partial, path, desc, func() { report(BlobProgress{Waiting: true}) })
 	if err != nil {
 		return err
 	}
@@ -411,7 +455,7 @@ func (l *Layout) lockBlob(ctx context.Context, d digest.Digest) (unlock func(), 
 // blob (the file we opened is now the blob: landed is true, nothing is
 // returned to write to; a .partial created meanwhile is removed) or removed
 // a partial file of bad content (we open the new one).
-func (l *Layout) openPartial(ctx context.Context, partial, path string, desc v1.Descriptor) (f *os.File, landed bool, err error) {
+func (l *Layout) openPartial(ctx context.Context, partial, path string, desc v1.Descriptor, waiting func()) (f *os.File, landed bool, err error) {
 	for attempt := 0; ; attempt++ {
 		if attempt == 100 {
 			return nil, false, fmt.Errorf("layout %s: %s keeps being replaced by other writers", l.dir, filepath.Base(partial))
@@ -420,7 +464,7 @@ func (l *Layout) openPartial(ctx context.Context, partial, path string, desc v1.
 		if err != nil {
 			return nil, false, fmt.Errorf("layout %s: %w", l.dir, err)
 		}
-		if err := lockFile(ctx, f); err != nil {
+		if err := lockFile(ctx, f, waiting); err != nil {
 			f.Close()
 			return nil, false, fmt.Errorf("layout %s: lock %s: %w", l.dir, filepath.Base(partial), err)
 		}

@@ -19,7 +19,7 @@ const renameWhileLocked = true
 // processes and other open files of this process respect; it is released
 // when f is closed. It waits as long as ctx allows, polling, since a
 // blocked flock could not be cancelled.
-func lockFile(ctx context.Context, f *os.File) error {
+func lockFile(ctx context.Context, f *os.File, waiting func()) error {
 	raw, err := f.SyscallConn()
 	if err != nil {
 		return err
@@ -36,6 +36,10 @@ func lockFile(ctx context.Context, f *os.File) error {
 		case lerr == nil:
 			return nil
 		case errors.Is(lerr, syscall.EWOULDBLOCK), errors.Is(lerr, syscall.EINTR):
+			if waiting != nil {
+				waiting()
+				waiting = nil
+			}
 		case errors.Is(lerr, syscall.ENOTSUP), errors.Is(lerr, syscall.ENOLCK):
 			// A filesystem without flock (some network mounts): the
 			// in-process coordination is all there is.

@@ -13,4 +13,4 @@ const renameWhileLocked = false
 
 // lockFile does nothing here: writers are coordinated within one Layout
 // value only (see Layout.lockBlob), not across processes.
-func lockFile(context.Context, *os.File) error { return nil }
+func lockFile(context.Context, *os.File, func()) error { return nil }

@@ -31,12 +31,14 @@ const (
 // from a load, and with an error wrapping [ErrTooLarge] before it loads
 // more than 10,000 manifests or 64 MiB of them.
 func Walk(ctx context.Context, ref Ref, fn func(Ref) error) error {
-	return walk(ctx, ref, walkLimits{maxWalkManifests, maxWalkBytes}, fn)
+	return walk(ctx, ref, walkLimits{manifests: maxWalkManifests, bytes: maxWalkBytes}, fn)
 }
 
 type walkLimits struct {
 	manifests int
 	bytes     int64
+	// keep, when not nil, selects the children of an index to visit.
+	keep func(v1.Descriptor) bool
 }
 
 func walk(ctx context.Context, ref Ref, lim walkLimits, fn func(Ref) error) error {
@@ -68,7 +70,7 @@ func walk(ctx context.Context, ref Ref, lim walkLimits, fn func(Ref) error) erro
 			return nil
 		}
 		for _, d := range idx.Manifests() {
-			if seen[d.Digest] {
+			if seen[d.Digest] || lim.keep != nil && !lim.keep(d) {
 				continue
 			}
 			if err := admit(d); err != nil {
