@@ -351,11 +351,12 @@ func (r *blobStream) Close() error {
 	return nil
 }
 
-// statBlob asks the registry for the size of the blob d with one HEAD
-// (retried like any request): the descriptor of a blob known only by its
-// digest, as a pull-through cache receives it. The size is the registry's
-// claim; reading the blob verifies it with the digest.
-func (c *Client) statBlob(ctx context.Context, d digest.Digest) (v1.Descriptor, error) {
+// StatBlob returns the descriptor of the blob d, known only by its
+// digest, with one HEAD request (retried like any request, on the mirrors
+// first): its size is the registry's claim, which [Client.OpenBlob]
+// then holds the bytes to, verifying them against d. The media type is
+// application/octet-stream.
+func (c *Client) StatBlob(ctx context.Context, d digest.Digest) (v1.Descriptor, error) {
 	if _, err := c.start(); err != nil {
 		return v1.Descriptor{}, err
 	}

@@ -138,6 +138,14 @@ type Client struct {
 	// Docker's and containerd's certificate directories.
 	TLSConfig *tls.Config
 
+	// Trace, when not nil, is told of every HTTP request the client
+	// makes (to the registry, mirrors, token realms, redirect targets)
+	// when its response body is closed, or when it failed without one:
+	// the method, redacted URL, status, body bytes read and time taken.
+	// It is for logging (as "ocipull --verbose" does) and must be safe
+	// for concurrent use. Nil costs nothing.
+	Trace func(RequestTrace)
+
 	initOnce sync.Once
 	t        *transport
 	mirrors  []*transport // one per Mirrors entry

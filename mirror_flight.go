@@ -359,7 +359,7 @@ func (m *Mirror) blobDescriptor(ctx context.Context, c *Client, d digest.Digest)
 		return desc, nil
 	}
 	m.stats.upstreamHeads.Add(1)
-	got, err := c.statBlob(ctx, d)
+	got, err := c.StatBlob(ctx, d)
 	if err != nil {
 		return desc, err
 	}

@@ -60,6 +60,8 @@ type transport struct {
 	mirror bool
 	// rate is the Client's last seen rate limit, shared by its transports.
 	rate *rateState
+	// trace is the Client's Trace.
+	trace func(RequestTrace)
 }
 
 const (
@@ -86,6 +88,7 @@ func newTransport(c *Client, ep *Endpoint) *transport {
 		limits:        newListLimits(c.MaxPages, c.MaxListItems),
 		internal:      isInternalHost(hostOnly(c.Host)),
 		ranged:        defaultRanged,
+		trace:         c.Trace,
 	}
 	if t.userAgent == "" {
 		t.userAgent = defaultUserAgent
@@ -480,6 +483,7 @@ func (t *transport) send(req *http.Request) (*http.Response, error) {
 // ErrStalled and is retryable unless parent ended. The returned body stops
 // the watchdog when closed.
 func (t *transport) sendWatched(parent context.Context, req *http.Request, wd *watchdog) (*http.Response, error) {
+	start := time.Now()
 	resp, err := t.hc.Do(req)
 	if err != nil {
 		fired := wd.fired()
@@ -487,9 +491,17 @@ func (t *transport) sendWatched(parent context.Context, req *http.Request, wd *w
 		if fired {
 			err = fmt.Errorf("no response headers for %s: %w", wd.d, ErrStalled)
 		}
-		return nil, networkError(parent, req, err)
+		err = networkError(parent, req, err)
+		if t.trace != nil {
+			t.trace(RequestTrace{Method: req.Method, URL: redactURL(req.URL), Duration: time.Since(start), Err: unwrapPermanent(err)})
+		}
+		return nil, err
 	}
 	t.rate.observe(resp, t.host)
+	if t.trace != nil {
+		resp.Body = &tracedBody{rc: resp.Body, start: start, fn: t.trace,
+			rt: RequestTrace{Method: req.Method, URL: redactURL(req.URL), Status: resp.StatusCode}}
+	}
 	if wd != nil {
 		wd.kick()
 		resp.Body = &watchedBody{rc: resp.Body, wd: wd}

@@ -18,20 +18,26 @@ import (
 // cmdDemo starts the in-memory registry on a loopback port with token auth,
 // adds a generated 3-platform image, pulls it with the real client into a
 // temporary layout, verifies it, and says what to try next.
-func cmdDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlags("demo", "[flags]", stderr)
-	dir := fs.String("dir", "", "layout directory to pull into (default: a new temporary directory)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 0 {
-		return usageErr("demo takes no arguments")
-	}
+var demoCommand = &command{
+	name: "demo", args: "", min: 0, max: 0,
+	summary:  "pull a generated image from a local authenticating registry (no network needed)",
+	examples: []string{"ocipull demo", "ocipull demo --dir ./demo-layout"},
+	define: func(f *flags, e *env) func(context.Context) error {
+		dir := f.String("dir", "", "", "layout directory to pull into (default: a new temporary directory)")
+		return func(ctx context.Context) error { return demo(ctx, *dir, e) }
+	},
+}
+
+// demo starts the in-memory registry on a loopback port with token auth,
+// adds a generated 3-platform image, pulls it with the real client into a
+// temporary layout, verifies it, and says what to try next.
+func demo(ctx context.Context, dirFlag string, e *env) error {
+	dir, stdout := &dirFlag, e.stdout
 	start := time.Now()
 	mem := oci.NewMemory()
 	idx, err := sampleIndex(ctx, mem)
 	if err != nil {
-		return fmt.Errorf("demo: building the sample image: %w", err)
+		return fmt.Errorf("building the sample image: %w", err)
 	}
 	srv := registry.NewServer()
 	srv.Auth = &registry.ServerAuth{
@@ -39,11 +45,11 @@ func cmdDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		Users:   map[string]registry.ServerUser{"demo": {Password: "demo", Repositories: []string{"*"}}},
 	}
 	if err := srv.AddRef("demo/sample", "v1", idx); err != nil {
-		return fmt.Errorf("demo: %w", err)
+		return err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return fmt.Errorf("demo: %w", err)
+		return err
 	}
 	var requests, tokens atomic.Int64
 	counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -63,30 +69,30 @@ func cmdDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	target := *dir
 	if target == "" {
 		if target, err = os.MkdirTemp("", "ocipull-demo-"); err != nil {
-			return fmt.Errorf("demo: %w", err)
+			return err
 		}
 	}
 	ref, _ := registry.ParseReference(host + "/demo/sample:v1")
 	c := ref.Client()
 	c.Credentials = registry.StaticCredentials("demo", "demo")
 	fmt.Fprintf(stdout, "2. pulling %s into the OCI layout %s\n", ref, target)
-	got, err := pull(ctx, c, ref, target, pullOptions{jobs: 4, timeout: defaultMetadataTimeout}, stdout)
+	got, err := pull(ctx, c, ref, target, pullOptions{jobs: 4, timeout: defaultMetadataTimeout, format: "oci"}, e)
 	if err != nil {
-		return fmt.Errorf("demo: %w", err)
+		return err
 	}
 	fmt.Fprintf(stdout, "   %d requests to the registry, %d of them for a token\n\n", requests.Load(), tokens.Load())
 
 	fmt.Fprintf(stdout, "3. verifying the layout: every manifest and blob re-read from disk and hashed\n")
 	l, err := oci.OpenLayout(target)
 	if err != nil {
-		return fmt.Errorf("demo: %w", err)
+		return err
 	}
 	back, err := l.Read(ctx, "v1")
 	if err != nil {
-		return fmt.Errorf("demo: %w", err)
+		return err
 	}
 	if back.Digest() != got.Digest() || got.Digest() != idx.Digest() {
-		return fmt.Errorf("demo: digest mismatch: registry %s, pulled %s, layout %s", idx.Digest(), got.Digest(), back.Digest())
+		return fmt.Errorf("digest mismatch: registry %s, pulled %s, layout %s", idx.Digest(), got.Digest(), back.Digest())
 	}
 	var blobs int
 	var total int64
@@ -111,7 +117,7 @@ func cmdDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("demo: verifying: %w", err)
+		return fmt.Errorf("verifying: %w", err)
 	}
 	fmt.Fprintf(stdout, "   ok: %s verified, %d blobs, %s, in %s overall\n\n", back.Digest(), blobs, humanBytes(total), time.Since(start).Round(time.Millisecond))
 	fmt.Fprintf(stdout, "next, try:\n  go run ./cmd/ocipull serve --addr 127.0.0.1:5000 --repo demo/sample %s\n", target)

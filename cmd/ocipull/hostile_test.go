@@ -240,11 +240,9 @@ func TestMetadataDeadline(t *testing.T) {
 			t.Errorf("%s: gave up after %v, want about 1s (%s)", args[0], d, errs)
 		}
 	}
-	fs := newFlags("x", "", io.Discard)
-	var rf remoteFlags
-	rf.register(fs)
-	if rf.timeout != 2*time.Minute {
-		t.Errorf("default --timeout %v, want 2m", rf.timeout)
+	rf := addRemoteFlags(newFlagSet("x"))
+	if *rf.timeout != 2*time.Minute {
+		t.Errorf("default --timeout %v, want 2m", *rf.timeout)
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/ocipull/registry/internal/safetext"
 	"github.com/ocipull/registry/oci"
 )
 
@@ -26,38 +25,58 @@ type inspection struct {
 	Layers    []v1.Descriptor `json:"layers,omitempty"`
 }
 
-func cmdInspect(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlags("inspect", "[flags] REFERENCE", stderr)
-	var rf remoteFlags
-	rf.register(fs)
-	platform := fs.String("platform", "", "inspect the image for os/arch[/variant] of an index")
-	asJSON := fs.Bool("json", false, "print JSON")
-	ref, c, err := rf.parse(fs, args, stdin, "REFERENCE")
-	if err != nil {
-		return err
-	}
-	ctx, cancel := rf.metadataContext(ctx)
-	defer cancel()
-	got, err := c.Read(ctx, ref.TagOrDigest())
-	if err != nil {
-		return fmt.Errorf("inspect %s: %w", ref, err)
-	}
-	if *platform != "" {
-		p, err := oci.ParsePlatform(*platform)
-		if err != nil {
-			return usageErr("--platform: %v", err)
+var inspectCommand = &command{
+	name: "inspect", args: "REFERENCE|oci:DIR[:NAME]", min: 0, max: 1,
+	summary:  "show a manifest: digest, media type, platforms, config and layers",
+	examples: []string{"ocipull inspect ghcr.io/org/app:v1 --json", "ocipull inspect oci:./app:v1 -p linux/arm64"},
+	define: func(f *flags, e *env) func(context.Context) error {
+		rf := addRemoteFlags(f)
+		platform := f.String("platform", "p", "", "inspect the image for os/arch[/variant] of an index")
+		asJSON := f.Bool("json", "", "print JSON")
+		layout := layoutFlag(f)
+		return func(ctx context.Context) error {
+			t, err := resolveTarget(argOr(e.args, 0), *layout, rf, e)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := rf.metadataContext(ctx)
+			defer cancel()
+			got, err := t.readPlatform(ctx, *platform)
+			if err != nil {
+				return err
+			}
+			in := inspect(ctx, t.String(), got)
+			if *asJSON {
+				// encoding/json escapes control characters; the text form
+				// sanitises each registry-controlled field.
+				enc := json.NewEncoder(e.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(in)
+			}
+			in.print(e.stdout)
+			return nil
 		}
-		if got, err = oci.ImageForPlatform(ctx, got, p); err != nil {
-			return fmt.Errorf("inspect %s: %w", ref, err)
-		}
+	},
+}
+
+// argOr is args[i], or "" when there are fewer.
+func argOr(args []string, i int) string {
+	if i < len(args) {
+		return args[i]
 	}
-	in := inspection{Reference: ref.String(), Digest: string(got.Digest()), MediaType: got.Descriptor().MediaType, Size: got.Descriptor().Size}
+	return ""
+}
+
+func inspect(ctx context.Context, name string, got oci.Ref) inspection {
+	in := inspection{Reference: name, Digest: string(got.Digest()), MediaType: got.Descriptor().MediaType, Size: got.Descriptor().Size}
 	switch r := got.(type) {
 	case *oci.Index:
 		in.Manifests = r.Manifests()
 		for _, d := range r.Manifests() {
 			if d.Platform != nil {
 				in.Platforms = append(in.Platforms, oci.PlatformString(*d.Platform))
+			} else {
+				in.Platforms = append(in.Platforms, "-")
 			}
 		}
 	case *oci.Image:
@@ -70,53 +89,28 @@ func cmdInspect(ctx context.Context, args []string, stdin io.Reader, stdout, std
 			}
 		}
 	}
-	if *asJSON {
-		// encoding/json escapes control characters; the text form below
-		// sanitises each registry-controlled field.
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(in)
-	}
-	fmt.Fprintf(stdout, "reference  %s\ndigest     %s\nmedia type %s\nsize       %d\n", in.Reference, in.Digest, safe(in.MediaType), in.Size)
+	return in
+}
+
+func (in inspection) print(w io.Writer) {
+	fmt.Fprintf(w, "reference  %s\ndigest     %s\nmedia type %s\nsize       %d\n", safe(in.Reference), in.Digest, safe(in.MediaType), in.Size)
 	for i, p := range in.Platforms {
-		fmt.Fprintf(stdout, "platform   %-20s %s\n", safe(p), in.Manifests[i].Digest)
+		fmt.Fprintf(w, "platform   %-20s %s\n", safe(p), in.Manifests[i].Digest)
 	}
-	if in.Config != nil {
-		if in.Platform != "" {
-			fmt.Fprintf(stdout, "platform   %s\n", safe(in.Platform))
-		}
-		if in.Created != "" {
-			fmt.Fprintf(stdout, "created    %s\n", in.Created)
-		}
-		fmt.Fprintf(stdout, "config     %s %s\n", in.Config.Digest, humanBytes(in.Config.Size))
-		var total int64
-		for _, l := range in.Layers {
-			fmt.Fprintf(stdout, "layer      %s %9s %s\n", l.Digest, humanBytes(l.Size), safe(l.MediaType))
-			total += l.Size
-		}
-		fmt.Fprintf(stdout, "layers     %d, %s\n", len(in.Layers), humanBytes(total))
+	if in.Config == nil {
+		return
 	}
-	return nil
+	if in.Platform != "" {
+		fmt.Fprintf(w, "platform   %s\n", safe(in.Platform))
+	}
+	if in.Created != "" {
+		fmt.Fprintf(w, "created    %s\n", in.Created)
+	}
+	fmt.Fprintf(w, "config     %s %s\n", in.Config.Digest, humanBytes(in.Config.Size))
+	var total int64
+	for _, l := range in.Layers {
+		fmt.Fprintf(w, "layer      %s %9s %s\n", l.Digest, humanBytes(l.Size), safe(l.MediaType))
+		total += l.Size
+	}
+	fmt.Fprintf(w, "layers     %s, %s\n", plural(len(in.Layers), "layer", "layers"), humanBytes(total))
 }
-
-func cmdTags(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlags("tags", "[flags] REPOSITORY", stderr)
-	var rf remoteFlags
-	rf.register(fs)
-	ref, c, err := rf.parse(fs, args, stdin, "REPOSITORY")
-	if err != nil {
-		return err
-	}
-	ctx, cancel := rf.metadataContext(ctx)
-	defer cancel()
-	for tag, err := range c.ListTags(ctx, 0) {
-		if err != nil {
-			return fmt.Errorf("tags %s/%s: %w", ref.Host, ref.Repository, err)
-		}
-		fmt.Fprintln(stdout, safe(tag))
-	}
-	return nil
-}
-
-// safe sanitises a registry-controlled string for the terminal.
-func safe(s string) string { return safetext.String(s, 256) }

@@ -1,86 +1,239 @@
-// Command ocipull pulls images from OCI registries into OCI image layouts,
-// serves layouts as a read-only registry, and inspects references. Run
-// "ocipull demo" for a self-contained tour that needs no network.
+// Command ocipull pulls images from OCI registries into OCI image layouts
+// or docker-archive tarballs, reads manifests, configs, digests, blobs,
+// tags, catalogs and referrers from registries and layouts, serves layouts
+// as a read-only registry, and runs a pull-through cache. Run
+// "ocipull demo" for a self-contained tour that needs no network, and
+// "ocipull help" for the commands.
+//
+// Every command is a thin layer over the library
+// (github.com/ocipull/registry); pull, for example, is:
+//
+//	ref, _ := registry.ParseReference("ghcr.io/org/app:v1")
+//	c := ref.Client()
+//	c.Credentials = registry.DockerConfig("")
+//	img, _ := c.Read(ctx, ref.TagOrDigest())          // manifest read and verified
+//	layout, _ := oci.CreateLayout("app")
+//	err := layout.Write(ctx, ref.Tag, img, &oci.WriteOptions{ImageName: ref.String()})
+//
+// and manifest, config, digest and blob are Client.Read, Image.ReadConfig,
+// Client.Resolve and Client.OpenBlob. Exit status: 0 success, 1 failure,
+// 2 usage (unknown flags, bad flag values, an invalid reference), 130 and
+// 143 when interrupted by SIGINT and SIGTERM.
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/x509"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/ocipull/registry"
 	"github.com/ocipull/registry/internal/safetext"
 )
 
-const usage = `usage: ocipull <command> [flags] [arguments]
+// commands are the subcommands, in the order help lists them.
+// (Set in init: completion lists the commands, so the table cannot refer
+// to itself in its initializer.)
+var commands []*command
 
-commands:
-  pull [flags] REFERENCE DIR   pull an image or index into an OCI layout at DIR
-  serve [flags] DIR            serve an OCI layout as a read-only registry
-  inspect [flags] REFERENCE    show a manifest: digest, media type, platforms, layers
-  tags REPOSITORY              list every tag of a repository
-  mirror [flags]               run a pull-through cache of one or more registries
-  demo                         pull a generated image from a local authenticating registry
+func init() {
+	commands = []*command{
+		pullCommand, inspectCommand, manifestCommand, configCommand, digestCommand, blobCommand,
+		tagsCommand, catalogCommand, referrersCommand, serveCommand, mirrorCommand, demoCommand, completionCommand,
+	}
+}
 
-Run "ocipull <command> --help" for a command's flags.
-`
+func lookup(name string) *command {
+	for _, c := range commands {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		cancel(interrupted{s})
+		// A second signal ends the process at once.
+		<-sigs
+		os.Exit(exitCode(s))
+	}()
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
-	stop()
 	os.Exit(code)
+}
+
+// interrupted is the cause of a context cancelled by a signal.
+type interrupted struct{ sig os.Signal }
+
+func (i interrupted) Error() string { return "interrupted by " + i.sig.String() }
+
+func exitCode(s os.Signal) int {
+	if s == syscall.SIGTERM {
+		return 143
+	}
+	return 130
 }
 
 // errUsage marks errors that are the user's invocation, exit status 2.
 var errUsage = errors.New("usage")
 
-// run is the whole command: it returns the exit status (0 ok, 1 failure,
-// 2 usage) and writes only to stdout and stderr.
+func usageErr(format string, a ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{errUsage}, a...)...)
+}
+
+func topUsage(w io.Writer) {
+	fmt.Fprintf(w, "usage: ocipull <command> [flags] [arguments]\n\ncommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\nflags of every command: -v, --verbose (log each request on stderr), -h, --help\n")
+	fmt.Fprintf(w, "Run \"ocipull help COMMAND\" or \"ocipull COMMAND --help\" for a command's flags and examples.\n")
+	fmt.Fprintf(w, "Run \"ocipull --version\" for the version.\n")
+}
+
+// run is the whole command: it returns the exit status and writes only to
+// stdout and stderr.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		topUsage(stderr)
 		return 2
 	}
-	cmds := map[string]func(context.Context, []string, io.Reader, io.Writer, io.Writer) error{
-		"pull": cmdPull, "serve": cmdServe, "inspect": cmdInspect, "tags": cmdTags, "demo": cmdDemo, "mirror": cmdMirror,
-	}
-	name := args[0]
-	if name == "-h" || name == "--help" || name == "help" {
-		fmt.Fprint(stdout, usage)
+	switch args[0] {
+	case "-h", "--help", "help":
+		if len(args) > 1 {
+			c := lookup(args[1])
+			if c == nil {
+				fmt.Fprintf(stderr, "ocipull help: unknown command %q\n", safe(args[1]))
+				return 2
+			}
+			f, _ := c.flags(&env{stdin: stdin, stdout: stdout, stderr: stderr, cmd: c.name})
+			f.usage(stdout, c)
+			return 0
+		}
+		topUsage(stdout)
+		return 0
+	case "--version", "version":
+		fmt.Fprintln(stdout, version())
 		return 0
 	}
-	cmd, ok := cmds[name]
-	if !ok {
-		fmt.Fprintf(stderr, "ocipull: unknown command %q\n%s", name, usage)
+	c := lookup(args[0])
+	if c == nil {
+		fmt.Fprintf(stderr, "ocipull: unknown command %q (run \"ocipull help\" for the commands)\n", safe(args[0]))
 		return 2
 	}
-	err := cmd(ctx, args[1:], stdin, stdout, stderr)
-	switch {
-	case err == nil:
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, cmd: c.name}
+	f, body := c.flags(e)
+	pos, err := f.parse(args[1:])
+	if err == nil {
+		e.args = pos
+		err = c.checkArgs(len(pos))
+	}
+	if errors.Is(err, errHelp) {
+		f.usage(stdout, c)
 		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.Is(err, errUsage):
-		fmt.Fprintf(stderr, "ocipull %s: %v\n", name, strings.TrimPrefix(err.Error(), "usage: "))
-		return 2
-	default:
-		fmt.Fprintf(stderr, "ocipull: %s%s\n", oneLine(err.Error()), hint(err))
-		return 1
+	}
+	if err == nil {
+		err = body(ctx)
+	}
+	return report(ctx, c.name, err, stderr)
+}
+
+// flags makes the command's flag set, with the flags of every command.
+func (c *command) flags(e *env) (*flags, func(context.Context) error) {
+	f := newFlagSet(c.name)
+	body := c.define(f, e)
+	verbose := f.Bool("verbose", "v", "log each HTTP request and retry on stderr")
+	return f, func(ctx context.Context) error {
+		e.verbose = *verbose
+		return body(ctx)
 	}
 }
 
+func (c *command) checkArgs(n int) error {
+	if n >= c.min && (c.max < 0 || n <= c.max) {
+		return nil
+	}
+	want := c.args
+	if want == "" {
+		return usageErr("takes no arguments, got %s", plural(n, "argument", "arguments"))
+	}
+	return usageErr("want %s, got %s", want, plural(n, "argument", "arguments"))
+}
+
+// report turns a command's error into its message and exit status.
+func report(ctx context.Context, name string, err error, stderr io.Writer) int {
+	var intr interrupted
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(context.Cause(ctx), &intr):
+		msg := "interrupted"
+		if name == "pull" || name == "blob" {
+			msg += "; run the same command to resume (finished blobs are kept, a partial one continues)"
+		}
+		fmt.Fprintf(stderr, "ocipull %s: %s\n", name, msg)
+		return exitCode(intr.sig)
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "ocipull %s: %s\nRun \"ocipull %s --help\" for usage.\n", name, oneLine(strings.TrimPrefix(err.Error(), "usage: ")), name)
+		return 2
+	case errors.Is(err, registry.ErrInvalidReference):
+		fmt.Fprintf(stderr, "ocipull %s: %s\n", name, oneLine(err.Error()))
+		return 2
+	}
+	fmt.Fprintf(stderr, "ocipull %s: %s%s\n", name, oneLine(err.Error()), hint(name, err))
+	return 1
+}
+
+// version is the module version and VCS revision from the build info.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "ocipull (no build information)"
+	}
+	v := bi.Main.Version
+	if v == "" {
+		v = "(devel)"
+	}
+	s := "ocipull " + v
+	var rev, modified, when string
+	for _, kv := range bi.Settings {
+		switch kv.Key {
+		case "vcs.revision":
+			rev = kv.Value
+		case "vcs.modified":
+			modified = kv.Value
+		case "vcs.time":
+			when = kv.Value
+		}
+	}
+	if rev != "" {
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		s += " revision " + rev
+		if modified == "true" {
+			s += " (modified)"
+		}
+		if when != "" {
+			s += " " + when
+		}
+	}
+	return s + " " + bi.GoVersion
+}
+
 // hint suggests what to do about the commonest failures.
-func hint(err error) string {
+func hint(cmd string, err error) string {
 	msg := err.Error()
 	switch {
 	case errors.Is(err, registry.ErrUnauthorized):
@@ -94,15 +247,17 @@ func hint(err error) string {
 	case errors.Is(err, registry.ErrStalled):
 		return " (the registry stopped sending: run the same command again, finished blobs are kept and a partial one resumes)"
 	case errors.Is(err, registry.ErrTooManyRequests):
-		return " (the registry is rate-limiting this client: wait, or log in for a higher limit)"
-	case errors.Is(err, registry.ErrManifestUnknown), errors.Is(err, registry.ErrNameUnknown):
-		return " (check the repository and tag: \"ocipull tags REPOSITORY\" lists its tags)"
+		return " (the registry is rate-limiting this client: wait for the reset, or log in for a higher limit)"
+	case errors.Is(err, registry.ErrNameUnknown):
+		return " (check the repository name)"
+	case errors.Is(err, registry.ErrManifestUnknown) && cmd != "tags":
+		return " (check the tag: \"ocipull tags REPOSITORY\" lists them)"
 	}
 	var unknownCA x509.UnknownAuthorityError
 	var wrongHost x509.HostnameError
 	switch {
 	case errors.As(err, &unknownCA):
-		return " (the registry's certificate is not signed by a trusted authority: point SSL_CERT_FILE at its CA certificate)"
+		return " (the registry's certificate is not signed by a trusted authority: pass its CA with --ca-file, or put it in --cert-dir DIR/HOST/ca.crt)"
 	case errors.As(err, &wrongHost):
 		return " (the registry's certificate is for another name)"
 	}
@@ -113,100 +268,5 @@ func hint(err error) string {
 // string reaches the terminal raw.
 func oneLine(s string) string { return safetext.String(strings.Join(strings.Fields(s), " "), 4096) }
 
-func usageErr(format string, a ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{errUsage}, a...)...)
-}
-
-// newFlags makes a flag set whose errors become usage errors.
-func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: ocipull %s %s\n\nflags:\n", name, synopsis)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageErr("%v", err)
-	}
-	return nil
-}
-
-// remoteFlags are the flags of commands that talk to a registry.
-type remoteFlags struct {
-	plainHTTP     bool
-	username      string
-	passwordStdin bool
-	timeout       time.Duration
-}
-
-// defaultMetadataTimeout bounds the metadata operations of a command
-// (manifests, tags, the catalog), retries included, so that a registry
-// that drips its answers cannot hold the command for hours. Blob
-// downloads are bounded by the stall rule instead, not by a deadline.
-const defaultMetadataTimeout = 2 * time.Minute
-
-// metadataContext is ctx bounded by --timeout (when positive).
-func (r *remoteFlags) metadataContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	if r.timeout <= 0 {
-		return context.WithCancel(ctx)
-	}
-	return context.WithTimeout(ctx, r.timeout)
-}
-
-func (r *remoteFlags) register(fs *flag.FlagSet) {
-	fs.BoolVar(&r.plainHTTP, "plain-http", false, "use plain HTTP, credentials included (loopback hosts fall back to it when they do not speak TLS)")
-	fs.StringVar(&r.username, "username", "", "user name (default: Docker's config.json)")
-	fs.BoolVar(&r.passwordStdin, "password-stdin", false, "read the password from standard input")
-	fs.DurationVar(&r.timeout, "timeout", defaultMetadataTimeout, "give up on manifests, tags and the catalog after this long, retries included (0: no limit)")
-}
-
-// parse parses the flags, checks that the positional arguments are those
-// named in want (as in "REFERENCE DIR"), and makes the client for the first.
-func (r *remoteFlags) parse(fs *flag.FlagSet, args []string, stdin io.Reader, want string) (registry.Reference, *registry.Client, error) {
-	if err := parseFlags(fs, args); err != nil {
-		return registry.Reference{}, nil, err
-	}
-	if n := len(strings.Fields(want)); fs.NArg() != n {
-		return registry.Reference{}, nil, usageErr("want %s, got %d arguments", want, fs.NArg())
-	}
-	ref, err := registry.ParseReference(fs.Arg(0))
-	if err != nil {
-		return registry.Reference{}, nil, err
-	}
-	c, err := r.client(ref, stdin)
-	return ref, c, err
-}
-
-// client makes the client for a parsed reference.
-func (r *remoteFlags) client(ref registry.Reference, stdin io.Reader) (*registry.Client, error) {
-	c := ref.Client()
-	if r.plainHTTP {
-		// Asking for plain HTTP to this host is also the opt-in to send it
-		// credentials that way.
-		c.Scheme = "http"
-		c.AllowBasicOverHTTP = true
-	}
-	switch {
-	case r.passwordStdin:
-		if r.username == "" {
-			return nil, usageErr("--password-stdin needs --username")
-		}
-		line, err := bufio.NewReader(io.LimitReader(stdin, 64<<10)).ReadString('\n')
-		if err != nil && err != io.EOF {
-			return nil, fmt.Errorf("reading the password from standard input: %w", err)
-		}
-		c.Credentials = registry.StaticCredentials(r.username, strings.TrimRight(line, "\r\n"))
-	case r.username != "":
-		return nil, usageErr("--username needs --password-stdin")
-	default:
-		c.Credentials = registry.DockerConfig("")
-	}
-	return c, nil
-}
+// safe sanitises a registry-controlled string for the terminal.
+func safe(s string) string { return safetext.String(s, 256) }

@@ -80,14 +80,30 @@ func TestPull(t *testing.T) {
 	if err != nil || ref.Digest() != f.idx.Digest() {
 		t.Fatalf("layout: %v", err)
 	}
-	// A rerun downloads nothing.
+	// A rerun of an unchanged image is one HEAD and nothing else.
 	f.inj.Reset()
 	code, out, _ = runCmd(t, "", "pull", f.host+"/app/x:v1", dir)
-	if code != 0 || !strings.Contains(out, "9 already present") {
+	if code != 0 || !strings.Contains(out, "up to date") {
 		t.Errorf("rerun: %d %s", code, out)
 	}
-	if n := f.inj.RequestsTo("/blobs/"); n != 0 {
-		t.Errorf("rerun fetched %d blobs", n)
+	if n := f.inj.Requests(); n != 1 {
+		t.Errorf("rerun made %d requests, want 1 (a HEAD)", n)
+	}
+	// With a blob gone from the layout, the rerun pulls again and skips
+	// what is there.
+	l2, _ := oci.OpenLayout(dir)
+	img, err := oci.ImageForPlatform(context.Background(), ref, oci.DefaultPlatform())
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(l2.BlobPath(img.Layers()[0].Digest))
+	f.inj.Reset()
+	code, out, _ = runCmd(t, "", "pull", f.host+"/app/x:v1", dir)
+	if code != 0 || !strings.Contains(out, "8 already present") {
+		t.Errorf("rerun after a blob was removed: %d %s", code, out)
+	}
+	if n := f.inj.RequestsTo("/blobs/"); n != 1 {
+		t.Errorf("rerun fetched %d blobs, want the one removed", n)
 	}
 	// By digest, quiet.
 	dir2 := filepath.Join(t.TempDir(), "l2")
@@ -181,7 +197,7 @@ func TestAuthFlags(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	code, _, errs = runCmd(t, "wrong\n", "pull", "--username", "u", "--password-stdin", f.host+"/app/x:v1", dir)
-	if code != 1 || !strings.HasPrefix(errs, "ocipull: ") || !strings.Contains(errs, "401") {
+	if code != 1 || !strings.HasPrefix(errs, "ocipull pull: ") || !strings.Contains(errs, "401") {
 		t.Errorf("wrong password: %d %q", code, errs)
 	}
 }
@@ -198,8 +214,8 @@ func TestErrorsAndExitCodes(t *testing.T) {
 		{[]string{"frobnicate"}, 2, "unknown command"},
 		{[]string{"pull", "x"}, 2, "want REFERENCE DIR"},
 		{[]string{"pull", "--jobs", "0", "a", "b"}, 2, "--jobs"},
-		{[]string{"pull", "--nope", "a", "b"}, 2, "flag provided but not defined"},
-		{[]string{"pull", "Bad/Ref", dir}, 1, "invalid reference"},
+		{[]string{"pull", "--nope", "a", "b"}, 2, "unknown flag --nope"},
+		{[]string{"pull", "Bad/Ref", dir}, 2, "invalid reference"},
 		{[]string{"pull", f.host + "/app/x:missing", dir}, 1, "MANIFEST_UNKNOWN"},
 		{[]string{"pull", f.host + "/app/x@sha256:" + strings.Repeat("0", 64), dir}, 1, "MANIFEST_UNKNOWN"},
 		{[]string{"pull", "--platform", "windows/amd64", f.host + "/app/x:v1", dir}, 1, "no matching platform"},
@@ -267,11 +283,16 @@ func TestHints(t *testing.T) {
 		{fmt.Errorf("pull x: %w", registry.ErrStalled), "run the same command again"},
 		{fmt.Errorf("pull x: %w", registry.ErrTooManyRequests), "rate-limiting"},
 		{fmt.Errorf("pull x: %w", registry.ErrManifestUnknown), "ocipull tags"},
+		{fmt.Errorf("pull x: %w", registry.ErrNameUnknown), "check the repository name"},
 		{errors.New("something else"), ""},
 	} {
-		if got := hint(tc.err); !strings.Contains(got, tc.want) || (tc.want == "" && got != "") {
+		if got := hint("pull", tc.err); !strings.Contains(got, tc.want) || (tc.want == "" && got != "") {
 			t.Errorf("hint(%v) = %q, want it to mention %q", tc.err, got, tc.want)
 		}
+	}
+	// The hint for an unknown tag does not send a user of tags to tags.
+	if got := hint("tags", fmt.Errorf("x: %w", registry.ErrManifestUnknown)); strings.Contains(got, "ocipull tags") {
+		t.Errorf("tags hint %q tells the user to run ocipull tags", got)
 	}
 }
 
@@ -336,7 +357,7 @@ func TestUntrustedCertificateHint(t *testing.T) {
 	}))
 	t.Cleanup(ts.Close)
 	code, _, errs := runCmd(t, "", "inspect", ts.Listener.Addr().String()+"/app/x:v1")
-	if code != 1 || !strings.Contains(errs, "SSL_CERT_FILE") {
+	if code != 1 || !strings.Contains(errs, "--ca-file") {
 		t.Errorf("exit %d: %s", code, errs)
 	}
 	t.Log(errs)

@@ -67,77 +67,78 @@ func parseSize(s string) (int64, error) {
 	return int64(n * mult), nil
 }
 
-func cmdMirror(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlags("mirror", "--cache DIR --upstream [NS=]URL [--upstream NS=URL ...] [flags]", stderr)
-	cache := fs.String("cache", "", "the store: an OCI layout directory, created if missing")
-	ups := upstreamFlags{}
-	fs.Var(ups, "upstream", "an upstream registry, [NS=]URL; without NS= the default for requests naming none (repeatable)")
-	addr := fs.String("addr", "127.0.0.1:5000", "address to listen on")
-	ttl := fs.Duration("ttl", 5*time.Minute, "how long a tag is served before it is revalidated upstream")
-	maxSize := fs.String("max-size", "", "cap the store (500M, 20GiB...); least recently served content goes first")
-	certFile := fs.String("tls-cert", "", "serve HTTPS with this PEM certificate (chain) file; needs --tls-key")
-	keyFile := fs.String("tls-key", "", "the PEM private key of --tls-cert")
-	quiet := fs.Bool("quiet", false, "do not log one line per request on stderr")
-	username := fs.String("username", "", "upstream user name (default: Docker's config.json, per upstream host)")
-	passwordStdin := fs.Bool("password-stdin", false, "read the upstream password from standard input")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 0 {
-		return usageErr("unexpected arguments %q", fs.Args())
-	}
-	if *cache == "" || len(ups) == 0 {
-		return usageErr("--cache and at least one --upstream are required")
-	}
-	if (*certFile == "") != (*keyFile == "") {
-		return usageErr("--tls-cert and --tls-key go together")
-	}
-	var capBytes int64
-	if *maxSize != "" {
-		var err error
-		if capBytes, err = parseSize(*maxSize); err != nil {
-			return usageErr("--max-size: %v", err)
+var mirrorCommand = &command{
+	name: "mirror", args: "", min: 0, max: 0,
+	summary:  "run a pull-through cache of one or more registries",
+	examples: []string{"ocipull mirror --cache /var/cache/ocipull --upstream https://registry-1.docker.io --upstream ghcr.io=https://ghcr.io"},
+	define: func(f *flags, e *env) func(context.Context) error {
+		cache := f.String("cache", "", "", "the store: an OCI layout directory, created if missing")
+		ups := upstreamFlags{}
+		f.Var(ups, "upstream", "", "an upstream registry, [NS=]URL; without NS= the default for requests naming none (repeatable)")
+		addr := f.String("addr", "", "127.0.0.1:5000", "address to listen on")
+		ttl := f.Duration("ttl", "", 5*time.Minute, "how long a tag is served before it is revalidated upstream")
+		maxSize := f.String("max-size", "", "", "cap the store (500M, 20GiB...); least recently served content goes first")
+		certFile := f.String("tls-cert", "", "", "serve HTTPS with this PEM certificate (chain) file; needs --tls-key")
+		keyFile := f.String("tls-key", "", "", "the PEM private key of --tls-cert")
+		quiet := f.Bool("quiet", "q", "do not log one line per request on stderr")
+		username := f.String("username", "u", "", "upstream user name (default: Docker's config.json, per upstream host)")
+		passwordStdin := f.Bool("password-stdin", "", "read the upstream password from standard input")
+		return func(ctx context.Context) error {
+			stdin, stdout, stderr := e.stdin, e.stdout, e.stderr
+			if *cache == "" || len(ups) == 0 {
+				return usageErr("--cache and at least one --upstream are required")
+			}
+			if (*certFile == "") != (*keyFile == "") {
+				return usageErr("--tls-cert and --tls-key go together")
+			}
+			var capBytes int64
+			if *maxSize != "" {
+				var err error
+				if capBytes, err = parseSize(*maxSize); err != nil {
+					return usageErr("--max-size: %v", err)
+				}
+			}
+			creds, err := upstreamCredentials(*username, *passwordStdin, stdin)
+			if err != nil {
+				return err
+			}
+			for ns, up := range ups {
+				up.Credentials = creds
+				ups[ns] = up
+			}
+			m, err := registry.NewMirror(*cache, ups)
+			if err != nil {
+				return err
+			}
+			defer m.Close()
+			m.TagTTL, m.MaxSize = *ttl, capBytes
+			if !*quiet {
+				var mu sync.Mutex
+				m.Log = func(line string) {
+					mu.Lock()
+					fmt.Fprintf(stderr, "%s %s\n", time.Now().UTC().Format(time.RFC3339), line)
+					mu.Unlock()
+				}
+			}
+			ln, err := net.Listen("tcp", *addr)
+			if err != nil {
+				return err
+			}
+			url := "http://" + ln.Addr().String()
+			if *certFile != "" {
+				cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+				if err != nil {
+					ln.Close()
+					return err
+				}
+				ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+				url = "https://" + ln.Addr().String()
+			}
+			return serveUntilDone(ctx, ln, m, func() {
+				fmt.Fprintf(stdout, "mirroring %s into %s at %s\n", ups, *cache, url)
+			})
 		}
-	}
-	creds, err := upstreamCredentials(*username, *passwordStdin, stdin)
-	if err != nil {
-		return err
-	}
-	for ns, up := range ups {
-		up.Credentials = creds
-		ups[ns] = up
-	}
-	m, err := registry.NewMirror(*cache, ups)
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	m.TagTTL, m.MaxSize = *ttl, capBytes
-	if !*quiet {
-		var mu sync.Mutex
-		m.Log = func(line string) {
-			mu.Lock()
-			fmt.Fprintf(stderr, "%s %s\n", time.Now().UTC().Format(time.RFC3339), line)
-			mu.Unlock()
-		}
-	}
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return fmt.Errorf("mirror: %w", err)
-	}
-	url := "http://" + ln.Addr().String()
-	if *certFile != "" {
-		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("mirror: %w", err)
-		}
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
-		url = "https://" + ln.Addr().String()
-	}
-	return serveUntilDone(ctx, ln, m, func() {
-		fmt.Fprintf(stdout, "mirroring %s into %s at %s\n", ups, *cache, url)
-	})
+	},
 }
 
 // upstreamCredentials are the mirror's credentials for its upstreams: a

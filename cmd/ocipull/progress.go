@@ -32,7 +32,9 @@ type progress struct {
 
 type blobState struct {
 	size, complete int64
+	resumed        int64 // the prefix an earlier run left, not transferred now
 	done, skipped  bool
+	waiting        bool // another process holds the blob
 	started        time.Time
 }
 
@@ -77,13 +79,25 @@ func (p *progress) update(bp oci.BlobProgress) {
 		b = &blobState{size: bp.Descriptor.Size, started: time.Now()}
 		p.blobs[bp.Descriptor.Digest] = b
 	}
-	b.complete = bp.Complete
+	if bp.Resumed {
+		b.resumed = bp.Complete
+	}
+	b.waiting = bp.Waiting
+	if !bp.Waiting {
+		b.complete = bp.Complete
+	}
+	if bp.Waiting && !p.live && !p.quiet {
+		fmt.Fprintf(p.out, "%s waiting: another process is downloading it\n", short(bp.Descriptor.Digest))
+	}
 	if bp.Done && !b.done {
 		b.done, b.skipped = true, bp.Skipped
 		if !p.live && !p.quiet {
 			what := "downloaded"
-			if bp.Skipped {
+			switch {
+			case bp.Skipped:
 				what = "already present"
+			case b.resumed > 0:
+				what = fmt.Sprintf("downloaded (resumed after %s)", humanBytes(b.resumed))
 			}
 			fmt.Fprintf(p.out, "%s %s %s\n", short(bp.Descriptor.Digest), humanBytes(b.size), what)
 		}
@@ -122,30 +136,43 @@ func (p *progress) redraw() {
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
 	lines := 0
-	var total, complete int64
+	var total, complete, resumed, present int64
 	done := 0
 	for _, d := range keys {
 		s := p.blobs[d]
 		total += s.size
 		complete += s.complete
+		resumed += s.resumed
+		if s.skipped {
+			present += s.size
+		}
 		if s.done {
 			done++
 			continue
 		}
-		pct := 0.0
-		if s.size > 0 {
-			pct = 100 * float64(s.complete) / float64(s.size)
+		switch {
+		case s.waiting:
+			fmt.Fprintf(&b, "\x1b[2K%s waiting: another process is downloading it\n", short(d))
+		default:
+			pct := 0.0
+			if s.size > 0 {
+				pct = 100 * float64(s.complete) / float64(s.size)
+			}
+			fmt.Fprintf(&b, "\x1b[2K%s %5.1f%% %s / %s", short(d), pct, humanBytes(s.complete), humanBytes(s.size))
+			if s.resumed > 0 {
+				fmt.Fprintf(&b, " (%s resumed)", humanBytes(s.resumed))
+			}
+			b.WriteString("\n")
 		}
-		fmt.Fprintf(&b, "\x1b[2K%s %5.1f%% %s / %s\n", short(d), pct, humanBytes(s.complete), humanBytes(s.size))
 		lines++
 	}
-	el := time.Since(p.start).Seconds()
-	rate := float64(complete) / max(el, 0.001)
-	eta := "-"
-	if rate > 0 && total > complete {
-		eta = (time.Duration(float64(total-complete)/rate) * time.Second / time.Second).Round(time.Second).String()
-	}
-	fmt.Fprintf(&b, "\x1b[2Ktotal %d/%d blobs, %s / %s, %s/s, %s left\n", done, len(keys), humanBytes(complete), humanBytes(total), humanBytes(int64(rate)), eta)
+	// The speed counts only what crossed the network in this run: not a
+	// resumed prefix, not blobs already present.
+	moved := complete - resumed - present
+	rate := float64(moved) / max(time.Since(p.start).Seconds(), 0.001)
+	b.WriteString("\x1b[2K")
+	b.WriteString(totalLine(done, len(keys), complete, total, resumed, rate))
+	b.WriteString("\n")
 	lines++
 	// Clear lines left over from a taller previous frame.
 	for i := lines; i < p.lines; i++ {
@@ -158,19 +185,37 @@ func (p *progress) redraw() {
 	io.WriteString(p.out, b.String())
 }
 
+// totalLine is the live block's last line.
+func totalLine(done, blobs int, complete, total, resumed int64, rate float64) string {
+	eta := "-"
+	if rate > 0 && total > complete {
+		eta = time.Duration(float64(total-complete) / rate * float64(time.Second)).Round(time.Second).String()
+	}
+	s := fmt.Sprintf("total %d/%d blobs, %s / %s", done, blobs, humanBytes(complete), humanBytes(total))
+	if resumed > 0 {
+		s += fmt.Sprintf(" (%s resumed)", humanBytes(resumed))
+	}
+	return s + fmt.Sprintf(", %s/s, %s left", humanBytes(int64(rate)), eta)
+}
+
 func (p *progress) summary() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var total int64
+	var total, resumed int64
 	skipped := 0
 	for _, s := range p.blobs {
 		total += s.size
+		resumed += s.resumed
 		if s.skipped {
 			skipped++
 		}
 	}
 	el := time.Since(p.start)
-	return fmt.Sprintf("%d blobs (%d already present), %s in %s", len(p.blobs), skipped, humanBytes(total), el.Round(time.Millisecond))
+	s := fmt.Sprintf("%s (%d already present), %s", plural(len(p.blobs), "blob", "blobs"), skipped, humanBytes(total))
+	if resumed > 0 {
+		s += fmt.Sprintf(" (%s of it resumed from an earlier run)", humanBytes(resumed))
+	}
+	return s + " in " + el.Round(time.Millisecond).String()
 }
 
 func humanBytes(n int64) string {

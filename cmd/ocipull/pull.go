@@ -4,84 +4,225 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
+
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocipull/registry"
 	"github.com/ocipull/registry/oci"
-	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-func cmdPull(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlags("pull", "[flags] REFERENCE DIR", stderr)
-	var rf remoteFlags
-	rf.register(fs)
-	platform := fs.String("platform", "", "pull only the image for os/arch[/variant] (default: everything the reference names)")
-	jobs := fs.Int("jobs", 4, "blobs to download in parallel")
-	quiet := fs.Bool("quiet", false, "print only the final digest")
-	ref, c, err := rf.parse(fs, args, stdin, "REFERENCE DIR")
-	if err != nil {
-		return err
-	}
-	if *jobs < 1 {
-		return usageErr("--jobs must be at least 1")
-	}
-	c.MaxConnsPerHost = *jobs
-	_, err = pull(ctx, c, ref, fs.Arg(1), pullOptions{platform: *platform, jobs: *jobs, quiet: *quiet, timeout: rf.timeout}, stdout)
-	return err
+var pullCommand = &command{
+	name: "pull", args: "REFERENCE DIR|FILE", min: 2, max: 2,
+	summary: "pull an image or index into an OCI layout at DIR, or a docker-archive tarball at FILE",
+	examples: []string{
+		"ocipull pull ghcr.io/org/app:v1 ./app",
+		"ocipull pull -p linux/amd64,linux/arm64 ghcr.io/org/app:v1 ./app",
+		"ocipull pull --format docker-archive docker.io/library/alpine:3.20 alpine.tar && docker load -i alpine.tar",
+	},
+	define: func(f *flags, e *env) func(context.Context) error {
+		rf := addRemoteFlags(f)
+		platform := f.String("platform", "p", "", "os/arch[/variant], a comma list of them, or \"all\" (default: everything the reference names; this machine's for docker-archive)")
+		jobs := f.Int("jobs", "j", 4, "blobs to download in parallel")
+		quiet := f.Bool("quiet", "q", "print only the final digest")
+		format := f.String("format", "", "oci", "oci (a layout directory) or docker-archive (a tarball for docker load and podman load)")
+		name := f.String("name", "", "", "the layout entry's tag (org.opencontainers.image.ref.name; default: the reference's tag); the full reference is recorded beside it")
+		return func(ctx context.Context) error {
+			ref, err := parseRef(e.args[0])
+			if err != nil {
+				return err
+			}
+			po := pullOptions{jobs: *jobs, quiet: *quiet, timeout: *rf.timeout, format: *format, name: *name}
+			if *jobs < 1 {
+				return usageErr("--jobs must be at least 1")
+			}
+			if po.platforms, po.all, err = parsePlatforms(*platform); err != nil {
+				return err
+			}
+			switch *format {
+			case "oci":
+			case "docker-archive":
+				if po.all || len(po.platforms) > 1 {
+					return usageErr("docker-archive holds one image: give one --platform")
+				}
+			default:
+				return usageErr("--format %q: want oci or docker-archive", safe(*format))
+			}
+			c, err := rf.client(ref, e)
+			if err != nil {
+				return err
+			}
+			c.MaxConnsPerHost = *jobs
+			_, err = pull(ctx, c, ref, e.args[1], po, e)
+			e.reportAllowance(c)
+			return err
+		}
+	},
 }
 
-// pull reads ref and writes it to the layout at dir, reporting progress
-// on out, and returns the digest written.
 // pullOptions are pull's flags.
 type pullOptions struct {
-	platform string
-	jobs     int
-	quiet    bool
-	timeout  time.Duration // of the top manifest read (0: none)
+	platforms []v1.Platform // none: everything (oci) or this machine's (docker-archive)
+	all       bool
+	jobs      int
+	quiet     bool
+	timeout   time.Duration // of the top manifest read (0: none)
+	format    string        // "oci" or "docker-archive"
+	name      string        // the layout entry's tag, if not the reference's
 }
 
-func pull(ctx context.Context, c *registry.Client, ref registry.Reference, dir string, po pullOptions, out io.Writer) (oci.Ref, error) {
-	platform, jobs, quiet := po.platform, po.jobs, po.quiet
-	got, err := readTop(ctx, c, ref, platform, po.timeout)
-	if err != nil {
-		return nil, fmt.Errorf("pull %s: %w", ref, err)
+// parsePlatforms reads --platform: empty, "all", or a comma list.
+func parsePlatforms(s string) ([]v1.Platform, bool, error) {
+	if s == "" {
+		return nil, false, nil
 	}
-	layout, err := oci.CreateLayout(dir)
-	if err != nil {
-		return nil, fmt.Errorf("pull %s: %w", ref, err)
+	if s == "all" {
+		return nil, true, nil
 	}
-	prog := newProgress(out, quiet)
+	var ps []v1.Platform
+	for _, one := range strings.Split(s, ",") {
+		p, err := oci.ParsePlatform(strings.TrimSpace(one))
+		if err != nil {
+			return nil, false, usageErr("--platform: %v", err)
+		}
+		ps = append(ps, p)
+	}
+	return ps, false, nil
+}
+
+// pull reads ref and writes it to dest, reporting progress on e.stdout,
+// and returns what it wrote.
+func pull(ctx context.Context, c *registry.Client, ref registry.Reference, dest string, po pullOptions, e *env) (oci.Ref, error) {
+	if po.format == "docker-archive" {
+		return pullArchive(ctx, c, ref, dest, po, e)
+	}
+	tag := ref.Tag
+	if po.name != "" {
+		tag = po.name
+	}
+	if got, ok := upToDate(ctx, c, ref, dest, po); ok {
+		if po.quiet {
+			fmt.Fprintln(e.stdout, got.Digest())
+		} else {
+			fmt.Fprintf(e.stdout, "%s is up to date in %s\n  digest %s\n", ref, dest, got.Digest())
+		}
+		return got, nil
+	}
+	got, err := readTop(ctx, c, ref, po)
+	if err != nil {
+		return nil, err
+	}
+	layout, err := oci.CreateLayout(dest)
+	if err != nil {
+		return nil, err
+	}
+	prog := newProgress(e.stdout, po.quiet)
 	defer prog.stop()
-	opts := &oci.WriteOptions{Jobs: jobs, Progress: prog.update}
-	if err := layout.Write(ctx, ref.Tag, got, opts); err != nil {
-		return nil, fmt.Errorf("pull %s into %s: %w", ref, dir, err)
+	opts := &oci.WriteOptions{Jobs: po.jobs, Progress: prog.update, ImageName: ref.String()}
+	if len(po.platforms) > 1 {
+		opts.Platforms = po.platforms
+	}
+	if err := layout.Write(ctx, tag, got, opts); err != nil {
+		return nil, err
 	}
 	prog.stop()
-	if quiet {
-		fmt.Fprintln(out, got.Digest())
+	if po.quiet {
+		fmt.Fprintln(e.stdout, got.Digest())
 	} else {
-		fmt.Fprintf(out, "pulled %s\n  digest %s\n  %s into %s\n", ref, got.Digest(), prog.summary(), dir)
+		fmt.Fprintf(e.stdout, "pulled %s\n  digest %s\n  %s into %s\n", ref, got.Digest(), prog.summary(), dest)
 	}
 	return got, nil
 }
 
-// readTop reads the manifest to pull (the platform's image when one is
-// given) under a deadline of timeout.
-func readTop(ctx context.Context, c *registry.Client, ref registry.Reference, platform string, timeout time.Duration) (oci.Ref, error) {
-	var p v1.Platform
-	if platform != "" {
-		var err error
-		if p, err = oci.ParsePlatform(platform); err != nil {
-			return nil, usageErr("--platform: %v", err)
+// upToDate reports whether the layout at dir already holds what ref names
+// now, complete and verified: one HEAD request and reads of local files.
+// With one platform the entry is that platform's image, which a HEAD of an
+// index cannot confirm, so the pull goes on (its blobs are skipped).
+func upToDate(ctx context.Context, c *registry.Client, ref registry.Reference, dir string, po pullOptions) (oci.Ref, bool) {
+	if len(po.platforms) == 1 {
+		return nil, false
+	}
+	layout, err := oci.OpenLayout(dir)
+	if err != nil {
+		return nil, false
+	}
+	entry, err := layout.Find(ref.String())
+	if err != nil {
+		return nil, false
+	}
+	mctx, cancel := context.WithCancel(ctx)
+	if po.timeout > 0 {
+		mctx, cancel = context.WithTimeout(ctx, po.timeout)
+	}
+	desc, err := c.Resolve(mctx, ref.TagOrDigest())
+	cancel()
+	if err != nil || desc.Digest != entry.Digest {
+		return nil, false
+	}
+	entry.Annotations = nil
+	local, err := oci.LoadRef(ctx, layout, entry)
+	if err != nil {
+		return nil, false
+	}
+	if err := verifyLocal(ctx, layout, local, po.platforms); err != nil {
+		return nil, false
+	}
+	return local, true
+}
+
+// verifyLocal checks that everything below ref (the selected platforms'
+// children of an index) is in the layout and verifies.
+func verifyLocal(ctx context.Context, l *oci.Layout, ref oci.Ref, platforms []v1.Platform) error {
+	switch r := ref.(type) {
+	case *oci.Image:
+		for _, d := range r.Blobs() {
+			if d.Data != nil {
+				continue
+			}
+			rc, err := l.Blob(ctx, d)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(io.Discard, rc)
+			rc.Close()
+			if err != nil {
+				return err
+			}
+		}
+	case *oci.Index:
+		selected := map[string]bool{}
+		for _, p := range platforms {
+			if d, err := r.SelectPlatform(p); err == nil {
+				selected[string(d.Digest)] = true
+			}
+		}
+		for _, d := range r.Manifests() {
+			if len(platforms) > 0 && d.Platform != nil && !selected[string(d.Digest)] {
+				continue
+			}
+			child, err := r.Child(ctx, d)
+			if err != nil {
+				return err
+			}
+			if err := verifyLocal(ctx, l, child, platforms); err != nil {
+				return err
+			}
 		}
 	}
-	if timeout > 0 {
+	return nil
+}
+
+// readTop reads the manifest to pull (the platform's image when one is
+// given) under a deadline of po.timeout.
+func readTop(ctx context.Context, c *registry.Client, ref registry.Reference, po pullOptions) (oci.Ref, error) {
+	if po.timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
+		ctx, cancel = context.WithTimeout(ctx, po.timeout)
 		defer cancel()
 	}
-	if platform != "" {
-		return c.ReadPlatform(ctx, ref.TagOrDigest(), p)
+	if len(po.platforms) == 1 {
+		return c.ReadPlatform(ctx, ref.TagOrDigest(), po.platforms[0])
 	}
 	return c.Read(ctx, ref.TagOrDigest())
 }

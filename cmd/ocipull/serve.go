@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -17,48 +18,69 @@ import (
 	"github.com/ocipull/registry/oci"
 )
 
-func cmdServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlags("serve", "[flags] DIR", stderr)
-	addr := fs.String("addr", "127.0.0.1:5000", "address to listen on")
-	repo := fs.String("repo", "image", "repository name to serve the layout as")
-	certFile := fs.String("tls-cert", "", "serve HTTPS with this PEM certificate (chain) file; needs --tls-key")
-	keyFile := fs.String("tls-key", "", "the PEM private key of --tls-cert")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return usageErr("want DIR, got %d arguments", fs.NArg())
-	}
-	if (*certFile == "") != (*keyFile == "") {
-		return usageErr("--tls-cert and --tls-key go together")
-	}
-	var tlsConfig *tls.Config
-	if *certFile != "" {
-		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
-		if err != nil {
-			return fmt.Errorf("serve: %w", err)
+var serveCommand = &command{
+	name: "serve", args: "DIR", min: 1, max: 1,
+	summary:  "serve an OCI layout as a read-only registry",
+	examples: []string{"ocipull serve --addr 127.0.0.1:5000 --repo demo/sample ./app"},
+	define: func(f *flags, e *env) func(context.Context) error {
+		addr := f.String("addr", "", "127.0.0.1:5000", "address to listen on")
+		repo := f.String("repo", "", "image", "repository name to serve the layout as")
+		certFile := f.String("tls-cert", "", "", "serve HTTPS with this PEM certificate (chain) file; needs --tls-key")
+		keyFile := f.String("tls-key", "", "", "the PEM private key of --tls-cert")
+		quiet := f.Bool("quiet", "q", "do not log one line per request on stderr")
+		return func(ctx context.Context) error {
+			dir := e.args[0]
+			if (*certFile == "") != (*keyFile == "") {
+				return usageErr("--tls-cert and --tls-key go together")
+			}
+			var tlsConfig *tls.Config
+			if *certFile != "" {
+				cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+				if err != nil {
+					return err
+				}
+				tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+			}
+			if !validRepository(*repo) {
+				return usageErr("--repo %q is not a valid repository name", safe(*repo))
+			}
+			srv, n, err := layoutServer(ctx, dir, *repo)
+			if err != nil {
+				return err
+			}
+			if !*quiet {
+				srv.OnRequest = requestLogger(e.stderr)
+			}
+			ln, err := net.Listen("tcp", *addr)
+			if err != nil {
+				return err
+			}
+			url := "http://" + ln.Addr().String()
+			if tlsConfig != nil {
+				ln = tls.NewListener(ln, tlsConfig)
+				url = "https://" + ln.Addr().String()
+			}
+			return serveUntilDone(ctx, ln, srv, func() {
+				fmt.Fprintf(e.stdout, "serving %s (%s) at %s/v2/%s\n", dir, plural(n, "manifest", "manifests"), url, *repo)
+			})
 		}
-		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	},
+}
+
+// requestLogger writes one line per request a server answered: time,
+// method, path, status, bytes, duration and user.
+func requestLogger(w io.Writer) func(registry.RecordedRequest) {
+	var mu sync.Mutex
+	return func(r registry.RecordedRequest) {
+		user := r.User
+		if user == "" {
+			user = "-"
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(w, "%s %s %s %d %d %s %s\n", time.Now().UTC().Format(time.RFC3339), r.Method, safe(r.Path), r.Status, r.Bytes,
+			r.Duration.Round(time.Microsecond), safe(user))
 	}
-	if !validRepository(*repo) {
-		return usageErr("--repo %q is not a valid repository name", *repo)
-	}
-	srv, n, err := layoutServer(ctx, fs.Arg(0), *repo)
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return fmt.Errorf("serve: %w", err)
-	}
-	url := "http://" + ln.Addr().String()
-	if tlsConfig != nil {
-		ln = tls.NewListener(ln, tlsConfig)
-		url = "https://" + ln.Addr().String()
-	}
-	return serveUntilDone(ctx, ln, srv, func() {
-		fmt.Fprintf(stdout, "serving %s (%d manifests) at %s/v2/%s\n", fs.Arg(0), n, url, *repo)
-	})
 }
 
 // layoutServer adds every manifest the layout's index.json lists to a new
@@ -67,11 +89,11 @@ func cmdServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 func layoutServer(ctx context.Context, dir, repo string) (*registry.Server, int, error) {
 	l, err := oci.OpenLayout(dir)
 	if err != nil {
-		return nil, 0, fmt.Errorf("serve: %w", err)
+		return nil, 0, err
 	}
 	idx, err := l.Index()
 	if err != nil {
-		return nil, 0, fmt.Errorf("serve: %w", err)
+		return nil, 0, err
 	}
 	srv := registry.NewServer()
 	for _, d := range idx.Manifests {
@@ -79,10 +101,10 @@ func layoutServer(ctx context.Context, dir, repo string) (*registry.Server, int,
 		d.Annotations = nil
 		ref, err := oci.LoadRef(ctx, l, d)
 		if err != nil {
-			return nil, 0, fmt.Errorf("serve: %s: %w", dir, err)
+			return nil, 0, fmt.Errorf("%s: %w", dir, err)
 		}
 		if err := srv.AddRef(repo, tag, ref); err != nil {
-			return nil, 0, fmt.Errorf("serve: %s: %w", dir, err)
+			return nil, 0, fmt.Errorf("%s: %w", dir, err)
 		}
 	}
 	return srv, len(idx.Manifests), nil
@@ -98,13 +120,13 @@ func serveUntilDone(ctx context.Context, ln net.Listener, h http.Handler, ready 
 	ready()
 	select {
 	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
+		return err
 	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("serve: shutdown: %w", err)
+		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
 }

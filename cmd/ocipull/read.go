@@ -1,0 +1,413 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ocipull/registry"
+	"github.com/ocipull/registry/oci"
+)
+
+var manifestCommand = &command{
+	name: "manifest", args: "REFERENCE|oci:DIR[:NAME]", min: 0, max: 1,
+	summary:  "print a manifest's exact bytes (verified against its digest)",
+	examples: []string{"ocipull manifest ghcr.io/org/app:v1 | jq .", "ocipull manifest -p linux/arm64 ghcr.io/org/app:v1"},
+	define: func(f *flags, e *env) func(context.Context) error {
+		rf := addRemoteFlags(f)
+		platform := f.String("platform", "p", "", "print the manifest of the image for os/arch[/variant] of an index")
+		layout := layoutFlag(f)
+		return func(ctx context.Context) error {
+			t, err := resolveTarget(argOr(e.args, 0), *layout, rf, e)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := rf.metadataContext(ctx)
+			defer cancel()
+			got, err := t.readPlatform(ctx, *platform)
+			if err != nil {
+				return err
+			}
+			if t.client != nil {
+				e.reportAllowance(t.client)
+			}
+			return writeDocument(e.stdout, got.RawManifest())
+		}
+	},
+}
+
+var configCommand = &command{
+	name: "config", args: "REFERENCE|oci:DIR[:NAME]", min: 0, max: 1,
+	summary:  "print an image's config blob, exact bytes, verified",
+	examples: []string{"ocipull config -p linux/amd64 docker.io/library/alpine:3.20"},
+	define: func(f *flags, e *env) func(context.Context) error {
+		rf := addRemoteFlags(f)
+		platform := f.String("platform", "p", "", "the image for os/arch[/variant] of an index (default: this machine's)")
+		layout := layoutFlag(f)
+		return func(ctx context.Context) error {
+			t, err := resolveTarget(argOr(e.args, 0), *layout, rf, e)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := rf.metadataContext(ctx)
+			defer cancel()
+			got, err := t.readPlatform(ctx, *platform)
+			if err != nil {
+				return err
+			}
+			img, ok := got.(*oci.Image)
+			if !ok {
+				if img, err = oci.ImageForPlatform(ctx, got, oci.DefaultPlatform()); err != nil {
+					return fmt.Errorf("%w (an index: pick an image with --platform)", err)
+				}
+			}
+			b, err := img.ReadBlob(ctx, img.Config(), oci.MaxManifestSize)
+			if err != nil {
+				return err
+			}
+			return writeDocument(e.stdout, b)
+		}
+	},
+}
+
+var digestCommand = &command{
+	name: "digest", args: "REFERENCE|oci:DIR[:NAME]", min: 0, max: 1,
+	summary:  "print the digest a reference names (one HEAD request)",
+	examples: []string{"ocipull digest ghcr.io/org/app:v1", "ocipull digest -p linux/arm64 ghcr.io/org/app:v1"},
+	define: func(f *flags, e *env) func(context.Context) error {
+		rf := addRemoteFlags(f)
+		platform := f.String("platform", "p", "", "the digest of the image for os/arch[/variant] of an index")
+		layout := layoutFlag(f)
+		return func(ctx context.Context) error {
+			t, err := resolveTarget(argOr(e.args, 0), *layout, rf, e)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := rf.metadataContext(ctx)
+			defer cancel()
+			d, err := targetDigest(ctx, t, *platform)
+			if err != nil {
+				return err
+			}
+			if t.client != nil {
+				e.reportAllowance(t.client)
+			}
+			fmt.Fprintln(e.stdout, d)
+			return nil
+		}
+	},
+}
+
+// targetDigest is one HEAD for a remote reference; with a platform, the
+// index is read and the child's digest taken from it.
+func targetDigest(ctx context.Context, t *target, platform string) (digest.Digest, error) {
+	if t.client == nil || platform != "" {
+		if t.client != nil {
+			p, err := oci.ParsePlatform(platform)
+			if err != nil {
+				return "", usageErr("--platform: %v", err)
+			}
+			ref, err := t.read(ctx)
+			if err != nil {
+				return "", err
+			}
+			if idx, ok := ref.(*oci.Index); ok {
+				d, err := idx.SelectPlatform(p)
+				return d.Digest, err
+			}
+			img, err := oci.ImageForPlatform(ctx, ref, p)
+			if err != nil {
+				return "", err
+			}
+			return img.Digest(), nil
+		}
+		ref, err := t.readPlatform(ctx, platform)
+		if err != nil {
+			return "", err
+		}
+		return ref.Digest(), nil
+	}
+	desc, err := t.client.Resolve(ctx, t.ref.TagOrDigest())
+	return desc.Digest, err
+}
+
+var blobCommand = &command{
+	name: "blob", args: "REFERENCE@DIGEST", min: 1, max: 1,
+	summary:  "download one blob, verified, to a file or standard output",
+	examples: []string{"ocipull blob ghcr.io/org/app@sha256:4f1c... -o layer.tar.gz"},
+	define: func(f *flags, e *env) func(context.Context) error {
+		rf := addRemoteFlags(f)
+		out := f.String("output", "o", "", "write to this file (created when verified; default: standard output, not a terminal)")
+		return func(ctx context.Context) error {
+			ref, err := parseRef(e.args[0])
+			if err != nil {
+				return err
+			}
+			if ref.Digest == "" {
+				return usageErr("want REPOSITORY@DIGEST, got no digest in %s", ref)
+			}
+			if *out == "" && isTerminal(e.stdout) {
+				return usageErr("a blob is binary: give -o FILE or redirect standard output")
+			}
+			c, err := rf.client(ref, e)
+			if err != nil {
+				return err
+			}
+			mctx, cancel := rf.metadataContext(ctx)
+			desc, err := c.StatBlob(mctx, digest.Digest(ref.Digest))
+			cancel()
+			if err != nil {
+				return err
+			}
+			return downloadBlob(ctx, c, desc, *out, e.stdout)
+		}
+	},
+}
+
+// downloadBlob writes the verified blob to path (a temporary file beside
+// it, renamed when verified) or, when path is empty, to w (spooled through
+// a temporary file first, so that no unverified byte reaches w).
+func downloadBlob(ctx context.Context, c *registry.Client, desc v1.Descriptor, path string, w io.Writer) error {
+	dir := filepath.Dir(path)
+	if path == "" {
+		dir = ""
+	}
+	tmp, err := os.CreateTemp(dir, ".ocipull-blob-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	rc, err := c.OpenBlob(ctx, desc)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if _, err := io.Copy(tmp, rc); err != nil {
+		return err
+	}
+	if path != "" {
+		if err := tmp.Chmod(0o644); err != nil {
+			return err
+		}
+		if err := tmp.Close(); err != nil {
+			return err
+		}
+		return os.Rename(tmp.Name(), path)
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	_, err = io.Copy(w, tmp)
+	return err
+}
+
+var tagsCommand = &command{
+	name: "tags", args: "REPOSITORY|oci:DIR", min: 0, max: 1,
+	summary:  "list every tag of a repository, or the names in a layout",
+	examples: []string{"ocipull tags ghcr.io/org/app", "ocipull tags --layout ./app"},
+	define: func(f *flags, e *env) func(context.Context) error {
+		rf := addRemoteFlags(f)
+		layout := layoutFlag(f)
+		return func(ctx context.Context) error {
+			t, err := resolveTarget(argOr(e.args, 0), *layout, rf, e)
+			if err != nil {
+				return err
+			}
+			if t.layout != nil {
+				idx, err := t.layout.Index()
+				if err != nil {
+					return err
+				}
+				seen := map[string]bool{}
+				var names []string
+				for _, d := range idx.Manifests {
+					if n := d.Annotations[v1.AnnotationRefName]; n != "" && !seen[n] {
+						seen[n] = true
+						names = append(names, n)
+					}
+				}
+				sort.Strings(names)
+				for _, n := range names {
+					fmt.Fprintln(e.stdout, safe(n))
+				}
+				return nil
+			}
+			ctx, cancel := rf.metadataContext(ctx)
+			defer cancel()
+			for tag, err := range t.client.ListTags(ctx, 0) {
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(e.stdout, safe(tag))
+			}
+			return nil
+		}
+	},
+}
+
+var catalogCommand = &command{
+	name: "catalog", args: "HOST", min: 1, max: 1,
+	summary:  "list a registry's repositories (where the registry offers its catalog)",
+	examples: []string{"ocipull catalog localhost:5000"},
+	define: func(f *flags, e *env) func(context.Context) error {
+		rf := addRemoteFlags(f)
+		return func(ctx context.Context) error {
+			host := e.args[0]
+			if strings.ContainsAny(host, "/@") {
+				return usageErr("want a registry HOST[:PORT], got %q", safe(host))
+			}
+			ref, err := parseRef(host + "/catalog")
+			if err != nil {
+				return err
+			}
+			c, err := rf.client(ref, e)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := rf.metadataContext(ctx)
+			defer cancel()
+			for repo, err := range c.ListRepositories(ctx, 0) {
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(e.stdout, safe(repo))
+			}
+			return nil
+		}
+	},
+}
+
+var referrersCommand = &command{
+	name: "referrers", args: "REFERENCE|oci:DIR[:NAME]", min: 0, max: 1,
+	summary:  "list the manifests that refer to a manifest (signatures, SBOMs, attestations)",
+	examples: []string{"ocipull referrers ghcr.io/org/app:v1 --artifact-type application/vnd.dev.sigstore.bundle.v0.3+json"},
+	define: func(f *flags, e *env) func(context.Context) error {
+		rf := addRemoteFlags(f)
+		artifactType := f.String("artifact-type", "", "", "only referrers of this artifact type")
+		asJSON := f.Bool("json", "", "print the descriptors as JSON")
+		layout := layoutFlag(f)
+		return func(ctx context.Context) error {
+			t, err := resolveTarget(argOr(e.args, 0), *layout, rf, e)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := rf.metadataContext(ctx)
+			defer cancel()
+			var refs []v1.Descriptor
+			if t.client != nil {
+				subject := digest.Digest(t.ref.Digest)
+				if subject == "" {
+					d, err := t.client.Resolve(ctx, t.ref.TagOrDigest())
+					if err != nil {
+						return err
+					}
+					subject = d.Digest
+				}
+				refs, err = t.client.Referrers(ctx, subject, *artifactType)
+			} else {
+				refs, err = layoutReferrers(ctx, t, *artifactType)
+			}
+			if err != nil {
+				return err
+			}
+			if *asJSON {
+				enc := json.NewEncoder(e.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(refs)
+			}
+			for _, d := range refs {
+				at := d.ArtifactType
+				if at == "" {
+					at = "-"
+				}
+				fmt.Fprintf(e.stdout, "%s %9s %s\n", d.Digest, humanBytes(d.Size), safe(at))
+			}
+			return nil
+		}
+	},
+}
+
+// layoutReferrers finds, among the manifests a layout's index.json lists
+// (and their children), those whose subject is the target's.
+func layoutReferrers(ctx context.Context, t *target, artifactType string) ([]v1.Descriptor, error) {
+	subject, err := t.read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	idx, err := t.layout.Index()
+	if err != nil {
+		return nil, err
+	}
+	out := []v1.Descriptor{}
+	for _, entry := range idx.Manifests {
+		entry.Annotations = nil
+		ref, err := oci.LoadRef(ctx, t.layout, entry)
+		if err != nil {
+			continue
+		}
+		oci.Walk(ctx, ref, func(r oci.Ref) error {
+			var subj *v1.Descriptor
+			var at string
+			var ann map[string]string
+			switch m := r.(type) {
+			case *oci.Image:
+				mf := m.Manifest()
+				subj, at, ann = mf.Subject, mf.ArtifactType, mf.Annotations
+				if at == "" {
+					at = mf.Config.MediaType
+				}
+			case *oci.Index:
+				ix := m.Index()
+				subj, at, ann = ix.Subject, ix.ArtifactType, ix.Annotations
+			}
+			if subj != nil && subj.Digest == subject.Digest() && (artifactType == "" || at == artifactType) {
+				d := r.Descriptor()
+				d.ArtifactType, d.Annotations = at, ann
+				out = append(out, d)
+			}
+			return nil
+		})
+	}
+	return out, nil
+}
+
+// writeDocument writes a manifest or config: its exact bytes to a pipe or
+// file; on a terminal, with every character that could drive the
+// terminal written as a JSON \u escape (the same JSON, not the same bytes).
+func writeDocument(w io.Writer, b []byte) error {
+	if !isTerminal(w) {
+		_, err := w.Write(b)
+		return err
+	}
+	var sb strings.Builder
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		switch {
+		case r == utf8.RuneError && n <= 1:
+			sb.WriteString(`\ufffd`)
+		case r == '\n' || r == '\t':
+			sb.WriteRune(r)
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || unicode.Is(unicode.Cf, r):
+			fmt.Fprintf(&sb, `\u%04x`, r)
+		default:
+			sb.WriteRune(r)
+		}
+		i += n
+	}
+	if !strings.HasSuffix(sb.String(), "\n") {
+		sb.WriteString("\n")
+	}
+	_, err := io.WriteString(w, sb.String())
+	return err
+}
