@@ -101,7 +101,7 @@ func pull(ctx context.Context, c *registry.Client, ref registry.Reference, dest 
 	if po.name != "" {
 		tag = po.name
 	}
-	if got, ok := upToDate(ctx, c, ref, dest, po); ok {
+	if got, ok := upToDate(ctx, c, ref, tag, dest, po); ok {
 		if po.quiet {
 			fmt.Fprintln(e.stdout, got.Digest())
 		} else {
@@ -136,10 +136,10 @@ func pull(ctx context.Context, c *registry.Client, ref registry.Reference, dest 
 }
 
 // upToDate reports whether the layout at dir already holds what ref names
-// now, complete and verified: one HEAD request and reads of local files.
+// now, under its full name and tag, complete and verified: one HEAD request and reads of local files.
 // With one platform the entry is that platform's image, which a HEAD of an
 // index cannot confirm, so the pull goes on (its blobs are skipped).
-func upToDate(ctx context.Context, c *registry.Client, ref registry.Reference, dir string, po pullOptions) (oci.Ref, bool) {
+func upToDate(ctx context.Context, c *registry.Client, ref registry.Reference, tag, dir string, po pullOptions) (oci.Ref, bool) {
 	if len(po.platforms) == 1 {
 		return nil, false
 	}
@@ -147,8 +147,17 @@ func upToDate(ctx context.Context, c *registry.Client, ref registry.Reference, d
 	if err != nil {
 		return nil, false
 	}
-	entry, err := layout.Find(ref.String())
+	idx, err := layout.Index()
 	if err != nil {
+		return nil, false
+	}
+	var entry v1.Descriptor
+	for _, d := range idx.Manifests {
+		if d.Annotations["io.containerd.image.name"] == ref.String() && d.Annotations[v1.AnnotationRefName] == tag {
+			entry = d
+		}
+	}
+	if entry.Digest == "" {
 		return nil, false
 	}
 	mctx, cancel := context.WithCancel(ctx)
