@@ -102,6 +102,12 @@ func TestPullCommandFromReferenceRegistryOverTLS(t *testing.T) {
 			t.Fatalf("%s: walked %d blobs: %v", tag, blobs, err)
 		}
 	}
+	// --ca-file instead of SSL_CERT_FILE: the same pull, the CA given to
+	// the command (TLSConfig over the tuned transport).
+	out, errs, err := run([]string{home}, "digest", "--ca-file", caFile, "--username", user, "--password-stdin", host+"/peer/content:multi")
+	if err != nil || strings.TrimSpace(out) != digestOf(t, c.indexes["multi"]) {
+		t.Fatalf("digest --ca-file: %v %q\n%s", err, out, errs)
+	}
 }
 
 // digestOf is the digest of a ggcr image or index.

@@ -257,7 +257,7 @@ func hint(cmd string, err error) string {
 	var wrongHost x509.HostnameError
 	switch {
 	case errors.As(err, &unknownCA):
-		return " (the registry's certificate is not signed by a trusted authority: pass its CA with --ca-file, or put it in --cert-dir DIR/HOST/ca.crt)"
+		return " (the registry's certificate is not signed by a trusted authority: pass its CA with --ca-file (or SSL_CERT_FILE), or put it in --cert-dir DIR/HOST/ca.crt)"
 	case errors.As(err, &wrongHost):
 		return " (the registry's certificate is for another name)"
 	}
