@@ -367,12 +367,21 @@ func parseHostEntry(dir, name string, t *tomlTable) (hostEntry, error) {
 			}
 		}
 	}
+	var err error
+	e.tls, err = parseHostTLS(dir, t)
+	return e, err
+}
+
+// parseHostTLS reads a host's skip_verify, ca and client keys; relative
+// file names are relative to dir.
+func parseHostTLS(dir string, t *tomlTable) (hostTLS, error) {
+	var h hostTLS
 	if v, ok := t.get("skip_verify"); ok {
 		b, isBool := v.(bool)
 		if !isBool {
-			return e, errors.New("skip_verify: want true or false")
+			return h, errors.New("skip_verify: want true or false")
 		}
-		e.tls.skipVerify = &b
+		h.skipVerify = &b
 	}
 	abs := func(p string) string {
 		if filepath.IsAbs(p) {
@@ -383,25 +392,25 @@ func parseHostEntry(dir, name string, t *tomlTable) (hostEntry, error) {
 	if v, ok := t.get("ca"); ok {
 		list, err := stringList(v, "ca")
 		if err != nil {
-			return e, err
+			return h, err
 		}
 		for _, p := range list {
-			e.tls.cas = append(e.tls.cas, abs(p))
+			h.cas = append(h.cas, abs(p))
 		}
 	}
 	if v, ok := t.get("client"); ok {
 		pairs, err := clientPairs(v)
 		if err != nil {
-			return e, err
+			return h, err
 		}
 		for _, p := range pairs {
 			if p[1] != "" {
 				p[1] = abs(p[1])
 			}
-			e.tls.pairs = append(e.tls.pairs, [2]string{abs(p[0]), p[1]})
+			h.pairs = append(h.pairs, [2]string{abs(p[0]), p[1]})
 		}
 	}
-	return e, nil
+	return h, nil
 }
 
 // parseHostURL reads a host table's name as containerd does: "https://"

@@ -95,17 +95,7 @@ func (l *Layout) Write(ctx context.Context, tag string, ref Ref, opts *WriteOpti
 	seenBlob := map[digest.Digest]bool{}
 	lim := walkLimits{manifests: maxWalkManifests, bytes: maxWalkBytes}
 	if len(opts.Platforms) > 0 {
-		lim.keep = func(d v1.Descriptor) bool {
-			if d.Platform == nil {
-				return true
-			}
-			for _, p := range opts.Platforms {
-				if matchPlatform(p, *d.Platform) {
-					return true
-				}
-			}
-			return false
-		}
+		lim.keep = platformFilter(opts.Platforms)
 	}
 	if opts.MaxManifests > 0 {
 		lim.manifests = opts.MaxManifests
@@ -178,6 +168,22 @@ feed:
 		}
 	}
 	return l.addToIndex(ctx, ref.Descriptor(), tag, opts.ImageName)
+}
+
+// platformFilter selects an index's children for WriteOptions.Platforms:
+// those matching one of ps, and those without a platform.
+func platformFilter(ps []v1.Platform) func(v1.Descriptor) bool {
+	return func(d v1.Descriptor) bool {
+		if d.Platform == nil {
+			return true
+		}
+		for _, p := range ps {
+			if matchPlatform(p, *d.Platform) {
+				return true
+			}
+		}
+		return false
+	}
 }
 
 // annotationImageName is containerd's (and crane's) annotation for the

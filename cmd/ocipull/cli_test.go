@@ -629,3 +629,28 @@ func TestMirrorAndTLSFlags(t *testing.T) {
 		t.Errorf("--cert-dir: exit %d %s", code, errs)
 	}
 }
+
+// TestDockerArchiveVerifiedAsWritten: a layer that does not verify leaves
+// no tarball behind; a good pull writes one docker load reads.
+func TestDockerArchiveVerifiedAsWritten(t *testing.T) {
+	f := newFixture(t, nil)
+	dest := filepath.Join(t.TempDir(), "app.tar")
+	layer := firstLayer(t, f)
+	f.inj.Add(faults.Rule{Path: string(layer.Digest), Fault: faults.Corrupt()})
+	code, _, errs := runCmd(t, "", "pull", "--format", "docker-archive", "-p", "linux/amd64", f.host+"/app/x:v1", dest)
+	if code != 1 || !strings.Contains(errs, "digest mismatch") {
+		t.Errorf("corrupt layer: exit %d %s", code, errs)
+	}
+	if ents, _ := os.ReadDir(filepath.Dir(dest)); len(ents) != 0 {
+		t.Errorf("left behind: %v", ents)
+	}
+	f.inj.Reset()
+	code, out, errs := runCmd(t, "", "pull", "--format", "docker-archive", "-q", f.host+"/app/x:v1", dest)
+	if code != 0 || !strings.HasPrefix(strings.TrimSpace(out), "sha256:") {
+		t.Fatalf("exit %d %s", code, errs)
+	}
+	st, err := os.Stat(dest)
+	if err != nil || st.Mode().Perm() != 0o644 {
+		t.Fatalf("tarball: %v %v", err, st)
+	}
+}

@@ -35,11 +35,10 @@ var inspectCommand = &command{
 		asJSON := f.Bool("json", "", "print JSON")
 		layout := layoutFlag(f)
 		return func(ctx context.Context) error {
-			t, err := resolveTarget(argOr(e.args, 0), *layout, rf, e)
+			t, ctx, cancel, err := readTarget(ctx, e, rf, *layout)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := rf.metadataContext(ctx)
 			defer cancel()
 			got, err := t.readPlatform(ctx, *platform)
 			if err != nil {

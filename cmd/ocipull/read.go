@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"iter"
 	"os"
 	"path/filepath"
 	"sort"
@@ -28,11 +29,10 @@ var manifestCommand = &command{
 		platform := f.String("platform", "p", "", "print the manifest of the image for os/arch[/variant] of an index")
 		layout := layoutFlag(f)
 		return func(ctx context.Context) error {
-			t, err := resolveTarget(argOr(e.args, 0), *layout, rf, e)
+			t, ctx, cancel, err := readTarget(ctx, e, rf, *layout)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := rf.metadataContext(ctx)
 			defer cancel()
 			got, err := t.readPlatform(ctx, *platform)
 			if err != nil {
@@ -55,11 +55,10 @@ var configCommand = &command{
 		platform := f.String("platform", "p", "", "the image for os/arch[/variant] of an index (default: this machine's)")
 		layout := layoutFlag(f)
 		return func(ctx context.Context) error {
-			t, err := resolveTarget(argOr(e.args, 0), *layout, rf, e)
+			t, ctx, cancel, err := readTarget(ctx, e, rf, *layout)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := rf.metadataContext(ctx)
 			defer cancel()
 			got, err := t.readPlatform(ctx, *platform)
 			if err != nil {
@@ -89,11 +88,10 @@ var digestCommand = &command{
 		platform := f.String("platform", "p", "", "the digest of the image for os/arch[/variant] of an index")
 		layout := layoutFlag(f)
 		return func(ctx context.Context) error {
-			t, err := resolveTarget(argOr(e.args, 0), *layout, rf, e)
+			t, ctx, cancel, err := readTarget(ctx, e, rf, *layout)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := rf.metadataContext(ctx)
 			defer cancel()
 			d, err := targetDigest(ctx, t, *platform)
 			if err != nil {
@@ -220,10 +218,11 @@ var tagsCommand = &command{
 		rf := addRemoteFlags(f)
 		layout := layoutFlag(f)
 		return func(ctx context.Context) error {
-			t, err := resolveTarget(argOr(e.args, 0), *layout, rf, e)
+			t, ctx, cancel, err := readTarget(ctx, e, rf, *layout)
 			if err != nil {
 				return err
 			}
+			defer cancel()
 			if t.layout != nil {
 				idx, err := t.layout.Index()
 				if err != nil {
@@ -243,15 +242,7 @@ var tagsCommand = &command{
 				}
 				return nil
 			}
-			ctx, cancel := rf.metadataContext(ctx)
-			defer cancel()
-			for tag, err := range t.client.ListTags(ctx, 0) {
-				if err != nil {
-					return err
-				}
-				fmt.Fprintln(e.stdout, safe(tag))
-			}
-			return nil
+			return printNames(e.stdout, t.client.ListTags(ctx, 0))
 		}
 	},
 }
@@ -277,13 +268,7 @@ var catalogCommand = &command{
 			}
 			ctx, cancel := rf.metadataContext(ctx)
 			defer cancel()
-			for repo, err := range c.ListRepositories(ctx, 0) {
-				if err != nil {
-					return err
-				}
-				fmt.Fprintln(e.stdout, safe(repo))
-			}
-			return nil
+			return printNames(e.stdout, c.ListRepositories(ctx, 0))
 		}
 	},
 }
@@ -298,11 +283,10 @@ var referrersCommand = &command{
 		asJSON := f.Bool("json", "", "print the descriptors as JSON")
 		layout := layoutFlag(f)
 		return func(ctx context.Context) error {
-			t, err := resolveTarget(argOr(e.args, 0), *layout, rf, e)
+			t, ctx, cancel, err := readTarget(ctx, e, rf, *layout)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := rf.metadataContext(ctx)
 			defer cancel()
 			var refs []v1.Descriptor
 			if t.client != nil {
@@ -336,6 +320,17 @@ var referrersCommand = &command{
 			return nil
 		}
 	},
+}
+
+// printNames prints a listing, one sanitised name a line, as it comes.
+func printNames(w io.Writer, names iter.Seq2[string, error]) error {
+	for name, err := range names {
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(w, safe(name))
+	}
+	return nil
 }
 
 // layoutReferrers finds, among the manifests a layout's index.json lists

@@ -53,6 +53,17 @@ func resolveTarget(arg, layoutDir string, rf *remoteFlags, e *env) (*target, err
 	return &target{ref: ref, client: c}, nil
 }
 
+// readTarget resolves a reading command's target (its argument, or
+// --layout) and bounds ctx by --timeout; cancel must be called.
+func readTarget(ctx context.Context, e *env, rf *remoteFlags, layout string) (*target, context.Context, context.CancelFunc, error) {
+	t, err := resolveTarget(argOr(e.args, 0), layout, rf, e)
+	if err != nil {
+		return nil, ctx, func() {}, err
+	}
+	ctx, cancel := rf.metadataContext(ctx)
+	return t, ctx, cancel, nil
+}
+
 // splitLayoutArg splits DIR[:NAME]: the last colon separates a name when
 // what is before it is a directory (a directory name may itself hold
 // colons; a name may be a full reference with a port, or a digest).
