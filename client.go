@@ -31,8 +31,10 @@ import (
 //     honouring Retry-After; nothing is retried past the context's deadline.
 //   - Broken blob downloads resume with Range requests.
 //   - Requests go only to Scheme://Host/v2/ paths built from validated
-//     names, and to the redirects and token realms those answer with; the
-//     Authorization header is sent only to the host and port it is for.
+//     names (and the same paths under each mirror's API root, see
+//     Mirrors), and to the redirects and token realms those answer with;
+//     the Authorization header is sent only to the host and port it is
+//     for, and credentials are looked up per host.
 type Client struct {
 	// Transport makes the HTTP requests. If nil, the client makes its own
 	// transport (a clone of http.DefaultTransport that keeps up to 64 idle

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -112,10 +111,10 @@ func TestPullReplacesFIFOAtBlobPath(t *testing.T) {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Mkfifo(p, 0o644); err != nil {
+	if err := mkfifo(p); err != nil {
 		t.Skip("no mkfifo:", err)
 	}
-	if err := syscall.Mkfifo(p+".partial", 0o644); err != nil {
+	if err := mkfifo(p + ".partial"); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan int, 1)
@@ -141,8 +140,7 @@ func TestPullReplacesFIFOAtBlobPath(t *testing.T) {
 func TestLayoutFileModes(t *testing.T) {
 	f := newFixture(t, nil)
 	dir := t.TempDir()
-	old := syscall.Umask(0o022)
-	defer syscall.Umask(old)
+	defer setUmask(0o022)()
 	if code, _, errs := runCmd(t, "", "pull", f.host+"/app/x:v1", dir); code != 0 {
 		t.Fatal(errs)
 	}
