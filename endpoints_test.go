@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -359,5 +360,39 @@ func TestRateLimitHeadersRoundTrip(t *testing.T) {
 	// Retry-After of hours is past MaxRetryAfter: one request, no waiting.
 	if n := rec.count("/manifests/"); n != 9 {
 		t.Errorf("server saw %d manifest requests, want 9 (5 HEAD, 4 GET)", n)
+	}
+}
+
+// A hosts.toml host with override_path: the URL's path is the API root
+// itself, without /v2 (for registries that serve it elsewhere).
+func TestMirrorOverridePathFromHostsTOML(t *testing.T) {
+	ms := newMirrorSetup(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			rest, ok := strings.CutPrefix(r.URL.Path, "/custom/api/")
+			if !ok {
+				http.NotFound(w, r)
+				return
+			}
+			r.URL.Path = "/v2/" + rest
+			h.ServeHTTP(w, r)
+		})
+	})
+	root := t.TempDir()
+	writeFile(t, filepath.Join(root, strings.Replace(ms.regHost, ":", "_", 1)+"_", "hosts.toml"), []byte(`
+[host."http://`+ms.mirrorHost+`/custom/api"]
+  override_path = true
+`))
+	c := ms.client()
+	if err := c.LoadHostsDir(root); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pullVerified(t, c, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(ms.regSeen.all()); n != 0 {
+		t.Errorf("registry saw %d requests, want 0", n)
+	}
+	if n := ms.mirSeen.count("/custom/api/team/app/"); n != 6 {
+		t.Errorf("mirror saw %d requests under /custom/api/team/app/, want 6: %v", n, ms.mirSeen.all())
 	}
 }

@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
+
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"github.com/ocipull/registry"
 )
 
 // command is one subcommand: its synopsis, the flags define registers
@@ -30,6 +34,10 @@ type env struct {
 	args           []string // the positional arguments
 	verbose        bool
 	cmd            string
+	clients        []*registry.Client // made for the command, for the allowance report
+	// live is the progress block being drawn on the terminal, if any:
+	// log lines then go above it instead of through it.
+	live atomic.Pointer[progress]
 }
 
 // flags is a command's flag set: long names (--jobs), one-letter

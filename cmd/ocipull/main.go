@@ -156,6 +156,7 @@ func (c *command) flags(e *env) (*flags, func(context.Context) error) {
 	verbose := f.Bool("verbose", "v", "log each HTTP request and retry on stderr")
 	return f, func(ctx context.Context) error {
 		e.verbose = *verbose
+		defer e.reportAllowance()
 		return body(ctx)
 	}
 }

@@ -104,6 +104,23 @@ func (p *progress) update(bp oci.BlobProgress) {
 	}
 }
 
+// note writes a line above the live block (a retry, a request log line)
+// when both go to the same terminal, and redraws the block below it.
+func (p *progress) note(line string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var b strings.Builder
+	if p.lines > 0 {
+		fmt.Fprintf(&b, "\x1b[%dA", p.lines)
+	}
+	b.WriteString("\x1b[J")
+	b.WriteString(strings.TrimRight(line, "\n"))
+	b.WriteString("\n")
+	io.WriteString(p.out, b.String())
+	p.lines = 0
+	p.redraw()
+}
+
 func (p *progress) stop() {
 	p.stopOnce.Do(func() {
 		close(p.done)

@@ -59,3 +59,23 @@ func TestPlainProgress(t *testing.T) {
 		t.Errorf("quiet printed %q", quiet.String())
 	}
 }
+
+// A note (a retry on stderr, on the same terminal) goes above the live
+// block, which is redrawn under it.
+func TestProgressNoteAboveLiveBlock(t *testing.T) {
+	var out bytes.Buffer
+	p := newProgress(&out, false)
+	p.live = true
+	d := v1.Descriptor{Digest: digest.FromString("n"), Size: 1 << 20}
+	p.update(oci.BlobProgress{Descriptor: d, Complete: 1 << 19})
+	p.mu.Lock()
+	p.redraw()
+	p.mu.Unlock()
+	out.Reset()
+	p.note("retrying in 250ms after: 503")
+	got := out.String()
+	if !strings.HasPrefix(got, "\x1b[2A\x1b[Jretrying in 250ms after: 503\n") || !strings.Contains(got, "50.0%") {
+		t.Errorf("note: %q", got)
+	}
+	p.stop()
+}

@@ -55,7 +55,6 @@ var pullCommand = &command{
 			}
 			c.MaxConnsPerHost = *jobs
 			_, err = pull(ctx, c, ref, e.args[1], po, e)
-			e.reportAllowance(c)
 			return err
 		}
 	},
@@ -119,6 +118,10 @@ func pull(ctx context.Context, c *registry.Client, ref registry.Reference, dest 
 	}
 	prog := newProgress(e.stdout, po.quiet)
 	defer prog.stop()
+	if prog.live && isTerminal(e.stderr) {
+		e.live.Store(prog)
+		defer e.live.Store(nil)
+	}
 	opts := &oci.WriteOptions{Jobs: po.jobs, Progress: prog.update, ImageName: ref.String()}
 	if len(po.platforms) > 1 {
 		opts.Platforms = po.platforms

@@ -38,9 +38,6 @@ var manifestCommand = &command{
 			if err != nil {
 				return err
 			}
-			if t.client != nil {
-				e.reportAllowance(t.client)
-			}
 			return writeDocument(e.stdout, got.RawManifest())
 		}
 	},
@@ -96,9 +93,6 @@ var digestCommand = &command{
 			d, err := targetDigest(ctx, t, *platform)
 			if err != nil {
 				return err
-			}
-			if t.client != nil {
-				e.reportAllowance(t.client)
 			}
 			fmt.Fprintln(e.stdout, d)
 			return nil

@@ -109,6 +109,7 @@ func (r *remoteFlags) client(ref registry.Reference, e *env) (*registry.Client, 
 		return nil, err
 	}
 	e.observe(c)
+	e.clients = append(e.clients, c)
 	return c, nil
 }
 
@@ -170,6 +171,11 @@ func (e *env) observe(c *registry.Client) {
 	logf := func(format string, a ...any) {
 		mu.Lock()
 		defer mu.Unlock()
+		if live := e.live.Load(); live != nil {
+			// Above the live progress block, which is redrawn below.
+			live.note(fmt.Sprintf(format, a...))
+			return
+		}
 		fmt.Fprintf(e.stderr, format, a...)
 	}
 	if e.verbose || isTerminal(e.stderr) {
@@ -188,13 +194,16 @@ func (e *env) observe(c *registry.Client) {
 	}
 }
 
-// reportAllowance prints the pull allowance the registry stated, with
-// --verbose.
-func (e *env) reportAllowance(c *registry.Client) {
+// reportAllowance prints, with --verbose, the pull allowance the
+// registries of the command's clients stated, after the command ran
+// (whether it succeeded or not).
+func (e *env) reportAllowance() {
 	if !e.verbose {
 		return
 	}
-	if rl, ok := c.RateLimit(); ok {
-		fmt.Fprintf(e.stderr, "pull allowance at %s: %s\n", safe(rl.Host), rl)
+	for _, c := range e.clients {
+		if rl, ok := c.RateLimit(); ok {
+			fmt.Fprintf(e.stderr, "pull allowance at %s: %s\n", safe(rl.Host), rl)
+		}
 	}
 }
