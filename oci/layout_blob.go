@@ -59,5 +59,5 @@ func (l *Layout) SetTag(ctx context.Context, name string, desc v1.Descriptor) er
 	if err := ValidateDescriptor(desc); err != nil {
 		return err
 	}
-	return l.addToIndex(ctx, desc, name, "")
+	return l.addToIndex(ctx, desc, name, "", nil)
 }

@@ -37,7 +37,10 @@ func TestLayoutEntriesByImageName(t *testing.T) {
 		}
 	}
 	write(a, "example.com/demo/sample:v1")
-	write(b, "example.com/other/app:v1")
+	if err := l.Write(ctx, "v1", b, &oci.WriteOptions{ImageName: "example.com/other/app:v1",
+		Annotations: map[string]string{"com.example.source": "test", v1.AnnotationRefName: "ignored"}}); err != nil {
+		t.Fatal(err)
+	}
 	write(a2, "example.com/demo/sample:v1")
 	idx, err := l.Index()
 	if err != nil {
@@ -54,6 +57,9 @@ func TestLayoutEntriesByImageName(t *testing.T) {
 		if d.Annotations[v1.AnnotationRefName] != "v1" {
 			t.Errorf("entry %s lost its ref.name tag: %v", name, d.Annotations)
 		}
+	}
+	if d, _ := l.Find("example.com/other/app:v1"); d.Annotations["com.example.source"] != "test" {
+		t.Errorf("extra annotations not recorded: %v", d.Annotations)
 	}
 	if _, err := l.Find("v1"); !errors.Is(err, oci.ErrAmbiguous) {
 		t.Errorf("Find(v1) with two images tagged v1: %v, want ErrAmbiguous", err)

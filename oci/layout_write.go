@@ -28,6 +28,10 @@ type WriteOptions struct {
 	// and crane do: entries of different images with the same tag then
 	// stay apart (see [Layout.Write]).
 	ImageName string
+	// Annotations are added to the index.json entry (after the ref name
+	// and ImageName, which they cannot replace), as in recording where
+	// the entry came from.
+	Annotations map[string]string
 	// Platforms, when not empty, selects the children of an index to
 	// write: those whose platform matches one of them (children without
 	// a platform, such as nested indexes, are kept). The index itself is
@@ -167,7 +171,7 @@ feed:
 			return err
 		}
 	}
-	return l.addToIndex(ctx, ref.Descriptor(), tag, opts.ImageName)
+	return l.addToIndex(ctx, ref.Descriptor(), tag, opts.ImageName, opts.Annotations)
 }
 
 // platformFilter selects an index's children for WriteOptions.Platforms:
@@ -193,7 +197,7 @@ const annotationImageName = "io.containerd.image.name"
 // addToIndex records desc in index.json under tag (and imageName): it
 // replaces an entry with the same tag whose image name is the same or
 // absent, and keeps every other.
-func (l *Layout) addToIndex(ctx context.Context, desc v1.Descriptor, tag, imageName string) error {
+func (l *Layout) addToIndex(ctx context.Context, desc v1.Descriptor, tag, imageName string, extra map[string]string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	// Other processes update index.json under a lock on the directory.
@@ -222,8 +226,11 @@ func (l *Layout) addToIndex(ctx context.Context, desc v1.Descriptor, tag, imageN
 		}
 		kept = append(kept, d)
 	}
-	if tag != "" || imageName != "" {
+	if tag != "" || imageName != "" || len(extra) > 0 {
 		entry.Annotations = map[string]string{}
+		for k, v := range extra {
+			entry.Annotations[k] = v
+		}
 		if tag != "" {
 			entry.Annotations[v1.AnnotationRefName] = tag
 		}

@@ -35,7 +35,7 @@ func pullArchive(ctx context.Context, c *registry.Client, ref registry.Reference
 	if len(po.platforms) == 1 {
 		p = po.platforms[0]
 	}
-	top, err := readTop(ctx, c, ref, pullOptions{timeout: po.timeout})
+	top, _, err := readTop(ctx, c, ref, pullOptions{timeout: po.timeout})
 	if err != nil {
 		return nil, err
 	}

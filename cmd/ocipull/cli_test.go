@@ -654,3 +654,23 @@ func TestDockerArchiveVerifiedAsWritten(t *testing.T) {
 		t.Fatalf("tarball: %v %v", err, st)
 	}
 }
+
+// A re-pull of one platform is one HEAD too (the entry records the index
+// digest the reference resolved to); another platform pulls again.
+func TestRepullOnePlatformIsOneRequest(t *testing.T) {
+	f := newFixture(t, nil)
+	dir := t.TempDir()
+	if code, _, errs := runCmd(t, "", "pull", "-q", "-p", "linux/arm64", f.host+"/app/x:v1", dir); code != 0 {
+		t.Fatal(errs)
+	}
+	f.inj.Reset()
+	code, out, errs := runCmd(t, "", "pull", "-p", "linux/arm64", f.host+"/app/x:v1", dir)
+	if code != 0 || !strings.Contains(out, "up to date") || f.inj.Requests() != 1 {
+		t.Errorf("re-pull of one platform: exit %d, %d requests: %s %s", code, f.inj.Requests(), out, errs)
+	}
+	f.inj.Reset()
+	code, out, _ = runCmd(t, "", "pull", "-p", "linux/amd64", f.host+"/app/x:v1", dir)
+	if code != 0 || strings.Contains(out, "up to date") || f.inj.RequestsTo("/blobs/") == 0 {
+		t.Errorf("another platform: exit %d, %d blob requests: %s", code, f.inj.RequestsTo("/blobs/"), out)
+	}
+}

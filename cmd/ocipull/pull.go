@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocipull/registry"
@@ -108,7 +109,7 @@ func pull(ctx context.Context, c *registry.Client, ref registry.Reference, dest 
 		}
 		return got, nil
 	}
-	got, err := readTop(ctx, c, ref, po)
+	top, got, err := readTop(ctx, c, ref, po)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +123,10 @@ func pull(ctx context.Context, c *registry.Client, ref registry.Reference, dest 
 		e.live.Store(prog)
 		defer e.live.Store(nil)
 	}
-	opts := &oci.WriteOptions{Jobs: po.jobs, Progress: prog.update, ImageName: ref.String()}
+	opts := &oci.WriteOptions{Jobs: po.jobs, Progress: prog.update, ImageName: ref.String(),
+		// What the reference resolved to and which platforms were asked
+		// for: a re-pull compares them with one HEAD.
+		Annotations: map[string]string{annotationResolved: string(top.Digest()), annotationPlatforms: po.platformKey()}}
 	if len(po.platforms) > 1 {
 		opts.Platforms = po.platforms
 	}
@@ -138,14 +142,27 @@ func pull(ctx context.Context, c *registry.Client, ref registry.Reference, dest 
 	return got, nil
 }
 
-// upToDate reports whether the layout at dir already holds what ref names
-// now, under its full name and tag, complete and verified: one HEAD request and reads of local files.
-// With one platform the entry is that platform's image, which a HEAD of an
-// index cannot confirm, so the pull goes on (its blobs are skipped).
-func upToDate(ctx context.Context, c *registry.Client, ref registry.Reference, tag, dir string, po pullOptions) (oci.Ref, bool) {
-	if len(po.platforms) == 1 {
-		return nil, false
+// Annotations of a layout entry that pull writes: the digest the
+// reference resolved to (an index, when one platform's image is the
+// entry) and the platforms asked for ("" for everything).
+const (
+	annotationResolved  = "io.ocipull.resolved.digest"
+	annotationPlatforms = "io.ocipull.platforms"
+)
+
+// platformKey is the --platform choice as recorded in a layout entry.
+func (po pullOptions) platformKey() string {
+	var s []string
+	for _, p := range po.platforms {
+		s = append(s, oci.PlatformString(p))
 	}
+	return strings.Join(s, ",")
+}
+
+// upToDate reports whether the layout at dir already holds what ref names
+// now, under its full name and tag, for the same platforms, complete and
+// verified: one HEAD request and reads of local files.
+func upToDate(ctx context.Context, c *registry.Client, ref registry.Reference, tag, dir string, po pullOptions) (oci.Ref, bool) {
 	layout, err := oci.OpenLayout(dir)
 	if err != nil {
 		return nil, false
@@ -156,12 +173,17 @@ func upToDate(ctx context.Context, c *registry.Client, ref registry.Reference, t
 	}
 	var entry v1.Descriptor
 	for _, d := range idx.Manifests {
-		if d.Annotations["io.containerd.image.name"] == ref.String() && d.Annotations[v1.AnnotationRefName] == tag {
+		if d.Annotations["io.containerd.image.name"] == ref.String() && d.Annotations[v1.AnnotationRefName] == tag &&
+			d.Annotations[annotationPlatforms] == po.platformKey() {
 			entry = d
 		}
 	}
 	if entry.Digest == "" {
 		return nil, false
+	}
+	resolved := entry.Digest
+	if r := entry.Annotations[annotationResolved]; r != "" {
+		resolved = digest.Digest(r)
 	}
 	mctx, cancel := context.WithCancel(ctx)
 	if po.timeout > 0 {
@@ -169,7 +191,7 @@ func upToDate(ctx context.Context, c *registry.Client, ref registry.Reference, t
 	}
 	desc, err := c.Resolve(mctx, ref.TagOrDigest())
 	cancel()
-	if err != nil || desc.Digest != entry.Digest {
+	if err != nil || desc.Digest != resolved {
 		return nil, false
 	}
 	entry.Annotations = nil
@@ -225,16 +247,22 @@ func verifyLocal(ctx context.Context, l *oci.Layout, ref oci.Ref, platforms []v1
 	return nil
 }
 
-// readTop reads the manifest to pull (the platform's image when one is
-// given) under a deadline of po.timeout.
-func readTop(ctx context.Context, c *registry.Client, ref registry.Reference, po pullOptions) (oci.Ref, error) {
+// readTop reads what the reference names (top) and the manifest to pull:
+// the platform's image when one platform is given, else top itself;
+// under a deadline of po.timeout.
+func readTop(ctx context.Context, c *registry.Client, ref registry.Reference, po pullOptions) (top, got oci.Ref, err error) {
 	if po.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, po.timeout)
 		defer cancel()
 	}
-	if len(po.platforms) == 1 {
-		return c.ReadPlatform(ctx, ref.TagOrDigest(), po.platforms[0])
+	top, err = c.Read(ctx, ref.TagOrDigest())
+	if err != nil || len(po.platforms) != 1 {
+		return top, top, err
 	}
-	return c.Read(ctx, ref.TagOrDigest())
+	img, err := oci.ImageForPlatform(ctx, top, po.platforms[0])
+	if err != nil {
+		return nil, nil, err
+	}
+	return top, img, nil
 }
