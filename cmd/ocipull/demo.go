@@ -122,7 +122,9 @@ func demo(ctx context.Context, dirFlag string, e *env) error {
 	fmt.Fprintf(stdout, "   ok: %s verified, %d blobs, %s, in %s overall\n\n", back.Digest(), blobs, humanBytes(total), time.Since(start).Round(time.Millisecond))
 	fmt.Fprintf(stdout, "next, try:\n  go run ./cmd/ocipull serve --addr 127.0.0.1:5000 --repo demo/sample %s\n", target)
 	fmt.Fprintf(stdout, "  go run ./cmd/ocipull inspect 127.0.0.1:5000/demo/sample:v1\n")
-	fmt.Fprintf(stdout, "  go run ./cmd/ocipull pull --platform linux/arm64 127.0.0.1:5000/demo/sample:v1 /tmp/arm64-layout\n")
+	fmt.Fprintf(stdout, "  go run ./cmd/ocipull manifest -p linux/arm64 oci:%s:v1\n", target)
+	fmt.Fprintf(stdout, "  go run ./cmd/ocipull pull --format docker-archive 127.0.0.1:5000/demo/sample:v1 /tmp/sample.tar\n")
+	fmt.Fprintf(stdout, "  go run ./cmd/ocipull help\n")
 	return nil
 }
 
