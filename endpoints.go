@@ -174,6 +174,9 @@ func capabilityFor(reference string) Capability {
 // next endpoint; the caller's cancellation does not. The final error is
 // the last endpoint's, naming the failures before it.
 func (c *Client) onEndpoints(ctx context.Context, capability Capability, op func(t *transport) error) error {
+	if len(c.mirrors) == 0 && !c.MirrorsOnly {
+		return op(c.t) // the registry alone: no list to build
+	}
 	ts := c.route(capability)
 	if len(ts) == 0 {
 		what := "pull by digest"
