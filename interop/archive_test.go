@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -83,6 +84,22 @@ func TestDockerArchiveMatchesCraneAndLoadsInSkopeo(t *testing.T) {
 	defer ts.Close()
 	host := hostOf(t, ts)
 	bin := buildOcipull(t)
+	// Built from this module's checkout, the binary states its VCS
+	// revision; built from another module (as here) it says how.
+	if out, err := exec.Command(bin, "--version").Output(); err != nil || !strings.Contains(string(out), "ocipull (replaced by ../)") {
+		t.Errorf("--version of a build through interop's replace: %v %q", err, out)
+	}
+	own := filepath.Join(t.TempDir(), "ocipull-own")
+	build := exec.Command("go", "build", "-buildvcs=auto", "-o", own, "./cmd/ocipull")
+	build.Dir = ".."
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build in the checkout: %v\n%s", err, out)
+	}
+	if _, err := exec.LookPath("git"); err == nil && exists("../.git") {
+		if out, err := exec.Command(own, "--version").Output(); err != nil || !strings.Contains(string(out), " revision ") {
+			t.Errorf("--version of a build in the checkout: %v %q, want the VCS revision", err, out)
+		}
+	}
 	ours := filepath.Join(t.TempDir(), "ours.tar")
 	if out, err := exec.Command(bin, "pull", "--format", "docker-archive", "-p", "linux/arm64", host+"/ar/app:v1", ours).CombinedOutput(); err != nil {
 		t.Fatalf("ocipull: %v\n%s", err, out)
@@ -163,3 +180,5 @@ func TestDockerArchiveMatchesCraneAndLoadsInSkopeo(t *testing.T) {
 		t.Errorf("skopeo's copy has diff_ids %v (%v), want %v", copied.RootFS.DiffIDs, err, diffIDs)
 	}
 }
+
+func exists(p string) bool { _, err := os.Stat(p); return err == nil }

@@ -196,14 +196,28 @@ func report(ctx context.Context, name string, err error, stderr io.Writer) int {
 	return 1
 }
 
+// modulePath is the library's module, whose version the command reports.
+const modulePath = "github.com/ocipull/registry"
+
 // version is the module version and VCS revision from the build info.
 func version() string {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "ocipull (no build information)"
 	}
-	v := bi.Main.Version
-	if v == "" {
+	// Built in this module, Main is ours; built from another module
+	// (vendored, or with a replace), ours is among the dependencies.
+	m := &bi.Main
+	for _, d := range bi.Deps {
+		if bi.Main.Path != modulePath && d.Path == modulePath {
+			m = d
+		}
+	}
+	v := m.Version
+	switch {
+	case m.Replace != nil:
+		v = "(replaced by " + m.Replace.Path + ")"
+	case v == "" || v == "(devel)":
 		v = "(devel)"
 	}
 	s := "ocipull " + v
