@@ -80,7 +80,10 @@ func (c *Client) LoadHostsDir(roots ...string) error {
 		return nil
 	}
 	if err != nil {
-		return err
+		if errors.Is(err, ErrInvalidConfig) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}
 	return c.applyHostsFile(dir, b)
 }
