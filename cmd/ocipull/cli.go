@@ -155,10 +155,18 @@ func (f *flags) usage(w io.Writer, c *command) {
 			if s := f.short[long]; s != "" {
 				names = "-" + s + ", --" + long
 			}
-			if kind := flagKind(fl); kind != "" {
+			text := fl.Usage
+			kind := flagKind(fl)
+			// A `WORD` in the usage names the value, as with the flag package.
+			if i := strings.IndexByte(text, '`'); i >= 0 {
+				if j := strings.IndexByte(text[i+1:], '`'); j >= 0 {
+					kind = text[i+1 : i+1+j]
+					text = text[:i] + kind + text[i+1+j+1:]
+				}
+			}
+			if kind != "" {
 				names += " " + kind
 			}
-			text := fl.Usage
 			if fl.DefValue != "" && fl.DefValue != "false" && fl.DefValue != "0" && fl.DefValue != "[]" {
 				text += fmt.Sprintf(" (default %s)", fl.DefValue)
 			}

@@ -23,7 +23,7 @@ var demoCommand = &command{
 	summary:  "pull a generated image from a local authenticating registry (no network needed)",
 	examples: []string{"ocipull demo", "ocipull demo --dir ./demo-layout"},
 	define: func(f *flags, e *env) func(context.Context) error {
-		dir := f.String("dir", "", "", "layout directory to pull into (default: a new temporary directory)")
+		dir := f.String("dir", "", "", "the layout `DIR` to pull into (default: a new temporary directory)")
 		return func(ctx context.Context) error { return demo(ctx, *dir, e) }
 	},
 }

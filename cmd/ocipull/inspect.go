@@ -31,7 +31,7 @@ var inspectCommand = &command{
 	examples: []string{"ocipull inspect ghcr.io/org/app:v1 --json", "ocipull inspect oci:./app:v1 -p linux/arm64"},
 	define: func(f *flags, e *env) func(context.Context) error {
 		rf := addRemoteFlags(f)
-		platform := f.String("platform", "p", "", "inspect the image for os/arch[/variant] of an index")
+		platform := f.String("platform", "p", "", "inspect the image for the `PLATFORM` (os/arch[/variant]) of an index")
 		asJSON := f.Bool("json", "", "print JSON")
 		layout := layoutFlag(f)
 		return func(ctx context.Context) error {

@@ -72,16 +72,16 @@ var mirrorCommand = &command{
 	summary:  "run a pull-through cache of one or more registries",
 	examples: []string{"ocipull mirror --cache /var/cache/ocipull --upstream https://registry-1.docker.io --upstream ghcr.io=https://ghcr.io"},
 	define: func(f *flags, e *env) func(context.Context) error {
-		cache := f.String("cache", "", "", "the store: an OCI layout directory, created if missing")
+		cache := f.String("cache", "", "", "the store: an OCI layout `DIR`, created if missing")
 		ups := upstreamFlags{}
-		f.Var(ups, "upstream", "", "an upstream registry, [NS=]URL; without NS= the default for requests naming none (repeatable)")
-		addr := f.String("addr", "", "127.0.0.1:5000", "address to listen on")
+		f.Var(ups, "upstream", "", "an upstream registry, `[NS=]URL`; without NS= the default for requests naming none (repeatable)")
+		addr := f.String("addr", "", "127.0.0.1:5000", "`HOST:PORT` to listen on")
 		ttl := f.Duration("ttl", "", 5*time.Minute, "how long a tag is served before it is revalidated upstream")
-		maxSize := f.String("max-size", "", "", "cap the store (500M, 20GiB...); least recently served content goes first")
-		certFile := f.String("tls-cert", "", "", "serve HTTPS with this PEM certificate (chain) file; needs --tls-key")
-		keyFile := f.String("tls-key", "", "", "the PEM private key of --tls-cert")
+		maxSize := f.String("max-size", "", "", "cap the store at `SIZE` (500M, 20GiB...); least recently served content goes first")
+		certFile := f.String("tls-cert", "", "", "serve HTTPS with this PEM certificate (chain) `FILE`; needs --tls-key")
+		keyFile := f.String("tls-key", "", "", "the PEM private key `FILE` of --tls-cert")
 		quiet := f.Bool("quiet", "q", "do not log one line per request on stderr")
-		username := f.String("username", "u", "", "upstream user name (default: Docker's config.json, per upstream host)")
+		username := f.String("username", "u", "", "the upstream `USER` (default: Docker's config.json, per upstream host)")
 		passwordStdin := f.Bool("password-stdin", "", "read the upstream password from standard input")
 		return func(ctx context.Context) error {
 			stdin, stdout, stderr := e.stdin, e.stdout, e.stderr

@@ -24,11 +24,11 @@ var pullCommand = &command{
 	},
 	define: func(f *flags, e *env) func(context.Context) error {
 		rf := addRemoteFlags(f)
-		platform := f.String("platform", "p", "", "os/arch[/variant], a comma list of them, or \"all\" (default: everything the reference names; this machine's for docker-archive)")
+		platform := f.String("platform", "p", "", "the `PLATFORM` (os/arch[/variant]), a comma list of them, or \"all\" (default: everything the reference names; this machine's for docker-archive)")
 		jobs := f.Int("jobs", "j", 4, "blobs to download in parallel")
 		quiet := f.Bool("quiet", "q", "print only the final digest")
-		format := f.String("format", "", "oci", "oci (a layout directory) or docker-archive (a tarball for docker load and podman load)")
-		name := f.String("name", "", "", "the layout entry's tag (org.opencontainers.image.ref.name; default: the reference's tag); the full reference is recorded beside it")
+		format := f.String("format", "", "oci", "the `FORMAT` to write: oci (a layout directory) or docker-archive (a tarball for docker load and podman load)")
+		name := f.String("name", "", "", "the layout entry's tag `NAME` (org.opencontainers.image.ref.name; default: the reference's tag); the full reference is recorded beside it")
 		return func(ctx context.Context) error {
 			ref, err := parseRef(e.args[0])
 			if err != nil {

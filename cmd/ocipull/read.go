@@ -26,7 +26,7 @@ var manifestCommand = &command{
 	examples: []string{"ocipull manifest ghcr.io/org/app:v1 | jq .", "ocipull manifest -p linux/arm64 ghcr.io/org/app:v1"},
 	define: func(f *flags, e *env) func(context.Context) error {
 		rf := addRemoteFlags(f)
-		platform := f.String("platform", "p", "", "print the manifest of the image for os/arch[/variant] of an index")
+		platform := f.String("platform", "p", "", "print the manifest of the image for the `PLATFORM` (os/arch[/variant]) of an index")
 		layout := layoutFlag(f)
 		return func(ctx context.Context) error {
 			t, ctx, cancel, err := readTarget(ctx, e, rf, *layout)
@@ -49,7 +49,7 @@ var configCommand = &command{
 	examples: []string{"ocipull config -p linux/amd64 docker.io/library/alpine:3.20"},
 	define: func(f *flags, e *env) func(context.Context) error {
 		rf := addRemoteFlags(f)
-		platform := f.String("platform", "p", "", "the image for os/arch[/variant] of an index (default: this machine's)")
+		platform := f.String("platform", "p", "", "the image for the `PLATFORM` (os/arch[/variant]) of an index (default: this machine's)")
 		layout := layoutFlag(f)
 		return func(ctx context.Context) error {
 			t, ctx, cancel, err := readTarget(ctx, e, rf, *layout)
@@ -82,7 +82,7 @@ var digestCommand = &command{
 	examples: []string{"ocipull digest ghcr.io/org/app:v1", "ocipull digest -p linux/arm64 ghcr.io/org/app:v1"},
 	define: func(f *flags, e *env) func(context.Context) error {
 		rf := addRemoteFlags(f)
-		platform := f.String("platform", "p", "", "the digest of the image for os/arch[/variant] of an index")
+		platform := f.String("platform", "p", "", "the digest of the image for the `PLATFORM` (os/arch[/variant]) of an index")
 		layout := layoutFlag(f)
 		return func(ctx context.Context) error {
 			t, ctx, cancel, err := readTarget(ctx, e, rf, *layout)
@@ -139,7 +139,7 @@ var blobCommand = &command{
 	examples: []string{"ocipull blob ghcr.io/org/app@sha256:4f1c... -o layer.tar.gz"},
 	define: func(f *flags, e *env) func(context.Context) error {
 		rf := addRemoteFlags(f)
-		out := f.String("output", "o", "", "write to this file (created when verified; default: standard output, not a terminal)")
+		out := f.String("output", "o", "", "write to this `FILE` (created when verified; default: standard output, not a terminal)")
 		return func(ctx context.Context) error {
 			ref, err := parseRef(e.args[0])
 			if err != nil {
@@ -273,7 +273,7 @@ var referrersCommand = &command{
 	examples: []string{"ocipull referrers ghcr.io/org/app:v1 --artifact-type application/vnd.dev.sigstore.bundle.v0.3+json"},
 	define: func(f *flags, e *env) func(context.Context) error {
 		rf := addRemoteFlags(f)
-		artifactType := f.String("artifact-type", "", "", "only referrers of this artifact type")
+		artifactType := f.String("artifact-type", "", "", "only referrers of this artifact `TYPE`")
 		asJSON := f.Bool("json", "", "print the descriptors as JSON")
 		layout := layoutFlag(f)
 		return func(ctx context.Context) error {

@@ -36,12 +36,12 @@ const defaultMetadataTimeout = 2 * time.Minute
 func addRemoteFlags(f *flags) *remoteFlags {
 	return &remoteFlags{
 		plainHTTP:     f.Bool("plain-http", "", "use plain HTTP, credentials included (loopback hosts fall back to it when they do not speak TLS)"),
-		username:      f.String("username", "u", "", "user name (default: Docker's config.json)"),
+		username:      f.String("username", "u", "", "the `USER` to log in as (default: Docker's config.json)"),
 		passwordStdin: f.Bool("password-stdin", "", "read the password from standard input"),
 		timeout:       f.Duration("timeout", "", defaultMetadataTimeout, "give up on manifests, tags and the catalog after this long, retries included (0: no limit)"),
-		mirrors:       f.List("mirror", "", "try this mirror (URL, as https://mirror.example[:port][/prefix]) before the registry (repeatable)"),
-		caFile:        f.String("ca-file", "", "", "trust this PEM CA certificate file for the registry and --mirror hosts, beside the system's"),
-		certDir:       f.String("cert-dir", "", "", "a certs.d root: DIR/HOST[:PORT]/ holds ca.crt, client *.cert/*.key or a containerd hosts.toml (searched before /etc/containerd/certs.d, /etc/docker/certs.d, /etc/containers/certs.d)"),
+		mirrors:       f.List("mirror", "", "try this mirror (`URL`, as https://mirror.example[:port][/prefix]) before the registry (repeatable)"),
+		caFile:        f.String("ca-file", "", "", "trust this PEM CA certificate `FILE` for the registry and --mirror hosts, beside the system's"),
+		certDir:       f.String("cert-dir", "", "", "a certs.d root: `DIR`/HOST[:PORT]/ holds ca.crt, client *.cert/*.key or a containerd hosts.toml (searched before /etc/containerd/certs.d, /etc/docker/certs.d, /etc/containers/certs.d)"),
 		insecure:      f.Bool("insecure", "", "do not verify the TLS certificates of the registry and --mirror hosts (a warning says so)"),
 	}
 }

@@ -23,10 +23,10 @@ var serveCommand = &command{
 	summary:  "serve an OCI layout as a read-only registry",
 	examples: []string{"ocipull serve --addr 127.0.0.1:5000 --repo demo/sample ./app"},
 	define: func(f *flags, e *env) func(context.Context) error {
-		addr := f.String("addr", "", "127.0.0.1:5000", "address to listen on")
-		repo := f.String("repo", "", "image", "repository name to serve the layout as")
-		certFile := f.String("tls-cert", "", "", "serve HTTPS with this PEM certificate (chain) file; needs --tls-key")
-		keyFile := f.String("tls-key", "", "", "the PEM private key of --tls-cert")
+		addr := f.String("addr", "", "127.0.0.1:5000", "`HOST:PORT` to listen on")
+		repo := f.String("repo", "", "image", "the repository `NAME` to serve the layout as")
+		certFile := f.String("tls-cert", "", "", "serve HTTPS with this PEM certificate (chain) `FILE`; needs --tls-key")
+		keyFile := f.String("tls-key", "", "", "the PEM private key `FILE` of --tls-cert")
 		quiet := f.Bool("quiet", "q", "do not log one line per request on stderr")
 		return func(ctx context.Context) error {
 			dir := e.args[0]

@@ -26,7 +26,7 @@ type target struct {
 
 // layoutFlag is the --layout flag of reading commands.
 func layoutFlag(f *flags) *string {
-	return f.String("layout", "", "", "read from the OCI layout at this directory; the argument, if any, names an entry (tag, full name or digest)")
+	return f.String("layout", "", "", "read from the OCI layout at this `DIR`; the argument, if any, names an entry (tag, full name or digest)")
 }
 
 // resolveTarget reads the argument (or its absence, with --layout) as a
