@@ -53,8 +53,10 @@ const maxConfigFile = 1 << 20
 // to the system's, every *.cert with its *.key is a client certificate,
 // for the registry (TLSConfig).
 //
-// It sets Mirrors, MirrorsOnly, TLSConfig and, for an http server,
-// Scheme; call it before the client's first use. Relative paths in
+// It sets Mirrors and MirrorsOnly, TLSConfig when the directory
+// configures TLS for the registry (a TLSConfig set before is kept
+// otherwise) and, for an http server, Scheme; call it before the
+// client's first use. Relative paths in
 // hosts.toml are relative to its directory. Errors wrap
 // [ErrInvalidConfig]; no directory found is not an error.
 func (c *Client) LoadHostsDir(roots ...string) error {
@@ -275,7 +277,9 @@ func (c *Client) applyHostsFile(dir string, b []byte) error {
 	c.Mirrors, c.MirrorsOnly = mirrors, false
 	switch {
 	case plain:
-		c.TLSConfig = cfg
+		if cfg != nil {
+			c.TLSConfig = cfg
+		}
 		if server.ep.Scheme == "http" {
 			c.Scheme = "http"
 		}

@@ -286,3 +286,18 @@ server = "http://`+ms.regHost+`"
 		t.Errorf("mirror saw %d requests, want 6", n)
 	}
 }
+
+// LoadHostsDir keeps a TLSConfig set before it when the directory
+// configures none for the registry.
+func TestLoadHostsDirKeepsCallersTLSConfig(t *testing.T) {
+	root := t.TempDir()
+	writeFile(t, filepath.Join(root, "registry.example", "hosts.toml"), []byte(`[host."https://mirror.example"]`+"\n"))
+	mine := &tls.Config{ServerName: "mine"}
+	c := &registry.Client{Host: "registry.example", Repository: "a/b", TLSConfig: mine}
+	if err := c.LoadHostsDir(root); err != nil {
+		t.Fatal(err)
+	}
+	if c.TLSConfig != mine || len(c.Mirrors) != 1 || c.MirrorsOnly {
+		t.Errorf("after LoadHostsDir: TLSConfig %p (mine %p), mirrors %v, MirrorsOnly %v", c.TLSConfig, mine, c.Mirrors, c.MirrorsOnly)
+	}
+}
