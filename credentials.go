@@ -85,7 +85,7 @@ func dockerConfigLookup(ctx context.Context, path, host string) (Credential, err
 		return Credential{}, fmt.Errorf("docker config %s: invalid JSON: %v", p, err)
 	}
 	keys := []string{host, "https://" + host, "http://" + host, "https://" + host + "/v1/", "https://" + host + "/v2/"}
-	if host == dockerHubRegistry || host == dockerHubDomain || host == "index."+dockerHubDomain {
+	if normalizeNS(host) == dockerHubDomain {
 		keys = []string{dockerHubKey, dockerHubDomain, "index." + dockerHubDomain, dockerHubRegistry}
 	}
 	for _, k := range keys {

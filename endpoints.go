@@ -54,40 +54,50 @@ type Endpoint struct {
 // with its "/v2" ("/prefix" and "/prefix/v2" are the same endpoint), as
 // containerd reads hosts.toml. No query, fragment or user information.
 func ParseEndpoint(rawURL string) (Endpoint, error) {
-	s := strings.TrimSpace(rawURL)
+	ep, err := parseEndpointURL(rawURL, false)
+	if err != nil {
+		return Endpoint{}, fmt.Errorf("mirror %q: %w", printable(rawURL, 200), err)
+	}
+	return ep, nil
+}
+
+// parseEndpointURL reads an endpoint's URL, for ParseEndpoint and
+// hosts.toml alike: "https://" when it names no scheme; the path is the
+// API root, "/v2" appended unless the path has it or override says the
+// path is the root itself ("/" for an empty one). Errors wrap
+// ErrInvalidReference.
+func parseEndpointURL(raw string, override bool) (Endpoint, error) {
+	s := strings.TrimSpace(raw)
 	if !strings.Contains(s, "://") {
 		s = "https://" + s
 	}
 	u, err := url.Parse(s)
 	if err != nil {
-		return Endpoint{}, fmt.Errorf("%w: mirror %q: %v", ErrInvalidReference, printable(rawURL, 200), stripURLError(err))
+		return Endpoint{}, fmt.Errorf("%w: %v", ErrInvalidReference, stripURLError(err))
 	}
 	if u.Scheme != "https" && u.Scheme != "http" {
-		return Endpoint{}, fmt.Errorf("%w: mirror %q: scheme must be https or http", ErrInvalidReference, printable(rawURL, 200))
+		return Endpoint{}, fmt.Errorf("%w: scheme must be https or http", ErrInvalidReference)
 	}
 	if u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
-		return Endpoint{}, fmt.Errorf("%w: mirror %q: want scheme://host[:port][/path], without user, query or fragment", ErrInvalidReference, printable(rawURL, 200))
+		return Endpoint{}, fmt.Errorf("%w: want scheme://host[:port][/path], without user, query or fragment", ErrInvalidReference)
 	}
 	if err := validateHost(u.Host); err != nil {
-		return Endpoint{}, fmt.Errorf("mirror %q: %w", printable(rawURL, 200), err)
+		return Endpoint{}, err
 	}
-	return Endpoint{Scheme: u.Scheme, Host: u.Host, Path: apiRoot(u.Path, false)}, nil
-}
-
-// apiRoot is the API root of a URL path: "/v2" for none, the path with
-// "/v2" appended unless it has it or override says the path is the root.
-func apiRoot(p string, override bool) string {
-	if p == "" || p == "/" {
+	p := u.Path
+	switch {
+	case p == "" || p == "/":
+		p = "/v2"
 		if override {
-			return ""
+			p = "/"
 		}
-		return "/v2"
+	default:
+		p = path.Clean("/" + p)
+		if !override && !strings.HasSuffix(p, "/v2") {
+			p += "/v2"
+		}
 	}
-	p = path.Clean("/" + p)
-	if !override && !strings.HasSuffix(p, "/v2") {
-		p += "/v2"
-	}
-	return p
+	return Endpoint{Scheme: u.Scheme, Host: u.Host, Path: p}, nil
 }
 
 // String is the endpoint's base URL: scheme://host/path.
@@ -108,16 +118,6 @@ func (e Endpoint) can(c Capability) bool {
 		caps = CapabilityPull | CapabilityResolve
 	}
 	return caps&c != 0
-}
-
-// nsValue is the ns parameter naming the registry for a mirror: the
-// registry's host, Docker Hub as "docker.io".
-func nsValue(host string) string {
-	switch host {
-	case dockerHubRegistry, "index." + dockerHubDomain:
-		return dockerHubDomain
-	}
-	return host
 }
 
 // validateEndpoints checks the Client's mirrors and TLS fields.

@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -98,7 +97,7 @@ func hostDirNames(host string) []string {
 		names = append(names, h+"_"+port+"_")
 	}
 	names = append(names, host)
-	if host == dockerHubRegistry || host == "index."+dockerHubDomain {
+	if normalizeNS(host) == dockerHubDomain && host != dockerHubDomain {
 		names = append([]string{dockerHubDomain}, names...)
 	}
 	return names
@@ -272,7 +271,7 @@ func (c *Client) applyHostsFile(dir string, b []byte) error {
 		return fmt.Errorf("%s: server: %w", file, err)
 	}
 	server.ep.TLSConfig = cfg
-	plain := server.ep.Host == "" || (server.ep.Host == c.Host || nsValue(server.ep.Host) == nsValue(c.Host)) &&
+	plain := server.ep.Host == "" || (server.ep.Host == c.Host || normalizeNS(server.ep.Host) == normalizeNS(c.Host)) &&
 		server.ep.Path == "/v2" && server.ep.Capabilities == CapabilityPull|CapabilityResolve
 	c.Mirrors, c.MirrorsOnly = mirrors, false
 	switch {
@@ -347,7 +346,7 @@ func parseHostEntry(dir, name string, t *tomlTable) (hostEntry, error) {
 		override = b
 	}
 	if name != "" {
-		ep, err := parseHostURL(name, override)
+		ep, err := parseEndpointURL(name, override)
 		if err != nil {
 			return e, err
 		}
@@ -418,34 +417,6 @@ func parseHostTLS(dir string, t *tomlTable) (hostTLS, error) {
 		}
 	}
 	return h, nil
-}
-
-// parseHostURL reads a host table's name as containerd does: "https://"
-// is assumed without a scheme, and the path is the API root ("/v2"
-// appended unless the path has it or override_path is set).
-func parseHostURL(name string, override bool) (Endpoint, error) {
-	s := name
-	if !strings.HasPrefix(s, "http") {
-		s = "https://" + s
-	}
-	u, err := url.Parse(s)
-	if err != nil {
-		return Endpoint{}, fmt.Errorf("invalid URL: %v", stripURLError(err))
-	}
-	if u.Scheme != "https" && u.Scheme != "http" {
-		return Endpoint{}, errors.New("scheme must be https or http")
-	}
-	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return Endpoint{}, errors.New("want scheme://host[:port][/path], without user, query or fragment")
-	}
-	if err := validateHost(u.Host); err != nil {
-		return Endpoint{}, err
-	}
-	p := apiRoot(u.Path, override)
-	if p == "" {
-		p = "/"
-	}
-	return Endpoint{Scheme: u.Scheme, Host: u.Host, Path: p}, nil
 }
 
 // stringList reads a string or an array of strings.

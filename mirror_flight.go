@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strconv"
 	"sync"
 	"time"
 
@@ -266,21 +265,8 @@ func (m *Mirror) verified(f *flight) bool {
 
 // writeBlobHeaders starts a blob answer of rng (206 for a partial range).
 func writeBlobHeaders(w http.ResponseWriter, desc v1.Descriptor, rng byteRange) {
-	h := w.Header()
-	h["Docker-Content-Digest"] = []string{string(desc.Digest)}
-	h["Etag"] = []string{`"` + string(desc.Digest) + `"`}
-	h["Accept-Ranges"] = []string{"bytes"}
-	h["Content-Type"] = []string{"application/octet-stream"}
-	h["Content-Length"] = []string{strconv.FormatInt(rng.last-rng.first+1, 10)}
-	if desc.Size == 0 {
-		h["Content-Length"] = []string{"0"}
-	}
-	if rng.partial {
-		h["Content-Range"] = []string{fmt.Sprintf("bytes %d-%d/%d", rng.first, rng.last, desc.Size)}
-		w.WriteHeader(http.StatusPartialContent)
-		return
-	}
-	w.WriteHeader(http.StatusOK)
+	setBlobIdentity(w.Header(), desc.Digest)
+	writeBlobStatus(w, desc.Size, rng)
 }
 
 // serveStoredBlob answers from the store: the blob file, verified once

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/ocipull/registry"
 	"github.com/ocipull/registry/faults"
 	"github.com/ocipull/registry/oci"
@@ -449,18 +451,26 @@ func TestMirrorRestartResumesPartial(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, ms := newMirror(t, dir, map[string]*upstreamFixture{"": up}, nil)
-			c := clientFor(t, ms, "team/app")
-			_, err := mirrorPull(context.Background(), c, "v1")
 			if garbled {
-				if err == nil {
-					t.Fatal("content resumed from a garbled partial was served as complete")
+				// A raw GET, with no client to verify or retry: whatever
+				// the timing (the mirror may find the partial garbled
+				// before or after it starts streaming), a complete 200
+				// body must be the blob's true content; a garbled one may
+				// only arrive cut short (or the connection close before
+				// any header).
+				if resp, err := http.Get(ms.URL + "/v2/team/app/blobs/" + string(big.Digest)); err == nil {
+					body, readErr := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusOK && readErr == nil && int64(len(body)) == big.Size && digest.FromBytes(body) != big.Digest {
+						t.Fatal("content resumed from a garbled partial was served as complete")
+					}
 				}
 				if _, err := mirrorPull(context.Background(), clientFor(t, ms, "team/app"), "v1"); err != nil {
 					t.Fatalf("after the garbled partial: %v", err)
 				}
 				return
 			}
-			if err != nil {
+			if _, err := mirrorPull(context.Background(), clientFor(t, ms, "team/app"), "v1"); err != nil {
 				t.Fatal(err)
 			}
 			if n := up.count("GET", string(big.Digest)); n != 1 {
@@ -530,5 +540,68 @@ func TestMirrorRangeOfFlight(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if n := up.count("GET", string(big.Digest)); n != 1 {
 		t.Errorf("%d upstream GETs, want 1", n)
+	}
+}
+
+// mirrorMetrics reads the mirror's /metrics into name → value.
+func mirrorMetrics(t *testing.T, ms *httptest.Server) map[string]int64 {
+	t.Helper()
+	resp, err := http.Get(ms.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	out := map[string]int64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		name, val, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(name, "#") {
+			continue
+		}
+		n, err := strconv.ParseInt(val, 10, 64)
+		if err != nil {
+			t.Fatalf("metric line %q", line)
+		}
+		out[name] = n
+	}
+	return out
+}
+
+// TestMirrorMetricsCount: the /metrics counters say what happened: a cold
+// pull is misses and upstream traffic, a warm one hits only.
+func TestMirrorMetricsCount(t *testing.T) {
+	up := newUpstream(t, 3000, 5000)
+	_, ms := newMirror(t, t.TempDir(), map[string]*upstreamFixture{"": up}, nil)
+	var blobBytes int64
+	for _, d := range up.img.Blobs() {
+		blobBytes += d.Size
+	}
+	if _, err := mirrorPull(context.Background(), clientFor(t, ms, "team/app"), "v1"); err != nil {
+		t.Fatal(err)
+	}
+	cold := mirrorMetrics(t, ms)
+	upstreamReqs := int64(up.count("", "/"))
+	if cold["ocipull_mirror_upstream_requests_total"] != upstreamReqs {
+		t.Errorf("upstream_requests_total %d, the upstream saw %d", cold["ocipull_mirror_upstream_requests_total"], upstreamReqs)
+	}
+	if cold["ocipull_mirror_misses_total"] < 4 || cold["ocipull_mirror_hits_total"] != 0 {
+		t.Errorf("cold pull (tag, config, 2 layers): misses %d, hits %d", cold["ocipull_mirror_misses_total"], cold["ocipull_mirror_hits_total"])
+	}
+	if cold["ocipull_mirror_upstream_bytes_total"] < blobBytes || cold["ocipull_mirror_served_bytes_total"] < blobBytes ||
+		cold["ocipull_mirror_store_bytes"] < blobBytes {
+		t.Errorf("bytes: upstream %d, served %d, stored %d; the blobs are %d", cold["ocipull_mirror_upstream_bytes_total"],
+			cold["ocipull_mirror_served_bytes_total"], cold["ocipull_mirror_store_bytes"], blobBytes)
+	}
+	if _, err := mirrorPull(context.Background(), clientFor(t, ms, "team/app"), "v1"); err != nil {
+		t.Fatal(err)
+	}
+	warm := mirrorMetrics(t, ms)
+	if warm["ocipull_mirror_upstream_requests_total"] != cold["ocipull_mirror_upstream_requests_total"] ||
+		warm["ocipull_mirror_misses_total"] != cold["ocipull_mirror_misses_total"] {
+		t.Errorf("warm pull went upstream: requests %d → %d, misses %d → %d", cold["ocipull_mirror_upstream_requests_total"],
+			warm["ocipull_mirror_upstream_requests_total"], cold["ocipull_mirror_misses_total"], warm["ocipull_mirror_misses_total"])
+	}
+	if warm["ocipull_mirror_hits_total"] < 4 || warm["ocipull_mirror_served_bytes_total"] < cold["ocipull_mirror_served_bytes_total"]+blobBytes {
+		t.Errorf("warm pull: hits %d, served %d → %d", warm["ocipull_mirror_hits_total"], cold["ocipull_mirror_served_bytes_total"], warm["ocipull_mirror_served_bytes_total"])
 	}
 }

@@ -24,26 +24,18 @@ const (
 	repository = pathComponent + `(?:/` + pathComponent + `)*`
 	// tag is up to 128 characters, the first not a period or dash.
 	tag = `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`
-	// digestAlgorithm is components joined by + . _ -, as in "sha256".
-	digestAlgorithm = `[a-z0-9]+(?:[+._-][a-z0-9]+)*`
-	// digestEncoded is the encoded part of a digest.
-	digestEncoded = `[a-zA-Z0-9=_-]+`
-	// digestPattern is algorithm:encoded.
-	digestPattern = digestAlgorithm + `:` + digestEncoded
 )
 
 func anchored(s string) string { return `^` + s + `$` }
 
-// Exported grammars, each anchored: they match a whole string or nothing.
+// The grammars, each anchored: they match a whole string or nothing.
+// (Digests are checked by validateDigest, by hand.)
 var (
 	// repositoryRegexp matches a repository name such as "library/ubuntu".
 	// Names are also limited to 255 characters (maxRepositoryLength).
 	repositoryRegexp = regexp.MustCompile(anchored(repository))
 	// tagRegexp matches a tag such as "v1.2.3".
 	tagRegexp = regexp.MustCompile(anchored(tag))
-	// digestRegexp matches the digest grammar. The client further accepts
-	// only the registered sha256 and sha512 algorithms with their lengths.
-	digestRegexp = regexp.MustCompile(anchored(digestPattern))
 )
 
 // maxRepositoryLength caps a repository name, as clients commonly cap

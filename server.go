@@ -281,6 +281,29 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, rs *repoS
 	}
 }
 
+// setBlobIdentity sets the headers that name a blob response's content,
+// for the server and the mirror alike.
+func setBlobIdentity(h http.Header, d digest.Digest) {
+	h["Docker-Content-Digest"] = []string{string(d)}
+	h["Etag"] = []string{`"` + string(d) + `"`}
+	h["Accept-Ranges"] = []string{"bytes"}
+	h["Content-Type"] = []string{"application/octet-stream"}
+}
+
+// writeBlobStatus writes the length (and Content-Range of a partial
+// answer) of a blob of size bytes answered for rng, and the status.
+func writeBlobStatus(w http.ResponseWriter, size int64, rng byteRange) {
+	h := w.Header()
+	if !rng.partial {
+		h["Content-Length"] = []string{strconv.FormatInt(size, 10)}
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	h["Content-Range"] = []string{fmt.Sprintf("bytes %d-%d/%d", rng.first, rng.last, size)}
+	h["Content-Length"] = []string{strconv.FormatInt(rng.last-rng.first+1, 10)}
+	w.WriteHeader(http.StatusPartialContent)
+}
+
 func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rs *repoState, _ string, reference string) {
 	d := digest.Digest(reference)
 	s.mu.RLock()
@@ -301,34 +324,23 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rs *repoState
 		return
 	}
 	h := w.Header()
-	h["Docker-Content-Digest"] = []string{string(d)}
-	h["Etag"] = []string{`"` + string(d) + `"`}
-	h["Accept-Ranges"] = []string{"bytes"}
-	h["Content-Type"] = []string{"application/octet-stream"}
+	setBlobIdentity(h, d)
 	if match := r.Header.Get("If-None-Match"); match != "" && etagMatches(match, string(d)) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
 	size := b.desc.Size
 	br, ok := parseRange(r.Header.Get("Range"), size)
-	first, last, partial := br.first, br.last, br.partial
 	if !ok {
 		h.Set("Content-Range", fmt.Sprintf("bytes */%d", size))
 		writeError(w, http.StatusRequestedRangeNotSatisfiable, codeSizeInvalid, "range not satisfiable")
 		return
 	}
 	if r.Method == http.MethodHead {
-		if partial {
-			h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first, last, size))
-			h.Set("Content-Length", strconv.FormatInt(last-first+1, 10))
-			w.WriteHeader(http.StatusPartialContent)
-			return
-		}
-		h.Set("Content-Length", strconv.FormatInt(size, 10))
-		w.WriteHeader(http.StatusOK)
+		writeBlobStatus(w, size, br)
 		return
 	}
-	rc, verified, err := openBlobAt(r.Context(), b, first, partial)
+	rc, verified, err := openBlobAt(r.Context(), b, br.first, br.partial)
 	if err != nil {
 		status, code := http.StatusBadGateway, codeBlobUnknown
 		if errors.Is(err, ErrNotFound) {
@@ -338,17 +350,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rs *repoState
 		return
 	}
 	defer rc.Close()
-	n := size
-	if partial {
-		n = last - first + 1
-		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first, last, size))
-	}
-	h["Content-Length"] = []string{strconv.FormatInt(n, 10)}
-	if partial {
-		w.WriteHeader(http.StatusPartialContent)
-	} else {
-		w.WriteHeader(http.StatusOK)
-	}
+	writeBlobStatus(w, size, br)
 	// A copy that ends early (the source failed, or did not verify) leaves
 	// the response shorter than Content-Length: net/http then closes the
 	// connection and the client sees a broken body, never wrong bytes as
@@ -357,8 +359,8 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rs *repoState
 		verified.WriteTo(w)
 		return
 	}
-	if partial {
-		io.Copy(w, io.LimitReader(rc, n))
+	if br.partial {
+		io.Copy(w, io.LimitReader(rc, br.last-br.first+1))
 		return
 	}
 	// The stream holds exactly the blob: copying it directly lets an

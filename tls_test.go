@@ -10,6 +10,8 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
@@ -124,7 +126,7 @@ func newMTLSRegistry(t *testing.T, s http.Handler) *mtlsRegistry {
 			m.conns.Add(1)
 		}
 	}
-	m.ts.Config.ErrorLog = nil
+	m.ts.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are what some tests expect
 	m.ts.StartTLS()
 	t.Cleanup(m.ts.Close)
 	m.host = strings.TrimPrefix(m.ts.URL, "https://")
@@ -299,5 +301,24 @@ func TestLoadHostsDirKeepsCallersTLSConfig(t *testing.T) {
 	}
 	if c.TLSConfig != mine || len(c.Mirrors) != 1 || c.MirrorsOnly {
 		t.Errorf("after LoadHostsDir: TLSConfig %p (mine %p), mirrors %v, MirrorsOnly %v", c.TLSConfig, mine, c.Mirrors, c.MirrorsOnly)
+	}
+}
+
+// The registry's TLSConfig (here with a client certificate) never applies
+// to a mirror: a mirror that requires that certificate, configured with
+// its CA only, refuses the handshake and the registry serves.
+func TestRegistryTLSConfigNotUsedForMirrors(t *testing.T) {
+	ms := newMirrorSetup(t, nil)
+	m := newMTLSRegistry(t, ms.mirSeen.wrap(ms.mirrorSv))
+	c := ms.client(registry.Endpoint{Host: m.host, TLSConfig: &tls.Config{RootCAs: m.ca.pool}})
+	c.TLSConfig = &tls.Config{RootCAs: m.ca.pool, Certificates: []tls.Certificate{m.clientCert}}
+	if _, err := pullVerified(t, c, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.requestSeen.Load(); n != 0 {
+		t.Errorf("the mirror served %d requests: the registry's client certificate reached it", n)
+	}
+	if n := len(ms.regSeen.all()); n != 6 {
+		t.Errorf("registry saw %d requests, want 6", n)
 	}
 }

@@ -104,7 +104,7 @@ func newTransport(c *Client, ep *Endpoint) *transport {
 		t.host, t.scheme, t.fallback = ep.Host, ep.Scheme, false
 		t.basicOverHTTP = false
 		t.internal = isInternalHost(hostOnly(ep.Host))
-		t.mirror, t.ns, tlsConfig = true, nsValue(c.Host), ep.TLSConfig
+		t.mirror, t.ns, tlsConfig = true, normalizeNS(c.Host), ep.TLSConfig
 		if ep.Path != "" && ep.Path != "/v2" {
 			t.root = strings.TrimSuffix(ep.Path, "/")
 			if t.root == "" {

@@ -12,10 +12,8 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	ggcrv1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	orascontent "oras.land/oras-go/v2/content"
 	orasremote "oras.land/oras-go/v2/registry/remote"
 
 	"github.com/ocipull/registry"
@@ -142,18 +140,7 @@ func pullOras(ctx context.Context, f *imageFixture, inFlight int) error {
 		return err
 	}
 	mrc.Close()
-	return forEach(f.layers, inFlight, func(d ocispec.Descriptor) error {
-		rc, err := repo.Blobs().Fetch(ctx, d)
-		if err != nil {
-			return err
-		}
-		defer rc.Close()
-		vr := orascontent.NewVerifyReader(rc, d)
-		if _, err := io.Copy(io.Discard, vr); err != nil {
-			return err
-		}
-		return vr.Verify()
-	})
+	return forEach(f.layers, inFlight, func(d ocispec.Descriptor) error { return drainOrasBlob(ctx, repo, d) })
 }
 
 func pullGgcr(f *imageFixture, inFlight int) error {
@@ -165,18 +152,5 @@ func pullGgcr(f *imageFixture, inFlight int) error {
 	if err != nil {
 		return err
 	}
-	return forEach(f.layers, inFlight, func(d ocispec.Descriptor) error {
-		h, _ := ggcrv1.NewHash(string(d.Digest))
-		l, err := img.LayerByDigest(h)
-		if err != nil {
-			return err
-		}
-		rc, err := l.Compressed()
-		if err != nil {
-			return err
-		}
-		defer rc.Close()
-		_, err = io.Copy(io.Discard, rc)
-		return err
-	})
+	return forEach(f.layers, inFlight, func(d ocispec.Descriptor) error { return drainGgcrLayer(img, d) })
 }

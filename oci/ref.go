@@ -299,9 +299,6 @@ func isIndexMediaType(mt string) bool {
 	return mt == v1.MediaTypeImageIndex || mt == MediaTypeDockerManifestList
 }
 
-// isManifestMediaType reports whether mt is one of [ManifestMediaTypes].
-func isManifestMediaType(mt string) bool { return isManifestType(mt) }
-
 func trimSpace(s string) string {
 	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
 		s = s[1:]

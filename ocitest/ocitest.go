@@ -138,20 +138,13 @@ func buildImage(src *source, spec Spec, n uint64, p v1.Platform) (*oci.Image, er
 	if err != nil {
 		return nil, err
 	}
-	img, err := src.mem.NewImage(v1.Manifest{MediaType: manifestType, Config: cd, Layers: layers})
-	if err != nil {
-		return nil, err
-	}
-	ref, err := oci.LoadRef(context.Background(), src, img.Descriptor())
-	if err != nil {
-		return nil, err
-	}
-	return ref.(*oci.Image), nil
+	return src.image(v1.Manifest{MediaType: manifestType, Config: cd, Layers: layers})
 }
 
 // Artifact builds an OCI 1.1 artifact: a manifest with artifactType, the
-// empty config, one layer per payload (of media type artifactType+".layer"
-// unless layerType is set) and subject as its subject (nil for none), so
+// empty config, one layer per payload (of media type
+// artifactType+".layer"; the empty blob when there is none) and subject
+// as its subject (nil for none), so
 // that a server lists it among subject's referrers. Its source also holds
 // everything subject's source does not need to: add subject separately.
 func Artifact(subject oci.Ref, artifactType string, payloads ...[]byte) (*oci.Image, error) {
@@ -168,11 +161,17 @@ func Artifact(subject oci.Ref, artifactType string, payloads ...[]byte) (*oci.Im
 		d := subject.Descriptor()
 		m.Subject = &v1.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}
 	}
-	img, err := src.mem.NewImage(m)
+	return src.image(m)
+}
+
+// image stores m and returns it as an image reading from the source
+// (its large layers streamed, never held).
+func (s *source) image(m v1.Manifest) (*oci.Image, error) {
+	img, err := s.mem.NewImage(m)
 	if err != nil {
 		return nil, err
 	}
-	ref, err := oci.LoadRef(context.Background(), src, img.Descriptor())
+	ref, err := oci.LoadRef(context.Background(), s, img.Descriptor())
 	if err != nil {
 		return nil, err
 	}

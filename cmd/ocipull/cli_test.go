@@ -201,7 +201,7 @@ func TestReadingCommands(t *testing.T) {
 	// A blob that does not verify leaves no file and exits 1.
 	f.inj.Add(faults.Rule{Path: string(layer.Digest), Fault: faults.Corrupt()})
 	bad := filepath.Join(t.TempDir(), "bad.tgz")
-	code, out, errs = runCmd(t, "", "blob", f.host+"/app/x@"+string(layer.Digest), "-o", bad)
+	code, _, errs = runCmd(t, "", "blob", f.host+"/app/x@"+string(layer.Digest), "-o", bad)
 	if _, err := os.Stat(bad); code != 1 || err == nil {
 		t.Errorf("corrupt blob: exit %d, file exists: %v (%s)", code, err == nil, errs)
 	}
@@ -672,5 +672,19 @@ func TestRepullOnePlatformIsOneRequest(t *testing.T) {
 	code, out, _ = runCmd(t, "", "pull", "-p", "linux/amd64", f.host+"/app/x:v1", dir)
 	if code != 0 || strings.Contains(out, "up to date") || f.inj.RequestsTo("/blobs/") == 0 {
 		t.Errorf("another platform: exit %d, %d blob requests: %s", code, f.inj.RequestsTo("/blobs/"), out)
+	}
+}
+
+// What manifest and config show on a terminal: the same JSON, with
+// nothing that drives the terminal.
+func TestTerminalJSON(t *testing.T) {
+	in := []byte("{\"a\":\"x\u009b2J\u202ey\xff\",\"b\":\"\u00e9\"}")
+	got := terminalJSON(in)
+	if want := "{\"a\":\"x\\u009b2J\\u202ey\\ufffd\",\"b\":\"\u00e9\"}\n"; got != want {
+		t.Errorf("terminalJSON = %q, want %q", got, want)
+	}
+	var v map[string]string
+	if err := json.Unmarshal([]byte(got), &v); err != nil || v["a"] != "x\u009b2J\u202ey\ufffd" {
+		t.Errorf("not the same JSON: %v %q", err, v["a"])
 	}
 }

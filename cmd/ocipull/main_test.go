@@ -105,6 +105,21 @@ func TestPull(t *testing.T) {
 	if n := f.inj.RequestsTo("/blobs/"); n != 1 {
 		t.Errorf("rerun fetched %d blobs, want the one removed", n)
 	}
+	// A blob garbled in place (same size) is not "up to date" either.
+	p := l2.BlobPath(img.Layers()[1].Digest)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.inj.Reset()
+	code, out, _ = runCmd(t, "", "pull", f.host+"/app/x:v1", dir)
+	if code != 0 || strings.Contains(out, "up to date") || f.inj.RequestsTo("/blobs/") != 1 {
+		t.Errorf("rerun over a garbled blob: exit %d, %d blob requests: %s", code, f.inj.RequestsTo("/blobs/"), out)
+	}
 	// By digest, quiet.
 	dir2 := filepath.Join(t.TempDir(), "l2")
 	code, out, _ = runCmd(t, "", "pull", "--quiet", f.host+"/app/x@"+string(f.idx.Digest()), dir2)

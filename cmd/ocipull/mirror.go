@@ -98,7 +98,7 @@ var mirrorCommand = &command{
 					return usageErr("--max-size: %v", err)
 				}
 			}
-			creds, err := upstreamCredentials(*username, *passwordStdin, stdin)
+			creds, err := credentialsFrom(*username, *passwordStdin, stdin)
 			if err != nil {
 				return err
 			}
@@ -141,9 +141,11 @@ var mirrorCommand = &command{
 	},
 }
 
-// upstreamCredentials are the mirror's credentials for its upstreams: a
-// user and a password read from stdin, or Docker's config.json per host.
-func upstreamCredentials(username string, passwordStdin bool, stdin io.Reader) (registry.CredentialSource, error) {
+// credentialsFrom are the credentials --username and --password-stdin
+// name (the password read from stdin), or else Docker's config.json, per
+// host: the registry's for the reading commands, the upstreams' for the
+// mirror.
+func credentialsFrom(username string, passwordStdin bool, stdin io.Reader) (registry.CredentialSource, error) {
 	switch {
 	case passwordStdin:
 		if username == "" {

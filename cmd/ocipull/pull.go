@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"strings"
 	"time"
 
@@ -146,6 +145,9 @@ func pull(ctx context.Context, c *registry.Client, ref registry.Reference, dest 
 // reference resolved to (an index, when one platform's image is the
 // entry) and the platforms asked for ("" for everything).
 const (
+	// annotationImageName is the full reference oci.WriteOptions.ImageName
+	// records (containerd's and crane's annotation).
+	annotationImageName = "io.containerd.image.name"
 	annotationResolved  = "io.ocipull.resolved.digest"
 	annotationPlatforms = "io.ocipull.platforms"
 )
@@ -173,7 +175,7 @@ func upToDate(ctx context.Context, c *registry.Client, ref registry.Reference, t
 	}
 	var entry v1.Descriptor
 	for _, d := range idx.Manifests {
-		if d.Annotations["io.containerd.image.name"] == ref.String() && d.Annotations[v1.AnnotationRefName] == tag &&
+		if d.Annotations[annotationImageName] == ref.String() && d.Annotations[v1.AnnotationRefName] == tag &&
 			d.Annotations[annotationPlatforms] == po.platformKey() {
 			entry = d
 		}
@@ -214,15 +216,13 @@ func verifyLocal(ctx context.Context, l *oci.Layout, ref oci.Ref, platforms []v1
 			if d.Data != nil {
 				continue
 			}
+			// Layout.Blob verifies the file (digest and size) before it
+			// opens it: nothing more to read.
 			rc, err := l.Blob(ctx, d)
 			if err != nil {
 				return err
 			}
-			_, err = io.Copy(io.Discard, rc)
 			rc.Close()
-			if err != nil {
-				return err
-			}
 		}
 	case *oci.Index:
 		selected := map[string]bool{}

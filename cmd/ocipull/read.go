@@ -103,34 +103,33 @@ var digestCommand = &command{
 // targetDigest is one HEAD for a remote reference; with a platform, the
 // index is read and the child's digest taken from it.
 func targetDigest(ctx context.Context, t *target, platform string) (digest.Digest, error) {
-	if t.client == nil || platform != "" {
-		if t.client != nil {
-			p, err := oci.ParsePlatform(platform)
-			if err != nil {
-				return "", usageErr("--platform: %v", err)
-			}
-			ref, err := t.read(ctx)
-			if err != nil {
-				return "", err
-			}
-			if idx, ok := ref.(*oci.Index); ok {
-				d, err := idx.SelectPlatform(p)
-				return d.Digest, err
-			}
-			img, err := oci.ImageForPlatform(ctx, ref, p)
-			if err != nil {
-				return "", err
-			}
-			return img.Digest(), nil
+	if t.client != nil && platform == "" {
+		desc, err := t.client.Resolve(ctx, t.ref.TagOrDigest())
+		return desc.Digest, err
+	}
+	var p v1.Platform
+	if platform != "" {
+		var err error
+		if p, err = oci.ParsePlatform(platform); err != nil {
+			return "", usageErr("--platform: %v", err)
 		}
-		ref, err := t.readPlatform(ctx, platform)
-		if err != nil {
-			return "", err
-		}
+	}
+	ref, err := t.read(ctx)
+	if err != nil {
+		return "", err
+	}
+	if platform == "" {
 		return ref.Digest(), nil
 	}
-	desc, err := t.client.Resolve(ctx, t.ref.TagOrDigest())
-	return desc.Digest, err
+	if idx, ok := ref.(*oci.Index); ok {
+		d, err := idx.SelectPlatform(p) // the child's digest, without reading it
+		return d.Digest, err
+	}
+	img, err := oci.ImageForPlatform(ctx, ref, p)
+	if err != nil {
+		return "", err
+	}
+	return img.Digest(), nil
 }
 
 var blobCommand = &command{
@@ -379,6 +378,14 @@ func writeDocument(w io.Writer, b []byte) error {
 		_, err := w.Write(b)
 		return err
 	}
+	_, err := io.WriteString(w, terminalJSON(b))
+	return err
+}
+
+// terminalJSON is a JSON document as a terminal may show it: every
+// control, C1, format (bidi) or invalid character as a \u escape, which
+// JSON reads as the same string; a final newline.
+func terminalJSON(b []byte) string {
 	var sb strings.Builder
 	for i := 0; i < len(b); {
 		r, n := utf8.DecodeRune(b[i:])
@@ -397,6 +404,5 @@ func writeDocument(w io.Writer, b []byte) error {
 	if !strings.HasSuffix(sb.String(), "\n") {
 		sb.WriteString("\n")
 	}
-	_, err := io.WriteString(w, sb.String())
-	return err
+	return sb.String()
 }

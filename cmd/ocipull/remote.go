@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"sync"
@@ -73,21 +71,11 @@ func (r *remoteFlags) client(ref registry.Reference, e *env) (*registry.Client, 
 		c.Scheme = "http"
 		c.AllowBasicOverHTTP = true
 	}
-	switch {
-	case *r.passwordStdin:
-		if *r.username == "" {
-			return nil, usageErr("--password-stdin needs --username")
-		}
-		line, err := bufio.NewReader(io.LimitReader(e.stdin, 64<<10)).ReadString('\n')
-		if err != nil && err != io.EOF {
-			return nil, fmt.Errorf("reading the password from standard input: %w", err)
-		}
-		c.Credentials = registry.StaticCredentials(*r.username, strings.TrimRight(line, "\r\n"))
-	case *r.username != "":
-		return nil, usageErr("--username needs --password-stdin")
-	default:
-		c.Credentials = registry.DockerConfig("")
+	creds, err := credentialsFrom(*r.username, *r.passwordStdin, e.stdin)
+	if err != nil {
+		return nil, err
 	}
+	c.Credentials = creds
 	roots := registry.DefaultHostsDirs()
 	if *r.certDir != "" {
 		if st, err := os.Stat(*r.certDir); err != nil || !st.IsDir() {
@@ -137,14 +125,15 @@ func (r *remoteFlags) applyTLS(c *registry.Client, e *env) error {
 			cfg = cfg.Clone()
 		}
 		if extra != nil {
-			if cfg.RootCAs == nil {
-				pool, err := x509.SystemCertPool()
-				if err != nil || pool == nil {
-					pool = x509.NewCertPool()
-				}
-				cfg.RootCAs = pool
+			pool, err := x509.SystemCertPool()
+			if cfg.RootCAs != nil {
+				pool, err = cfg.RootCAs.Clone(), nil // not the pool it shares with others
 			}
-			cfg.RootCAs.AppendCertsFromPEM(extra)
+			if err != nil || pool == nil {
+				pool = x509.NewCertPool()
+			}
+			pool.AppendCertsFromPEM(extra)
+			cfg.RootCAs = pool
 		}
 		if *r.insecure {
 			cfg.InsecureSkipVerify = true

@@ -130,8 +130,8 @@ func entryNames(idx v1.Index) []string {
 	var names []string
 	for _, d := range idx.Manifests {
 		switch {
-		case d.Annotations["io.containerd.image.name"] != "":
-			names = append(names, safe(d.Annotations["io.containerd.image.name"]))
+		case d.Annotations[annotationImageName] != "":
+			names = append(names, safe(d.Annotations[annotationImageName]))
 		case d.Annotations[v1.AnnotationRefName] != "":
 			names = append(names, safe(d.Annotations[v1.AnnotationRefName]))
 		default:
