@@ -165,6 +165,23 @@ func TestServerAuthHardening(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("forged token: status %d, want 401", resp.StatusCode)
 	}
+	// The signature's last character carries two unused bits; a spelling
+	// that differs only there decodes to the same bytes and is still not
+	// the token that was issued.
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := strings.IndexByte(alphabet, tr.Token[len(tr.Token)-1])
+	if last%4 != 0 {
+		t.Fatalf("signature's last character %q uses its low bits", tr.Token[len(tr.Token)-1])
+	}
+	for _, low := range []int{1, 2, 3} {
+		alias := tr.Token[:len(tr.Token)-1] + string(alphabet[last+low])
+		req.Header.Set("Authorization", "Bearer "+alias)
+		resp, _ = http.DefaultClient.Do(req)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("token with the signature's unused bits set (%d): status %d, want 401", low, resp.StatusCode)
+		}
+	}
 }
 
 // Registry-controlled strings reach errors sanitised.

@@ -177,13 +177,13 @@ func (a *ServerAuth) parseToken(tok string) (grant, bool) {
 	if !ok || len(tok) > 8<<10 {
 		return g, false
 	}
-	got, err := base64.RawURLEncoding.DecodeString(sig)
-	if err != nil {
-		return g, false
-	}
+	// Compare the encoded signature, not the decoded bytes: a decoder
+	// ignores the unused low bits of the last character, so several
+	// spellings decode to the same MAC, and only the one we issued may pass.
 	mac := hmac.New(sha256.New, a.signingKey())
 	mac.Write([]byte(p))
-	if !hmac.Equal(got, mac.Sum(nil)) {
+	want := base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+	if !hmac.Equal([]byte(sig), []byte(want)) {
 		return g, false
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(p)
