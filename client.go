@@ -140,6 +140,17 @@ type Client struct {
 	// Docker's and containerd's certificate directories.
 	TLSConfig *tls.Config
 
+	// Header is added to every request to the registry's own origin (not
+	// to token realms, redirect targets or mirrors, which have their own
+	// [Endpoint.Header]); the client's own headers (Accept, Range,
+	// User-Agent, Authorization when it authenticates) win.
+	Header http.Header
+
+	// DialTimeout bounds each connection attempt of the client's own
+	// transport to the registry. Zero means 30 s. It may not be combined
+	// with Transport.
+	DialTimeout time.Duration
+
 	// Trace, when not nil, is told of every HTTP request the client
 	// makes (to the registry, mirrors, token realms, redirect targets)
 	// when its response body is closed, or when it failed without one:

@@ -3,10 +3,13 @@ package registry
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"path"
 	"strings"
+	"time"
 )
 
 // Capability is what an [Endpoint] may be asked for.
@@ -46,6 +49,13 @@ type Endpoint struct {
 	// a client certificate). The registry's Client.TLSConfig never
 	// applies to a mirror.
 	TLSConfig *tls.Config
+	// Header is added to every request to this endpoint (not to token
+	// realms or redirect targets); the client's own headers (Accept,
+	// Range, User-Agent, Authorization when it authenticates) win.
+	Header http.Header
+	// DialTimeout bounds each connection attempt to this endpoint, so a
+	// mirror that drops packets falls through sooner. Zero means 30 s.
+	DialTimeout time.Duration
 }
 
 // ParseEndpoint reads a mirror's URL as users write it:
@@ -135,12 +145,47 @@ func (c *Client) validateEndpoints() error {
 		if m.TLSConfig != nil && c.Transport != nil {
 			return fmt.Errorf("registry: Mirrors[%d].TLSConfig is set with Client.Transport: configure TLS in the Transport instead", i)
 		}
+		if m.DialTimeout != 0 && c.Transport != nil {
+			return fmt.Errorf("registry: Mirrors[%d].DialTimeout is set with Client.Transport: configure dialing in the Transport instead", i)
+		}
+		if err := validateHeader(m.Header); err != nil {
+			return fmt.Errorf("%w: Mirrors[%d].Header: %v", ErrInvalidReference, i, err)
+		}
 	}
 	if c.TLSConfig != nil && c.Transport != nil {
 		return fmt.Errorf("registry: Client.TLSConfig is set with Client.Transport: configure TLS in the Transport instead")
 	}
+	if c.DialTimeout != 0 && c.Transport != nil {
+		return fmt.Errorf("registry: Client.DialTimeout is set with Client.Transport: configure dialing in the Transport instead")
+	}
+	if err := validateHeader(c.Header); err != nil {
+		return fmt.Errorf("%w: Client.Header: %v", ErrInvalidReference, err)
+	}
 	if c.MirrorsOnly && len(c.Mirrors) == 0 {
 		return fmt.Errorf("registry: Client.MirrorsOnly is set without Mirrors: there is nowhere to pull from")
+	}
+	return nil
+}
+
+// validateHeader checks extra header fields: names are tokens, values
+// carry no control characters but tab (so none can split a request).
+func validateHeader(h http.Header) error {
+	for name, values := range h {
+		if name == "" {
+			return errors.New("an empty field name")
+		}
+		for i := 0; i < len(name); i++ {
+			if !isTchar(name[i]) {
+				return fmt.Errorf("field name %q is not a token", printable(name, 60))
+			}
+		}
+		for _, v := range values {
+			for i := 0; i < len(v); i++ {
+				if b := v[i]; b < ' ' && b != '\t' || b == 0x7f {
+					return fmt.Errorf("field %s: value has a control character", name)
+				}
+			}
+		}
 	}
 	return nil
 }

@@ -8,9 +8,11 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // ErrInvalidConfig means a hosts.toml file or a certificate directory
@@ -41,20 +43,20 @@ const maxConfigFile = 1 << 20
 // order, with its capabilities ("pull", "resolve"; "push" and "referrers"
 // are accepted and ignored, a host with neither pull nor resolve is left
 // out), ca, client (a certificate, or [certificate, key] pairs),
-// skip_verify and override_path; the top-level server, ca, client and
-// skip_verify describe the registry. A server other than c.Host (or with
+// skip_verify, override_path, header (sent to that host only) and
+// dial_timeout; the top-level server, ca, client, skip_verify, header and
+// dial_timeout describe the registry. A server other than c.Host (or with
 // a path or restricted capabilities) becomes the last endpoint and the
-// registry itself is not contacted (MirrorsOnly). Other keys (header,
-// dial_timeout) are ignored. A file that does not parse is an error, not
-// skipped.
+// registry itself is not contacted (MirrorsOnly). Other keys are
+// ignored. A file that does not parse is an error, not skipped.
 //
 // A directory without hosts.toml is Docker's: every *.crt is a CA added
 // to the system's, every *.cert with its *.key is a client certificate,
 // for the registry (TLSConfig).
 //
-// It sets Mirrors and MirrorsOnly, TLSConfig when the directory
-// configures TLS for the registry (a TLSConfig set before is kept
-// otherwise) and, for an http server, Scheme; call it before the
+// It sets Mirrors and MirrorsOnly; TLSConfig, Header and DialTimeout
+// when the directory configures them for the registry (values set before
+// are kept otherwise); and, for an http server, Scheme; call it before the
 // client's first use. Relative paths in
 // hosts.toml are relative to its directory. Errors wrap
 // [ErrInvalidConfig]; no directory found is not an error.
@@ -279,6 +281,12 @@ func (c *Client) applyHostsFile(dir string, b []byte) error {
 		if cfg != nil {
 			c.TLSConfig = cfg
 		}
+		if server.ep.Header != nil {
+			c.Header = server.ep.Header
+		}
+		if server.ep.DialTimeout != 0 {
+			c.DialTimeout = server.ep.DialTimeout
+		}
 		if server.ep.Scheme == "http" {
 			c.Scheme = "http"
 		}
@@ -373,9 +381,47 @@ func parseHostEntry(dir, name string, t *tomlTable) (hostEntry, error) {
 			}
 		}
 	}
+	if err := parseHostConn(&e.ep, t); err != nil {
+		return e, err
+	}
 	var err error
 	e.tls, err = parseHostTLS(dir, t)
 	return e, err
+}
+
+// parseHostConn reads a host's header table (each value a string or an
+// array of strings) and dial_timeout (a Go duration, as "500ms").
+func parseHostConn(ep *Endpoint, t *tomlTable) error {
+	if v, ok := t.get("header"); ok {
+		ht, isTable := v.(*tomlTable)
+		if !isTable {
+			return errors.New("header: want a table of field names")
+		}
+		ep.Header = http.Header{}
+		for _, name := range ht.keys {
+			values, err := stringList(ht.vals[name], "header "+printable(name, 60))
+			if err != nil {
+				return err
+			}
+			key := http.CanonicalHeaderKey(name)
+			ep.Header[key] = append(ep.Header[key], values...)
+		}
+		if err := validateHeader(ep.Header); err != nil {
+			return fmt.Errorf("header: %v", err)
+		}
+	}
+	if v, ok := t.get("dial_timeout"); ok {
+		s, isString := v.(string)
+		if !isString {
+			return errors.New(`dial_timeout: want a duration string, as "5s"`)
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("dial_timeout %q: want a positive duration, as \"5s\"", printable(s, 40))
+		}
+		ep.DialTimeout = d
+	}
+	return nil
 }
 
 // parseHostTLS reads a host's skip_verify, ca and client keys; relative

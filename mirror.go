@@ -244,7 +244,7 @@ func (m *Mirror) client(up *upstream, repo string) *Client {
 		if rt == nil {
 			// With the dialled-address check of token realms and
 			// redirects, as a Client's own transport has.
-			rt = tunedTransport(0, dialControlFor(up.host))
+			rt = tunedTransport(0, 0, dialControlFor(up.host))
 		}
 		// One transport per upstream: its repositories share connections.
 		up.rt = &countingTransport{rt: rt, stats: &m.stats}

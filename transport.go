@@ -62,6 +62,9 @@ type transport struct {
 	rate *rateState
 	// trace is the Client's Trace.
 	trace func(RequestTrace)
+	// header is added to every request to the origin (Client.Header or
+	// Endpoint.Header); the client's own fields are set after it.
+	header http.Header
 }
 
 const (
@@ -99,12 +102,14 @@ func newTransport(c *Client, ep *Endpoint) *transport {
 	if t.maxRetryAfter == 0 {
 		t.maxRetryAfter = defaultMaxRetryAfter
 	}
-	tlsConfig := c.TLSConfig
+	tlsConfig, dialTimeout := c.TLSConfig, c.DialTimeout
+	t.header = c.Header
 	if ep != nil {
 		t.host, t.scheme, t.fallback = ep.Host, ep.Scheme, false
 		t.basicOverHTTP = false
 		t.internal = isInternalHost(hostOnly(ep.Host))
 		t.mirror, t.ns, tlsConfig = true, normalizeNS(c.Host), ep.TLSConfig
+		t.header, dialTimeout = ep.Header, ep.DialTimeout
 		if ep.Path != "" && ep.Path != "/v2" {
 			t.root = strings.TrimSuffix(ep.Path, "/")
 			if t.root == "" {
@@ -116,7 +121,7 @@ func newTransport(c *Client, ep *Endpoint) *transport {
 	t.chunks.max = c.rangeLanes()
 	rt := c.Transport
 	if rt == nil {
-		tt := tunedTransport(c.MaxConnsPerHost, t.dialControl)
+		tt := tunedTransport(c.MaxConnsPerHost, dialTimeout, t.dialControl)
 		if tlsConfig != nil {
 			tt.TLSClientConfig = tlsConfig.Clone()
 		}
@@ -134,8 +139,9 @@ func newTransport(c *Client, ep *Endpoint) *transport {
 // tunedTransport is the client's own http.Transport: a clone of
 // http.DefaultTransport keeping 64 idle connections per host, with capped
 // response headers, no transparent decompression (bytes are hashed as
-// served) and control, when not nil, run on every dialled address.
-func tunedTransport(maxConnsPerHost int, control func(network, address string) error) *http.Transport {
+// served), dialTimeout (zero: 30 s) on each connection attempt and
+// control, when not nil, run on every dialled address.
+func tunedTransport(maxConnsPerHost int, dialTimeout time.Duration, control func(network, address string) error) *http.Transport {
 	var dt *http.Transport
 	if def, ok := http.DefaultTransport.(*http.Transport); ok {
 		dt = def.Clone()
@@ -151,7 +157,10 @@ func tunedTransport(maxConnsPerHost int, control func(network, address string) e
 			ExpectContinueTimeout: time.Second,
 		}
 	}
-	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	if dialTimeout <= 0 {
+		dialTimeout = 30 * time.Second
+	}
+	dialer := &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
 	if control != nil {
 		dialer.ControlContext = func(ctx context.Context, network, address string, _ syscall.RawConn) error {
 			if !dialChecked(ctx) {
@@ -381,6 +390,11 @@ func (t *transport) sendOnce(ctx context.Context, req *request, method string, u
 		return nil, false, backoff.Permanent(fmt.Errorf("%w: %v", ErrInvalidReference, err))
 	}
 	h := hreq.Header
+	if sameOrigin {
+		for k, v := range t.header {
+			h[http.CanonicalHeaderKey(k)] = append([]string(nil), v...)
+		}
+	}
 	h["User-Agent"] = []string{t.userAgent}
 	h["Accept-Encoding"] = []string{"identity"}
 	if req.accept != "" {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -33,10 +34,21 @@ type hostView struct {
 	RootCAs       bool // a CA was added
 	SkipVerify    bool
 	ClientCerts   int
+	Header        string // canonical names, sorted: "Name=v1,v2 ..."
 }
 
 func (h hostView) String() string {
-	return fmt.Sprintf("%s pull=%v resolve=%v ca=%v skip=%v certs=%d", h.URL, h.Pull, h.Resolve, h.RootCAs, h.SkipVerify, h.ClientCerts)
+	return fmt.Sprintf("%s pull=%v resolve=%v ca=%v skip=%v certs=%d header=%q", h.URL, h.Pull, h.Resolve, h.RootCAs, h.SkipVerify, h.ClientCerts, h.Header)
+}
+
+// headerView reduces extra header fields to one comparable string.
+func headerView(h http.Header) string {
+	var fields []string
+	for k, v := range h {
+		fields = append(fields, http.CanonicalHeaderKey(k)+"="+strings.Join(v, ","))
+	}
+	sort.Strings(fields)
+	return strings.Join(fields, " ")
 }
 
 func tlsView(h *hostView, cfg *tls.Config) {
@@ -57,7 +69,8 @@ func containerdView(t *testing.T, root, host string) []hostView {
 	var out []hostView
 	for _, h := range hosts {
 		v := hostView{URL: h.Scheme + "://" + h.Host + h.Path,
-			Pull: h.Capabilities.Has(docker.HostCapabilityPull), Resolve: h.Capabilities.Has(docker.HostCapabilityResolve)}
+			Pull: h.Capabilities.Has(docker.HostCapabilityPull), Resolve: h.Capabilities.Has(docker.HostCapabilityResolve),
+			Header: headerView(h.Header)}
 		if !v.Pull && !v.Resolve {
 			continue
 		}
@@ -91,7 +104,8 @@ func ourView(t *testing.T, root, refHost string) []hostView {
 		if caps == 0 {
 			caps = registry.CapabilityPull | registry.CapabilityResolve
 		}
-		v := hostView{URL: m.String(), Pull: caps&registry.CapabilityPull != 0, Resolve: caps&registry.CapabilityResolve != 0}
+		v := hostView{URL: m.String(), Pull: caps&registry.CapabilityPull != 0, Resolve: caps&registry.CapabilityResolve != 0,
+			Header: headerView(m.Header)}
 		tlsView(&v, m.TLSConfig)
 		out = append(out, v)
 	}
@@ -100,7 +114,7 @@ func ourView(t *testing.T, root, refHost string) []hostView {
 		if scheme == "" {
 			scheme = "https"
 		}
-		v := hostView{URL: scheme + "://" + c.Host + "/v2", Pull: true, Resolve: true}
+		v := hostView{URL: scheme + "://" + c.Host + "/v2", Pull: true, Resolve: true, Header: headerView(c.Header)}
 		tlsView(&v, c.TLSConfig)
 		out = append(out, v)
 	}
@@ -181,6 +195,18 @@ capabilities = ["pull", "resolve"]
 		{name: "_default", refHost: "anything.example", hostKey: "anything.example", files: []file{{"_default", "hosts.toml", `
 [host."https://everything-mirror.example"]
   capabilities = ["pull"]
+`}}},
+		{name: "headers and dial timeouts", refHost: "hdr.example", hostKey: "hdr.example", files: []file{{"hdr.example", "hosts.toml", `
+dial_timeout = "3s"
+
+[header]
+  x-registry-token = "abc"
+
+[host."https://mirror.example"]
+  dial_timeout = "500ms"
+  [host."https://mirror.example".header]
+    X-Custom-1 = "a"
+    x-custom-2 = ["b", "c"]
 `}}},
 		{name: "docker cert files", refHost: "certs.example", hostKey: "certs.example", docker: true},
 		{name: "no directory", refHost: "plain.example", hostKey: "plain.example"},
