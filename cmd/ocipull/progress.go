@@ -38,13 +38,11 @@ type blobState struct {
 	started        time.Time
 }
 
+// isTerminal reports whether w is a terminal (not merely a character
+// device: /dev/null is one too, and "> /dev/null" must behave as a pipe).
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0 && os.Getenv("TERM") != "dumb"
+	return ok && os.Getenv("TERM") != "dumb" && isTerminalFile(f)
 }
 
 func newProgress(out io.Writer, quiet bool) *progress {
