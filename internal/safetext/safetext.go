@@ -5,6 +5,7 @@ package safetext
 
 import (
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -60,9 +61,11 @@ func unsafeRune(r rune, size int) bool {
 		return true
 	case r < 0x20 || r == 0x7f, r >= 0x80 && r <= 0x9f:
 		return true
-	case r == 0x061c, r >= 0x200b && r <= 0x200f, r >= 0x2028 && r <= 0x202e,
-		r >= 0x2060 && r <= 0x206f, r == 0xfeff, r >= 0xfff9 && r <= 0xfffb:
+	case r == 0x2028 || r == 0x2029: // line and paragraph separators
 		return true
 	}
-	return false
+	// Format characters: bidi controls, zero-width and invisible marks
+	// (U+061C, U+200B-U+200F, U+202A-U+202E, U+2060-U+206F, U+FEFF, and
+	// the rest of the category, such as U+070F or U+110BD).
+	return r >= 0xad && unicode.Is(unicode.Cf, r)
 }

@@ -9,6 +9,8 @@ func TestString(t *testing.T) {
 		{"line\nforged", "line?forged"},
 		{"c1\u009b31m", "c1?31m"},
 		{"bidi\u202eevil", "bidi?evil"},
+		{"format\u070fmark\U000110bd", "format?mark?"},
+		{"soft\u00adhyphen\u2029para", "soft?hyphen?para"},
 		{"bad\xffutf8", "bad?utf8"},
 		{"tab\there", "tab?here"},
 		{"ünïcode ok", "ünïcode ok"},
