@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"time"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -66,4 +68,46 @@ func ExampleClient_RateLimit() {
 	// Output:
 	// 0 of 1 left per 6h0m0s
 	// refused: true resets in about 6h0m0s
+}
+
+// Configure mirrors, certificates and extra headers from a containerd
+// certs.d tree (/etc/containerd/certs.d and Docker's certs.d when no
+// directory is named).
+func ExampleClient_LoadHostsDir() {
+	mem := oci.NewMemory()
+	config := mem.Add(v1.MediaTypeImageConfig, []byte(`{"architecture":"amd64","os":"linux"}`))
+	img, _ := mem.NewImage(v1.Manifest{Config: config})
+	mirror := registry.NewServer()
+	mirror.AddRef("example/app", "v1", img)
+	mi := httptest.NewServer(mirror)
+	defer mi.Close()
+
+	// certs.d/registry.example/hosts.toml: the mirror first, then the
+	// registry (which this example never needs).
+	root, _ := os.MkdirTemp("", "certs.d")
+	defer os.RemoveAll(root)
+	os.MkdirAll(filepath.Join(root, "registry.example"), 0o755)
+	os.WriteFile(filepath.Join(root, "registry.example", "hosts.toml"), []byte(`
+server = "https://registry.example"
+
+[host."`+mi.URL+`"]
+  capabilities = ["pull", "resolve"]
+  dial_timeout = "2s"
+  [host."`+mi.URL+`".header]
+    X-Team = "build"
+`), 0o644)
+
+	c := &registry.Client{Host: "registry.example", Repository: "example/app"}
+	if err := c.LoadHostsDir(root); err != nil {
+		panic(err)
+	}
+	fmt.Println(len(c.Mirrors), c.Mirrors[0].DialTimeout, c.Mirrors[0].Header.Get("X-Team"), c.MirrorsOnly)
+	got, err := c.Read(context.Background(), "v1") // from the mirror
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(got.Digest() == img.Digest())
+	// Output:
+	// 1 2s build false
+	// true
 }
