@@ -552,7 +552,14 @@ func TestSignalEndsTheProcess(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond)
+	// Signal once the pull is under way (a blob request has arrived, so
+	// the handler is installed), however slowly the process started.
+	for deadline := time.Now().Add(time.Minute); f.inj.RequestsTo("/blobs/") == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("the pull never reached a blob: %s", errb.String())
+		}
+	}
 	cmd.Process.Signal(os.Interrupt)
 	err := cmd.Wait()
 	var ee *exec.ExitError
