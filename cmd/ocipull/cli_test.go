@@ -695,3 +695,39 @@ func TestTerminalJSON(t *testing.T) {
 		t.Errorf("not the same JSON: %v %q", err, v["a"])
 	}
 }
+
+// --username is the registry's: a mirror that asks for credentials gets
+// none of them, falls through, and the registry gets them.
+func TestUsernameNotSentToMirror(t *testing.T) {
+	f := newFixture(t, &registry.ServerAuth{Basic: true, Users: map[string]registry.ServerUser{"u": {Password: "p", Repositories: []string{"*"}}}})
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	srv := registry.NewServer()
+	srv.Auth = &registry.ServerAuth{Basic: true, Users: map[string]registry.ServerUser{"m": {Password: "mp", Repositories: []string{"*"}}}}
+	srv.AddRef("app/x", "v1", f.idx)
+	var mu sync.Mutex
+	var auths []string
+	mirror := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		auths = append(auths, r.Header.Get("Authorization"))
+		mu.Unlock()
+		srv.ServeHTTP(w, r)
+	}))
+	t.Cleanup(mirror.Close)
+	code, _, errs := runCmd(t, "p\n", "pull", "-q", "-u", "u", "--password-stdin", "--mirror", mirror.URL, f.host+"/app/x:v1", t.TempDir())
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(auths) == 0 {
+		t.Fatal("the mirror was not asked")
+	}
+	for _, a := range auths {
+		if a != "" {
+			t.Errorf("the mirror got Authorization %q; --username is for the registry", a)
+		}
+	}
+	if f.inj.RequestsTo("/manifests/") == 0 {
+		t.Error("the registry was not asked after the mirror refused")
+	}
+}

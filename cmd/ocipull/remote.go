@@ -34,7 +34,7 @@ const defaultMetadataTimeout = 2 * time.Minute
 func addRemoteFlags(f *flags) *remoteFlags {
 	return &remoteFlags{
 		plainHTTP:     f.Bool("plain-http", "", "use plain HTTP, credentials included (loopback hosts fall back to it when they do not speak TLS)"),
-		username:      f.String("username", "u", "", "the `USER` to log in as (default: Docker's config.json)"),
+		username:      f.String("username", "u", "", "the `USER` to log in to the registry as (default: Docker's config.json; mirrors never get it)"),
 		passwordStdin: f.Bool("password-stdin", "", "read the password from standard input"),
 		timeout:       f.Duration("timeout", "", defaultMetadataTimeout, "give up on manifests, tags and the catalog after this long, retries included (0: no limit)"),
 		mirrors:       f.List("mirror", "", "try this mirror (`URL`, as https://mirror.example[:port][/prefix]) before the registry (repeatable)"),
@@ -75,6 +75,12 @@ func (r *remoteFlags) client(ref registry.Reference, e *env) (*registry.Client, 
 	if err != nil {
 		return nil, err
 	}
+	if *r.username != "" {
+		// --username is for the reference's registry: a mirror (or any
+		// other host) gets Docker's config.json entry for itself, never
+		// this password.
+		creds = onlyFor(c.Host, creds, registry.DockerConfig(""))
+	}
 	c.Credentials = creds
 	roots := registry.DefaultHostsDirs()
 	if *r.certDir != "" {
@@ -99,6 +105,17 @@ func (r *remoteFlags) client(ref registry.Reference, e *env) (*registry.Client, 
 	e.observe(c)
 	e.clients = append(e.clients, c)
 	return c, nil
+}
+
+// onlyFor supplies creds for host and other's credentials for every
+// other host.
+func onlyFor(host string, creds, other registry.CredentialSource) registry.CredentialSource {
+	return registry.CredentialFunc(func(ctx context.Context, h string) (registry.Credential, error) {
+		if h == host {
+			return creds.Credential(ctx, h)
+		}
+		return other.Credential(ctx, h)
+	})
 }
 
 // applyTLS adds --ca-file and --insecure to the registry's and the
