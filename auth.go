@@ -52,19 +52,27 @@ func (f CredentialFunc) Credential(ctx context.Context, host string) (Credential
 }
 
 // StaticCredentials is a [CredentialSource] that supplies the same username
-// and password for every host.
+// and password for the Client's registry (and the token realms it names),
+// whatever its host. [Client.Mirrors] never get them: a mirror that needs
+// a login needs a source that answers for its host ([DockerConfig] or a
+// [CredentialFunc]).
 func StaticCredentials(username, password string) CredentialSource {
-	return CredentialFunc(func(context.Context, string) (Credential, error) {
-		return Credential{Username: username, Password: password}, nil
-	})
+	return registryCredentials{Credential{Username: username, Password: password}}
 }
 
 // IdentityToken is a [CredentialSource] that supplies an OAuth2 refresh
-// token (as "docker login" stores it) for every host.
+// token (as "docker login" stores it) for the Client's registry; like
+// [StaticCredentials], never for its mirrors.
 func IdentityToken(token string) CredentialSource {
-	return CredentialFunc(func(context.Context, string) (Credential, error) {
-		return Credential{IdentityToken: token}, nil
-	})
+	return registryCredentials{Credential{IdentityToken: token}}
+}
+
+// registryCredentials answers for any host it is asked about, so only the
+// registry's transport asks it (see newTransport).
+type registryCredentials struct{ cred Credential }
+
+func (r registryCredentials) Credential(context.Context, string) (Credential, error) {
+	return r.cred, nil
 }
 
 // Limits and margins of the token exchange.

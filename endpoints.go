@@ -33,7 +33,8 @@ const (
 // registry (Client.Host; "docker.io" for Docker Hub), so that one mirror
 // can serve several registries. Credentials are looked up with the
 // endpoint's own host: registry credentials never reach a mirror unless
-// the CredentialSource returns them for the mirror's host.
+// the CredentialSource returns them for the mirror's host
+// ([StaticCredentials] and [IdentityToken] never do).
 type Endpoint struct {
 	// Scheme is "https" or "http". If empty, "https".
 	Scheme string

@@ -396,3 +396,27 @@ func TestMirrorOverridePathFromHostsTOML(t *testing.T) {
 		t.Errorf("mirror saw %d requests under /custom/api/team/app/, want 6: %v", n, ms.mirSeen.all())
 	}
 }
+
+// StaticCredentials are the registry's: a mirror that asks for a login
+// gets nothing from them and is passed over.
+func TestStaticCredentialsStayWithTheRegistry(t *testing.T) {
+	for _, basic := range []bool{false, true} {
+		ms := newMirrorSetup(t, nil)
+		ms.registrySrv.Auth = &registry.ServerAuth{Basic: basic, Users: map[string]registry.ServerUser{"alice": {Password: "s3cret", Repositories: []string{"*"}}}}
+		ms.mirrorSv.Auth = &registry.ServerAuth{Basic: basic, Users: map[string]registry.ServerUser{"alice": {Password: "s3cret", Repositories: []string{"*"}}}}
+		c := ms.client(registry.Endpoint{Scheme: "http", Host: ms.mirrorHost})
+		c.Credentials = registry.StaticCredentials("alice", "s3cret")
+		if _, err := pullVerified(t, c, "v1"); err != nil {
+			t.Fatal(err)
+		}
+		secret := base64.StdEncoding.EncodeToString([]byte("alice:s3cret"))
+		for _, r := range ms.mirSeen.all() {
+			if strings.Contains(r.auth, secret) {
+				t.Errorf("basic=%v: mirror request %s %s carried StaticCredentials", basic, r.method, r.path)
+			}
+		}
+		if ms.mirSeen.count("/") == 0 || ms.regSeen.count("/manifests/") == 0 {
+			t.Errorf("basic=%v: mirror saw %d requests, registry %d manifest requests; want both asked", basic, ms.mirSeen.count("/"), ms.regSeen.count("/manifests/"))
+		}
+	}
+}

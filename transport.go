@@ -110,6 +110,9 @@ func newTransport(c *Client, ep *Endpoint) *transport {
 		t.internal = isInternalHost(hostOnly(ep.Host))
 		t.mirror, t.ns, tlsConfig = true, normalizeNS(c.Host), ep.TLSConfig
 		t.header, dialTimeout = ep.Header, ep.DialTimeout
+		if _, forRegistry := c.Credentials.(registryCredentials); forRegistry {
+			t.creds = nil // StaticCredentials and IdentityToken are the registry's
+		}
 		if ep.Path != "" && ep.Path != "/v2" {
 			t.root = strings.TrimSuffix(ep.Path, "/")
 			if t.root == "" {
