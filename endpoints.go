@@ -134,23 +134,8 @@ func (e Endpoint) can(c Capability) bool {
 // validateEndpoints checks the Client's mirrors and TLS fields.
 func (c *Client) validateEndpoints() error {
 	for i, m := range c.Mirrors {
-		if s := m.Scheme; s != "" && s != "https" && s != "http" {
-			return fmt.Errorf("%w: Mirrors[%d]: scheme %q: want https or http", ErrInvalidReference, i, printable(s, 20))
-		}
-		if err := validateHost(m.Host); err != nil {
+		if err := m.validate(c.Transport != nil); err != nil {
 			return fmt.Errorf("Mirrors[%d]: %w", i, err)
-		}
-		if m.Path != "" && (!strings.HasPrefix(m.Path, "/") || strings.ContainsAny(m.Path, "?#")) {
-			return fmt.Errorf("%w: Mirrors[%d]: path %q: want an absolute path", ErrInvalidReference, i, printable(m.Path, 80))
-		}
-		if m.TLSConfig != nil && c.Transport != nil {
-			return fmt.Errorf("registry: Mirrors[%d].TLSConfig is set with Client.Transport: configure TLS in the Transport instead", i)
-		}
-		if m.DialTimeout != 0 && c.Transport != nil {
-			return fmt.Errorf("registry: Mirrors[%d].DialTimeout is set with Client.Transport: configure dialing in the Transport instead", i)
-		}
-		if err := validateHeader(m.Header); err != nil {
-			return fmt.Errorf("%w: Mirrors[%d].Header: %v", ErrInvalidReference, i, err)
 		}
 	}
 	if c.TLSConfig != nil && c.Transport != nil {
@@ -164,6 +149,30 @@ func (c *Client) validateEndpoints() error {
 	}
 	if c.MirrorsOnly && len(c.Mirrors) == 0 {
 		return fmt.Errorf("registry: Client.MirrorsOnly is set without Mirrors: there is nowhere to pull from")
+	}
+	return nil
+}
+
+// validate checks one mirror's fields; ownTransport says the Client has
+// a caller's Transport, which its TLS and dial settings cannot reach.
+func (m Endpoint) validate(ownTransport bool) error {
+	if s := m.Scheme; s != "" && s != "https" && s != "http" {
+		return fmt.Errorf("%w: scheme %q: want https or http", ErrInvalidReference, printable(s, 20))
+	}
+	if err := validateHost(m.Host); err != nil {
+		return err
+	}
+	if m.Path != "" && (!strings.HasPrefix(m.Path, "/") || strings.ContainsAny(m.Path, "?#")) {
+		return fmt.Errorf("%w: path %q: want an absolute path", ErrInvalidReference, printable(m.Path, 80))
+	}
+	if m.TLSConfig != nil && ownTransport {
+		return errors.New("TLSConfig is set with Client.Transport: configure TLS in the Transport instead")
+	}
+	if m.DialTimeout != 0 && ownTransport {
+		return errors.New("DialTimeout is set with Client.Transport: configure dialing in the Transport instead")
+	}
+	if err := validateHeader(m.Header); err != nil {
+		return fmt.Errorf("%w: Header: %v", ErrInvalidReference, err)
 	}
 	return nil
 }
