@@ -103,9 +103,10 @@ func (f *rangedFixture) bounded() int {
 	return n
 }
 
-// On a capped link the blob comes over several bounded ranges, in order
-// and verified, several times faster than one stream; on an uncapped one
-// it stays one stream.
+// On a capped link the blob comes over several bounded ranges in flight
+// at once, in order and verified; on an uncapped one it stays one stream.
+// (How much faster that is lives in BenchmarkCappedLink, not here: a
+// timed assertion fails on a busy machine.)
 func TestRangedFetchOnCappedLink(t *testing.T) {
 	const size, rate = 4 << 20, 8 << 20 // 8 MB/s per connection: 0.5 s for one stream
 	f := newRangedFixture(t, size, rate)
@@ -121,8 +122,8 @@ func TestRangedFetchOnCappedLink(t *testing.T) {
 	if f.bounded() < 4 {
 		t.Errorf("%d bounded range requests, want the blob in chunks", f.bounded())
 	}
-	if parallel*2 > single {
-		t.Errorf("ranged fetch took %v, one stream %v: want at least 2x faster", parallel, single)
+	if p := f.peak.Load(); p < 3 {
+		t.Errorf("at most %d requests in flight, want several ranges at once", p)
 	}
 	// At most 8 ranges transferring and 2 waiting for a buffer, plus the
 	// single stream the client closed at the boundary, which the server
@@ -131,8 +132,12 @@ func TestRangedFetchOnCappedLink(t *testing.T) {
 		t.Errorf("%d requests in flight, want at most %d", p, 8+preopened+1)
 	}
 	// Uncapped: one stream only.
+	// The threshold is low (2 MB/s) so that an unthrottled loopback
+	// stream is fast however busy the machine running the test is.
 	fast := newRangedFixture(t, size, 1<<40)
-	if _, err := fast.pull(fast.client(t, 8, 0)); err != nil {
+	fc := fast.client(t, 8, 0)
+	fc.init().ranged.fast = 2 << 20
+	if _, err := fast.pull(fc); err != nil {
 		t.Fatal(err)
 	}
 	if n := fast.bounded(); n != 0 {
