@@ -398,7 +398,7 @@ func TestServeTLS(t *testing.T) {
 		done <- run(ctx, []string{"serve", "--addr", addr, "--tls-cert", certFile, "--tls-key", keyFile, "--repo", "served/app", dir}, nil, &out, &errb)
 	}()
 	for start := time.Now(); !strings.Contains(out.String(), "https://"+addr); time.Sleep(10 * time.Millisecond) {
-		if time.Since(start) > 5*time.Second {
+		if time.Since(start) > 30*time.Second {
 			t.Fatalf("serve did not start: %s %s", out.String(), errb.String())
 		}
 	}
