@@ -100,9 +100,9 @@ func startCounted(t *testing.T, h http.Handler) (*httptest.Server, *connCounter)
 	return ts, cc
 }
 
-// waitFor polls cond for up to 3 s.
+// waitFor polls cond for up to 15 s (a busy runner is slow to close).
 func waitFor(cond func() bool) bool {
-	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		if cond() {
 			return true
 		}

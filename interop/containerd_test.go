@@ -87,7 +87,7 @@ func TestContainerdThroughMirror(t *testing.T) {
 	// The mirror logs a request once its handler returns, which may be
 	// just after the client has read the last byte.
 	sawLayer := false
-	for deadline := time.Now().Add(5 * time.Second); !sawLayer && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); !sawLayer && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		mu.Lock()
 		for _, l := range lines {
 			sawLayer = sawLayer || strings.Contains(l, string(layer.Digest))
