@@ -19,7 +19,10 @@ type RequestTrace struct {
 	// Bytes is how much of the body was read.
 	Bytes    int64
 	Duration time.Duration
-	Err      error
+	// Err is why the request got no response (a refused connection, a
+	// TLS failure, a stall), without the method and URL, which are the
+	// fields above; nil when there was a response.
+	Err error
 }
 
 // tracedBody counts a body's bytes and reports the request once, when it

@@ -508,11 +508,11 @@ func (t *transport) sendWatched(parent context.Context, req *http.Request, wd *w
 		if fired {
 			err = fmt.Errorf("no response headers for %s: %w", wd.d, ErrStalled)
 		}
-		err = networkError(parent, req, err)
 		if t.trace != nil {
-			t.trace(RequestTrace{Method: req.Method, URL: redactURL(req.URL), Duration: time.Since(start), Err: unwrapPermanent(err)})
+			// The cause alone: Method and URL are fields of their own.
+			t.trace(RequestTrace{Method: req.Method, URL: redactURL(req.URL), Duration: time.Since(start), Err: stripURLError(err)})
 		}
-		return nil, err
+		return nil, networkError(parent, req, err)
 	}
 	t.rate.observe(resp, t.host)
 	if t.trace != nil {

@@ -463,6 +463,11 @@ func TestVerboseRetriesAndRequests(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, "retrying in") || !strings.Contains(errs, "connection refused") {
 		t.Errorf("closed port: exit %d %s", code, errs)
 	}
+	for _, line := range strings.Split(errs, "\n") {
+		if strings.Count(line, "/manifests/v1") > 1 {
+			t.Errorf("a line names the request twice: %q", line)
+		}
+	}
 }
 
 func TestRateLimitAllowanceAndError(t *testing.T) {
