@@ -421,6 +421,9 @@ func (t *transport) newTokenRequest(ctx context.Context, method, realm, service,
 	if err != nil {
 		return nil, backoff.Permanent(err)
 	}
+	if t.isOrigin(u) {
+		t.addHeader(req.Header) // a realm on the endpoint's own origin
+	}
 	req.Header.Set("User-Agent", t.userAgent)
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("Accept-Encoding", "identity")

@@ -140,10 +140,12 @@ type Client struct {
 	// Docker's and containerd's certificate directories.
 	TLSConfig *tls.Config
 
-	// Header is added to every request to the registry's own origin (not
-	// to token realms, redirect targets or mirrors, which have their own
-	// [Endpoint.Header]); the client's own headers (Accept, Range,
-	// User-Agent, Authorization when it authenticates) win.
+	// Header is added to every request to the registry's own origin
+	// (scheme, host and port), token requests to a realm there included;
+	// never to another origin (a realm elsewhere, a redirect target, a
+	// mirror, which has its own [Endpoint.Header]). The client's own
+	// headers (Accept, Range, User-Agent, Authorization when it
+	// authenticates) win.
 	Header http.Header
 
 	// DialTimeout bounds each connection attempt of the client's own

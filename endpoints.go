@@ -50,9 +50,10 @@ type Endpoint struct {
 	// a client certificate). The registry's Client.TLSConfig never
 	// applies to a mirror.
 	TLSConfig *tls.Config
-	// Header is added to every request to this endpoint (not to token
-	// realms or redirect targets); the client's own headers (Accept,
-	// Range, User-Agent, Authorization when it authenticates) win.
+	// Header is added to every request to this endpoint's origin, token
+	// requests to a realm there included; never to another origin (a
+	// realm elsewhere, a redirect target). The client's own headers
+	// (Accept, Range, User-Agent, Authorization when it authenticates) win.
 	Header http.Header
 	// DialTimeout bounds each connection attempt to this endpoint, so a
 	// mirror that drops packets falls through sooner. Zero means 30 s.

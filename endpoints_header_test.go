@@ -22,11 +22,15 @@ type headerLog struct {
 
 func (l *headerLog) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		l.mu.Lock()
-		l.reqs = append(l.reqs, r.Header.Clone())
-		l.mu.Unlock()
+		l.add(r)
 		next.ServeHTTP(w, r)
 	})
+}
+
+func (l *headerLog) add(r *http.Request) {
+	l.mu.Lock()
+	l.reqs = append(l.reqs, r.Header.Clone())
+	l.mu.Unlock()
 }
 
 func (l *headerLog) all() []http.Header {
@@ -154,4 +158,56 @@ func TestEndpointSettingsValidated(t *testing.T) {
 			t.Errorf("%q: got %v, want ErrInvalidConfig", bad, err)
 		}
 	}
+}
+
+// A realm on the registry's own origin gets Client.Header with the token
+// request (a gateway in front of the whole host needs it there too); a
+// realm on another origin does not.
+func TestClientHeaderAndTokenRealms(t *testing.T) {
+	for _, realmElsewhere := range []bool{false, true} {
+		ms := newMirrorSetup(t, nil)
+		ms.registrySrv.Auth = &registry.ServerAuth{Anonymous: []string{"*"}}
+		realmLog := &headerLog{}
+		realm := serve(t, realmLog.wrap(ms.registrySrv)) // the same token service, another origin
+		ms.registry.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("X-Gate") != "open" {
+				http.Error(w, "the gateway wants X-Gate", http.StatusForbidden)
+				return
+			}
+			if strings.HasPrefix(r.URL.Path, "/token") {
+				realmLog.add(r)
+			}
+			if realmElsewhere {
+				w = realmRewriter{w, "http://" + ms.regHost, realm.URL}
+			}
+			ms.registrySrv.ServeHTTP(w, r)
+		})
+		c := ms.client()
+		c.Header = http.Header{"X-Gate": {"open"}}
+		if _, err := pullVerified(t, c, "v1"); err != nil {
+			t.Fatalf("realm elsewhere %v: %v", realmElsewhere, err)
+		}
+		tokens := realmLog.all()
+		if len(tokens) == 0 {
+			t.Fatalf("realm elsewhere %v: no token request", realmElsewhere)
+		}
+		for _, h := range tokens {
+			if got := h.Get("X-Gate"); (got == "open") == realmElsewhere {
+				t.Errorf("realm elsewhere %v: token request X-Gate %q", realmElsewhere, got)
+			}
+		}
+	}
+}
+
+// realmRewriter moves a challenge's realm from one origin to another.
+type realmRewriter struct {
+	http.ResponseWriter
+	from, to string
+}
+
+func (rw realmRewriter) WriteHeader(code int) {
+	if v := rw.Header().Get("Www-Authenticate"); v != "" {
+		rw.Header().Set("Www-Authenticate", strings.Replace(v, rw.from, rw.to, 1))
+	}
+	rw.ResponseWriter.WriteHeader(code)
 }

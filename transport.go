@@ -394,9 +394,7 @@ func (t *transport) sendOnce(ctx context.Context, req *request, method string, u
 	}
 	h := hreq.Header
 	if sameOrigin {
-		for k, v := range t.header {
-			h[http.CanonicalHeaderKey(k)] = append([]string(nil), v...)
-		}
+		t.addHeader(h)
 	}
 	h["User-Agent"] = []string{t.userAgent}
 	h["Accept-Encoding"] = []string{"identity"}
@@ -414,6 +412,14 @@ func (t *transport) sendOnce(ctx context.Context, req *request, method string, u
 	}
 	resp, err := t.sendWatched(ctx, hreq, wd)
 	return resp, sameOrigin, err
+}
+
+// addHeader copies the configured extra header fields (Client.Header or
+// Endpoint.Header) into h, before the client sets its own.
+func (t *transport) addHeader(h http.Header) {
+	for k, v := range t.header {
+		h[http.CanonicalHeaderKey(k)] = append([]string(nil), v...)
+	}
 }
 
 // isOrigin reports whether u is on the registry's origin as the transport
