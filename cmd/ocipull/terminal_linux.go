@@ -1,24 +1,6 @@
 package main
 
-import (
-	"os"
-	"syscall"
-	"unsafe"
-)
+import "syscall"
 
-// isTerminalFile asks the kernel for f's terminal attributes, which only
-// a terminal has.
-func isTerminalFile(f *os.File) bool {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return false
-	}
-	var t syscall.Termios
-	var errno syscall.Errno
-	if err := rc.Control(func(fd uintptr) {
-		_, _, errno = syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TCGETS, uintptr(unsafe.Pointer(&t)))
-	}); err != nil {
-		return false
-	}
-	return errno == 0
-}
+// getTermios is the ioctl that reads a terminal's attributes.
+const getTermios = syscall.TCGETS
