@@ -60,6 +60,9 @@ func (s clientSource) BlobAt(ctx context.Context, desc v1.Descriptor, offset int
 	}
 	var rc io.ReadCloser
 	err := s.c.onEndpoints(ctx, CapabilityPull, func(t *transport) error {
+		if t.mirror && t.wasBad(desc.Digest) {
+			return fmt.Errorf("blob %s: mirror %s served bytes that did not verify before: %w", desc.Digest, t.host, oci.ErrDigestMismatch)
+		}
 		var err error
 		rc, err = s.openOn(ctx, t, desc, offset)
 		return err
@@ -340,6 +343,10 @@ func (r *blobStream) finish() {
 }
 
 // Close releases the connection.
+// VerifyFailed is oci.VerifyReader telling the stream that its bytes did
+// not verify: a mirror that served them is passed over for this blob.
+func (r *blobStream) VerifyFailed() { r.t.servedBad(r.desc.Digest) }
+
 func (r *blobStream) Close() error {
 	if r.body != nil {
 		r.body.Close()

@@ -123,7 +123,9 @@ type Client struct {
 	// registry last; the error of the last endpoint names the earlier
 	// failures. A blob stream stays on the endpoint that opened it: a
 	// mirror that breaks mid-stream is resumed, and one that serves wrong
-	// bytes fails the read (every byte is verified). Listings (tags,
+	// bytes fails the read (every byte is verified; the bytes were
+	// delivered) and is passed over for that blob from then on, so a
+	// second read, as [oci.Layout.Write] makes, gets it elsewhere. Listings (tags,
 	// catalog) and referrers go to the registry, or with MirrorsOnly to
 	// the first mirror with CapabilityResolve.
 	Mirrors []Endpoint

@@ -420,3 +420,48 @@ func TestStaticCredentialsStayWithTheRegistry(t *testing.T) {
 		}
 	}
 }
+
+// A mirror that serves wrong bytes for a blob fails that read (the bytes
+// were already delivered) and is passed over for the blob afterwards;
+// Layout.Write fetches a blob that did not verify once more, so a pull
+// through such a mirror succeeds, the registry serving that one blob.
+func TestMirrorWrongBlobBytesPassedOver(t *testing.T) {
+	ms := newMirrorSetup(t, nil)
+	bad := ms.img.Layers()[1]
+	ms.mirrorFaults.Add(faults.Rule{Path: "/blobs/" + string(bad.Digest), Fault: faults.Corrupt()})
+	ctx := context.Background()
+
+	c := ms.client(registry.Endpoint{Scheme: "http", Host: ms.mirrorHost})
+	ref, err := c.Read(ctx, "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := ref.(*oci.Image)
+	if _, err := img.ReadBlob(ctx, bad, 1<<20); !errors.Is(err, oci.ErrDigestMismatch) {
+		t.Fatalf("first read through the lying mirror: got %v, want ErrDigestMismatch", err)
+	}
+	if _, err := img.ReadBlob(ctx, bad, 1<<20); err != nil {
+		t.Fatalf("second read: %v, want the registry's bytes", err)
+	}
+	if n := ms.mirSeen.count(string(bad.Digest)); n != 1 {
+		t.Errorf("mirror asked %d times for the blob it garbled, want 1", n)
+	}
+
+	// A fresh client, through Layout.Write: one pull, no error.
+	ms.regSeen.reqs, ms.mirSeen.reqs = nil, nil
+	c = ms.client(registry.Endpoint{Scheme: "http", Host: ms.mirrorHost})
+	ref, err = c.Read(ctx, "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := oci.CreateLayout(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Write(ctx, "v1", ref, nil); err != nil {
+		t.Fatalf("pull through a mirror that garbles a blob: %v (bad %s; mirror %v, registry %v)", err, bad.Digest, ms.mirSeen.all(), ms.regSeen.all())
+	}
+	if n := ms.regSeen.count("/"); n != 1 || ms.regSeen.count(string(bad.Digest)) != 1 {
+		t.Errorf("registry saw %v, want only the blob the mirror garbled", ms.regSeen.all())
+	}
+}

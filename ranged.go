@@ -313,6 +313,10 @@ func (r *rangedStream) fallBack(p []byte) (int, error) {
 }
 
 // Close releases the connections; chunks in flight are cancelled.
+// VerifyFailed is oci.VerifyReader telling the stream that its bytes did
+// not verify (see blobStream.VerifyFailed).
+func (r *rangedStream) VerifyFailed() { r.t.servedBad(r.desc.Digest) }
+
 func (r *rangedStream) Close() error {
 	r.cancel()
 	if r.first != nil {

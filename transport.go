@@ -11,12 +11,14 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/ocipull/registry/oci"
+	"github.com/opencontainers/go-digest"
 )
 
 // transport is the one HTTP layer under a Client: the http.Client, the
@@ -65,6 +67,23 @@ type transport struct {
 	// header is added to every request to the origin (Client.Header or
 	// Endpoint.Header); the client's own fields are set after it.
 	header http.Header
+	// badBlobs are the digests whose bytes from this mirror did not
+	// verify: later opens of them skip it.
+	badBlobs sync.Map // digest.Digest → struct{}
+}
+
+// servedBad records that this mirror served bytes for d that did not
+// verify (the registry itself is never passed over).
+func (t *transport) servedBad(d digest.Digest) {
+	if t.mirror {
+		t.badBlobs.Store(d, struct{}{})
+	}
+}
+
+// wasBad reports whether this mirror served bad bytes for d before.
+func (t *transport) wasBad(d digest.Digest) bool {
+	_, bad := t.badBlobs.Load(d)
+	return bad
 }
 
 const (

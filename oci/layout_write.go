@@ -71,7 +71,10 @@ type BlobProgress struct {
 // renamed into place, content already present and verified is skipped, and
 // blobs are fetched in parallel ([WriteOptions.Jobs]). A download that
 // fails part-way leaves blobs/<alg>/<encoded>.partial; when the source is a
-// [RangeSource] the next Write continues from it, verifying the whole.
+// [RangeSource] the next Write continues from it, verifying the whole. A
+// blob whose content does not verify (a bad partial file, bytes garbled on
+// the way, a mirror's wrong copy) is dropped and fetched once more from
+// the start; a second failure is the error.
 // Manifests are written after everything they name, and index.json last,
 // so an interrupted Write never leaves index.json naming missing content.
 // index.json and manifests are fsynced (on most filesystems that also
@@ -143,7 +146,7 @@ func (l *Layout) Write(ctx context.Context, tag string, ref Ref, opts *WriteOpti
 		go func() {
 			defer wg.Done()
 			for j := range next {
-				if err := l.writeBlob(ctx, j.src, j.desc, opts.Progress, landOptions{pipelines: pipelines}); err != nil {
+				if err := l.writeBlob(ctx, j.src, j.desc, opts.Progress, landOptions{pipelines: pipelines, again: true}); err != nil {
 					errOnce.Do(func() { firstErr = err; cancel() })
 				}
 			}
@@ -284,6 +287,9 @@ func (l *Layout) writeContent(desc v1.Descriptor, b []byte) error {
 type landOptions struct {
 	pipelines chan struct{}
 	buffered  bool
+	// again fetches content that did not verify once more (Layout.Write;
+	// not WriteBlob, whose readers follow the one landing's partial file).
+	again bool
 }
 
 func (l *Layout) writeBlob(ctx context.Context, src Source, desc v1.Descriptor, progress func(BlobProgress), lo landOptions) error {
@@ -308,12 +314,27 @@ func (l *Layout) writeBlob(ctx context.Context, src Source, desc v1.Descriptor, 
 		report(BlobProgress{Complete: desc.Size, Done: true, Skipped: true})
 		return nil
 	}
-	partial := path + ".partial"
 	unlock, err := l.lockBlob(ctx, desc.Digest)
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	err = l.landBlob(ctx, src, desc, report, lo)
+	if lo.again && (errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrSizeMismatch)) && ctx.Err() == nil {
+		// Content that did not verify was dropped. Fetch it once more:
+		// a bit flipped on the way is not fatal, and a registry Client
+		// passes over a mirror that served such bytes.
+		err = l.landBlob(ctx, src, desc, report, lo)
+	}
+	return err
+}
+
+// landBlob downloads desc into its partial file (resuming it), verifies
+// it and renames it into place; the caller holds the blob's lock. Content
+// that does not verify is removed, so that a second call starts afresh.
+func (l *Layout) landBlob(ctx context.Context, src Source, desc v1.Descriptor, report func(BlobProgress), lo landOptions) error {
+	path := l.BlobPath(desc.Digest)
+	partial := path + ".partial"
 	f, landed, err := l.openPartial(ctx, partial, path, desc, func() { report(BlobProgress{Waiting: true}) })
 	if err != nil {
 		return err
@@ -384,16 +405,32 @@ func resumeDownload(ctx context.Context, src Source, desc v1.Descriptor, land *l
 	}
 	land.skip = offset
 	land.report(BlobProgress{Complete: offset, Resumed: offset > 0})
-	stream := struct {
-		io.Reader
-		io.Closer
-	}{io.MultiReader(io.NewSectionReader(f, 0, offset), remote), remote}
+	stream := &resumedStream{io.MultiReader(io.NewSectionReader(f, 0, offset), remote), remote, offset}
 	vr, err := NewVerifyReader(stream, desc)
 	if err != nil {
 		remote.Close()
 		return nil, err
 	}
 	return vr, nil
+}
+
+// resumedStream is a partial file's prefix followed by the source's
+// stream for the rest.
+type resumedStream struct {
+	io.Reader
+	remote io.ReadCloser
+	prefix int64 // bytes from the partial file
+}
+
+func (s *resumedStream) Close() error { return s.remote.Close() }
+
+// VerifyFailed passes VerifyReader's news on to the source's stream (see
+// VerifyReader) when all the bytes came from it: with a prefix from disk,
+// the fault may be the disk's.
+func (s *resumedStream) VerifyFailed() {
+	if r, ok := s.remote.(interface{ VerifyFailed() }); ok && s.prefix == 0 {
+		r.VerifyFailed()
+	}
 }
 
 // landVerified writes vr's verified content through land: pipelined for

@@ -115,6 +115,10 @@ func ValidateDescriptor(d v1.Descriptor) error {
 //
 // VerifyReader implements [io.WriterTo] with a 1 MiB buffer, so io.Copy from
 // it runs at the speed of the network and the hash, not of a 32 KiB buffer.
+//
+// A stream that has a VerifyFailed() method is told when its bytes hash to
+// another digest (a registry Client passes over the mirror that served
+// them from then on).
 type VerifyReader struct {
 	r    io.Reader
 	c    io.Closer
@@ -195,6 +199,9 @@ func (v *VerifyReader) finish() error {
 	got := digest.NewDigestFromBytes(v.desc.Digest.Algorithm(), v.h.Sum(nil))
 	if got != v.desc.Digest {
 		v.err = fmt.Errorf("blob %s: %w: content hashes to %s", v.desc.Digest, ErrDigestMismatch, got)
+		if s, ok := v.c.(interface{ VerifyFailed() }); ok {
+			s.VerifyFailed()
+		}
 		return v.err
 	}
 	v.err = io.EOF

@@ -736,3 +736,35 @@ func TestUsernameNotSentToMirror(t *testing.T) {
 		t.Error("the registry was not asked after the mirror refused")
 	}
 }
+
+// A --mirror that garbles one blob does not fail the pull: the blob is
+// fetched once more, from the registry.
+func TestPullThroughMirrorWithABadCopy(t *testing.T) {
+	f := newFixture(t, nil)
+	srv := registry.NewServer()
+	srv.AddRef("app/x", "v1", f.idx)
+	img, err := oci.ImageForPlatform(context.Background(), f.idx, v1.Platform{OS: "linux", Architecture: "amd64"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := img.Layers()[0]
+	inj := &faults.Injector{Next: srv}
+	inj.Add(faults.Rule{Path: "/blobs/" + string(bad.Digest), Fault: faults.Corrupt()})
+	mirror := httptest.NewServer(inj)
+	t.Cleanup(mirror.Close)
+	f.inj.Reset()
+	dir := t.TempDir()
+	code, _, errs := runCmd(t, "", "pull", "-q", "-p", "linux/amd64", "--mirror", mirror.URL, f.host+"/app/x:v1", dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if n, m := f.inj.Requests(), f.inj.RequestsTo(string(bad.Digest)); n != 1 || m != 1 {
+		t.Errorf("registry saw %d requests, %d for the garbled blob; want just that blob", n, m)
+	}
+	if inj.RequestsTo(string(bad.Digest)) != 1 {
+		t.Errorf("the mirror was asked %d times for the blob it garbled, want 1", inj.RequestsTo(string(bad.Digest)))
+	}
+	if code, _, errs := runCmd(t, "", "pull", "-q", "-p", "linux/amd64", f.host+"/app/x:v1", dir); code != 0 {
+		t.Errorf("re-pull (verifies what is on disk): %s", errs)
+	}
+}
