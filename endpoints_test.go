@@ -419,6 +419,25 @@ func TestStaticCredentialsStayWithTheRegistry(t *testing.T) {
 			t.Errorf("basic=%v: mirror saw %d requests, registry %d manifest requests; want both asked", basic, ms.mirSeen.count("/"), ms.regSeen.count("/manifests/"))
 		}
 	}
+	// IdentityToken likewise: the mirror's realm would take the refresh
+	// token (a POST; nothing in Authorization), so only the registry
+	// serving the manifest shows it stayed home.
+	ms := newMirrorSetup(t, nil)
+	robot := map[string]registry.ServerUser{"robot": {RefreshToken: "rt", Repositories: []string{"*"}}}
+	ms.registrySrv.Auth, ms.mirrorSv.Auth = &registry.ServerAuth{Users: robot}, &registry.ServerAuth{Users: robot}
+	c := ms.client(registry.Endpoint{Scheme: "http", Host: ms.mirrorHost})
+	c.Credentials = registry.IdentityToken("rt")
+	if _, err := pullVerified(t, c, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range ms.mirSeen.all() {
+		if r.method == http.MethodPost {
+			t.Errorf("the mirror's realm got a token request with the refresh token: %s %s", r.method, r.path)
+		}
+	}
+	if ms.regSeen.count("/manifests/") == 0 {
+		t.Error("the mirror served with the registry's identity token")
+	}
 }
 
 // A mirror that serves wrong bytes for a blob fails that read (the bytes

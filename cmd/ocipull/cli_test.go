@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -702,10 +703,12 @@ func TestTerminalJSON(t *testing.T) {
 }
 
 // --username is the registry's: a mirror that asks for credentials gets
-// none of them, falls through, and the registry gets them.
+// none of them, falls through, and the registry gets them; a mirror with
+// its own entry in Docker's config.json logs in with that.
 func TestUsernameNotSentToMirror(t *testing.T) {
 	f := newFixture(t, &registry.ServerAuth{Basic: true, Users: map[string]registry.ServerUser{"u": {Password: "p", Repositories: []string{"*"}}}})
-	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	dockerConfig := t.TempDir()
+	t.Setenv("DOCKER_CONFIG", dockerConfig)
 	srv := registry.NewServer()
 	srv.Auth = &registry.ServerAuth{Basic: true, Users: map[string]registry.ServerUser{"m": {Password: "mp", Repositories: []string{"*"}}}}
 	srv.AddRef("app/x", "v1", f.idx)
@@ -734,6 +737,20 @@ func TestUsernameNotSentToMirror(t *testing.T) {
 	}
 	if f.inj.RequestsTo("/manifests/") == 0 {
 		t.Error("the registry was not asked after the mirror refused")
+	}
+	mu.Unlock()
+
+	// With config.json naming the mirror, the mirror serves it all.
+	mhost := strings.TrimPrefix(mirror.URL, "http://")
+	cfg := `{"auths":{"` + mhost + `":{"auth":"` + base64.StdEncoding.EncodeToString([]byte("m:mp")) + `"}}}`
+	if err := os.WriteFile(filepath.Join(dockerConfig, "config.json"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.inj.Reset()
+	code, _, errs = runCmd(t, "p\n", "pull", "-q", "-u", "u", "--password-stdin", "--mirror", mirror.URL, f.host+"/app/x:v1", t.TempDir())
+	mu.Lock()
+	if code != 0 || f.inj.Requests() != 0 {
+		t.Errorf("mirror with a config.json login: exit %d, %d registry requests (want 0): %s", code, f.inj.Requests(), errs)
 	}
 }
 

@@ -3,10 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
-	"net"
 	"sort"
 	"strconv"
 	"strings"
@@ -78,8 +76,7 @@ var mirrorCommand = &command{
 		addr := f.String("addr", "", "127.0.0.1:5000", "`HOST:PORT` to listen on")
 		ttl := f.Duration("ttl", "", 5*time.Minute, "how long a tag is served before it is revalidated upstream")
 		maxSize := f.String("max-size", "", "", "cap the store at `SIZE` (500M, 20GiB...); least recently served content goes first")
-		certFile := f.String("tls-cert", "", "", "serve HTTPS with this PEM certificate (chain) `FILE`; needs --tls-key")
-		keyFile := f.String("tls-key", "", "", "the PEM private key `FILE` of --tls-cert")
+		tf := addTLSFlags(f)
 		quiet := f.Bool("quiet", "q", "do not log one line per request on stderr")
 		username := f.String("username", "u", "", "the upstream `USER` (default: Docker's config.json, per upstream host)")
 		passwordStdin := f.Bool("password-stdin", "", "read the upstream password from standard input")
@@ -88,12 +85,12 @@ var mirrorCommand = &command{
 			if *cache == "" || len(ups) == 0 {
 				return usageErr("--cache and at least one --upstream are required")
 			}
-			if (*certFile == "") != (*keyFile == "") {
-				return usageErr("--tls-cert and --tls-key go together")
+			tlsConfig, err := tf.config()
+			if err != nil {
+				return err
 			}
 			var capBytes int64
 			if *maxSize != "" {
-				var err error
 				if capBytes, err = parseSize(*maxSize); err != nil {
 					return usageErr("--max-size: %v", err)
 				}
@@ -120,19 +117,9 @@ var mirrorCommand = &command{
 					mu.Unlock()
 				}
 			}
-			ln, err := net.Listen("tcp", *addr)
+			ln, url, err := listen(*addr, tlsConfig)
 			if err != nil {
 				return err
-			}
-			url := "http://" + ln.Addr().String()
-			if *certFile != "" {
-				cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
-				if err != nil {
-					ln.Close()
-					return err
-				}
-				ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
-				url = "https://" + ln.Addr().String()
 			}
 			return serveUntilDone(ctx, ln, m, func() {
 				fmt.Fprintf(stdout, "mirroring %s into %s at %s\n", ups, *cache, url)

@@ -76,9 +76,8 @@ func (r *remoteFlags) client(ref registry.Reference, e *env) (*registry.Client, 
 		return nil, err
 	}
 	if *r.username != "" {
-		// --username is for the reference's registry: a mirror (or any
-		// other host) gets Docker's config.json entry for itself, never
-		// this password.
+		// StaticCredentials never reach a mirror; this lets a mirror
+		// still log in with Docker's config.json entry for itself.
 		creds = onlyFor(c.Host, creds, registry.DockerConfig(""))
 	}
 	c.Credentials = creds

@@ -25,21 +25,13 @@ var serveCommand = &command{
 	define: func(f *flags, e *env) func(context.Context) error {
 		addr := f.String("addr", "", "127.0.0.1:5000", "`HOST:PORT` to listen on")
 		repo := f.String("repo", "", "image", "the repository `NAME` to serve the layout as")
-		certFile := f.String("tls-cert", "", "", "serve HTTPS with this PEM certificate (chain) `FILE`; needs --tls-key")
-		keyFile := f.String("tls-key", "", "", "the PEM private key `FILE` of --tls-cert")
+		tf := addTLSFlags(f)
 		quiet := f.Bool("quiet", "q", "do not log one line per request on stderr")
 		return func(ctx context.Context) error {
 			dir := e.args[0]
-			if (*certFile == "") != (*keyFile == "") {
-				return usageErr("--tls-cert and --tls-key go together")
-			}
-			var tlsConfig *tls.Config
-			if *certFile != "" {
-				cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
-				if err != nil {
-					return err
-				}
-				tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+			tlsConfig, err := tf.config()
+			if err != nil {
+				return err
 			}
 			if !validRepository(*repo) {
 				return usageErr("--repo %q is not a valid repository name", safe(*repo))
@@ -51,14 +43,9 @@ var serveCommand = &command{
 			if !*quiet {
 				srv.OnRequest = requestLogger(e.stderr)
 			}
-			ln, err := net.Listen("tcp", *addr)
+			ln, url, err := listen(*addr, tlsConfig)
 			if err != nil {
 				return err
-			}
-			url := "http://" + ln.Addr().String()
-			if tlsConfig != nil {
-				ln = tls.NewListener(ln, tlsConfig)
-				url = "https://" + ln.Addr().String()
 			}
 			return serveUntilDone(ctx, ln, srv, func() {
 				fmt.Fprintf(e.stdout, "serving %s (%s) at %s/v2/%s\n", dir, plural(n, "manifest", "manifests"), url, *repo)
@@ -108,6 +95,44 @@ func layoutServer(ctx context.Context, dir, repo string) (*registry.Server, int,
 		}
 	}
 	return srv, len(idx.Manifests), nil
+}
+
+// tlsFlags are the serving commands' --tls-cert and --tls-key.
+type tlsFlags struct{ cert, key *string }
+
+func addTLSFlags(f *flags) tlsFlags {
+	return tlsFlags{
+		cert: f.String("tls-cert", "", "", "serve HTTPS with this PEM certificate (chain) `FILE`; needs --tls-key"),
+		key:  f.String("tls-key", "", "", "the PEM private key `FILE` of --tls-cert"),
+	}
+}
+
+// config loads the pair: nil for plain HTTP, a usage error for half a pair.
+func (t tlsFlags) config() (*tls.Config, error) {
+	if (*t.cert == "") != (*t.key == "") {
+		return nil, usageErr("--tls-cert and --tls-key go together")
+	}
+	if *t.cert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(*t.cert, *t.key)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// listen listens on addr, through TLS when cfg is not nil, and returns the
+// base URL clients use.
+func listen(addr string, cfg *tls.Config) (net.Listener, string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", err
+	}
+	if cfg == nil {
+		return ln, "http://" + ln.Addr().String(), nil
+	}
+	return tls.NewListener(ln, cfg), "https://" + ln.Addr().String(), nil
 }
 
 // serveUntilDone serves h on ln until ctx is done, then shuts down cleanly.
