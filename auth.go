@@ -36,7 +36,7 @@ func (c Credential) anonymous() bool {
 }
 
 // CredentialSource supplies credentials for a registry host (host[:port],
-// as in [Client.Host]). Returning the zero Credential and a nil error means
+// as in [Registry.Host]). Returning the zero Credential and a nil error means
 // anonymous. An error does not stop an anonymous pull: it is reported only
 // if the registry then refuses the anonymous attempt.
 type CredentialSource interface {
@@ -53,7 +53,7 @@ func (f CredentialFunc) Credential(ctx context.Context, host string) (Credential
 
 // StaticCredentials is a [CredentialSource] that supplies the same username
 // and password for the Client's registry (and the token realms it names),
-// whatever its host. [Client.Mirrors] never get them: a mirror that needs
+// whatever its host. [Registry.Mirrors] never get them: a mirror that needs
 // a login needs a source that answers for its host ([DockerConfig] or a
 // [CredentialFunc]).
 func StaticCredentials(username, password string) CredentialSource {
@@ -304,6 +304,9 @@ func (t *transport) token(ctx context.Context, ch *challenge, scope, ask string,
 			}
 		}
 		e = &tokenEntry{done: make(chan struct{})}
+		if len(a.tokens) >= maxCachedTokens {
+			a.pruneTokens()
+		}
 		a.tokens[key] = e
 		a.mu.Unlock()
 
@@ -317,6 +320,38 @@ func (t *transport) token(ctx context.Context, ch *challenge, scope, ask string,
 			a.mu.Unlock()
 		}
 		return e.token, e.err
+	}
+}
+
+// maxCachedTokens bounds a Registry's token cache (one entry per realm,
+// service and scope): a program touching more repositories than this
+// fetches tokens again for the ones pruned.
+const maxCachedTokens = 1024
+
+// pruneTokens makes room in the token cache (a.mu held): stale and failed
+// entries go first; if none is, the settled entry renewed soonest goes.
+// Fetches under way are kept.
+func (a *authState) pruneTokens() {
+	now := time.Now()
+	var oldest tokenKey
+	var oldestAt time.Time
+	found := false
+	for k, e := range a.tokens {
+		select {
+		case <-e.done:
+		default:
+			continue
+		}
+		if e.err != nil || !now.Before(e.renewAt) {
+			delete(a.tokens, k)
+			continue
+		}
+		if !found || e.renewAt.Before(oldestAt) {
+			oldest, oldestAt, found = k, e.renewAt, true
+		}
+	}
+	if len(a.tokens) >= maxCachedTokens && found {
+		delete(a.tokens, oldest)
 	}
 }
 

@@ -95,7 +95,7 @@ func TestAuthEndToEnd(t *testing.T) {
 			auth.Basic = tc.basic
 			_, inj, client := authFixture(t, auth)
 			c := client(tc.repo)
-			c.Credentials = tc.creds
+			c.Registry().Credentials = tc.creds
 			err := pullAll(t, c)
 			if tc.want == nil && err != nil {
 				t.Fatal(err)
@@ -119,7 +119,7 @@ func TestAuthEndToEnd(t *testing.T) {
 func TestAuthFailingHelperReported(t *testing.T) {
 	_, _, client := authFixture(t, defaultAuth())
 	c := client("priv/img")
-	c.Credentials = registry.CredentialFunc(func(context.Context, string) (registry.Credential, error) {
+	c.Registry().Credentials = registry.CredentialFunc(func(context.Context, string) (registry.Credential, error) {
 		return registry.Credential{}, errors.New("helper broke")
 	})
 	err := pullAll(t, c)
@@ -162,7 +162,7 @@ func TestAuthTokenExpiryDuringLongRead(t *testing.T) {
 	// lives; the resumption needs a fresh token.
 	inj.Add(faults.Rule{Path: "/blobs/", Nth: 2, Fault: faults.StallAfter(1<<20, 1500*time.Millisecond)})
 	c := client("pub/img")
-	c.StallTimeout = 1200 * time.Millisecond
+	c.Registry().StallTimeout = 1200 * time.Millisecond
 	if err := pullAll(t, c); err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func TestAuthNotSentToRedirectTarget(t *testing.T) {
 			}
 			inj.Add(faults.Rule{Path: "/blobs/", Fault: faults.Redirect(target)})
 			c := client("priv/img")
-			c.Credentials = registry.StaticCredentials("alice", "s3cret")
+			c.Registry().Credentials = registry.StaticCredentials("alice", "s3cret")
 			err := pullAll(t, c)
 			if atomic.LoadInt64(&leaks) != 0 {
 				t.Fatalf("Authorization sent to the redirect target %d times", leaks)
@@ -212,7 +212,7 @@ func TestAuthNotSentToRedirectTarget(t *testing.T) {
 }
 
 func TestBasicRefusedOverPlainHTTPToRemoteHost(t *testing.T) {
-	c := &registry.Client{Scheme: "http", Host: "registry.invalid:5000", Repository: "a/b",
+	c := (&registry.Registry{Scheme: "http", Host: "registry.invalid:5000",
 		Credentials: registry.StaticCredentials("u", "p"), GetBackOff: fastBackOff,
 		Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
 			if r.Header.Get("Authorization") != "" {
@@ -221,7 +221,8 @@ func TestBasicRefusedOverPlainHTTPToRemoteHost(t *testing.T) {
 			h := http.Header{}
 			h.Set("WWW-Authenticate", `Basic realm="x"`)
 			return &http.Response{StatusCode: 401, Header: h, Body: http.NoBody, Request: r}, nil
-		})}
+		}),
+	}).Repository("a/b")
 	_, err := c.Read(context.Background(), "v1")
 	if !errors.Is(err, registry.ErrUnauthorized) || !strings.Contains(err.Error(), "plain HTTP") {
 		t.Fatalf("got %v", err)
@@ -283,7 +284,7 @@ func TestDockerConfig(t *testing.T) {
 func TestRealmOnInternalAddressRefused(t *testing.T) {
 	for _, realm := range []string{"https://169.254.169.254/token", "https://10.0.0.1/token", "https://127.0.0.1:9/token", "https://[::1]/token"} {
 		var asked atomic.Int64
-		c := &registry.Client{Host: "registry.example", Repository: "a/b", GetBackOff: fastBackOff,
+		c := (&registry.Registry{Host: "registry.example", GetBackOff: fastBackOff,
 			Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
 				asked.Add(1)
 				if r.URL.Host != "registry.example" {
@@ -292,7 +293,8 @@ func TestRealmOnInternalAddressRefused(t *testing.T) {
 				h := http.Header{}
 				h.Set("WWW-Authenticate", `Bearer realm="`+realm+`",service="x"`)
 				return &http.Response{StatusCode: 401, Header: h, Body: http.NoBody, Request: r}, nil
-			})}
+			}),
+		}).Repository("a/b")
 		_, err := c.Read(context.Background(), "v1")
 		if !errors.Is(err, registry.ErrProtocol) {
 			t.Errorf("realm %s: got %v, want ErrProtocol", realm, err)
@@ -306,7 +308,7 @@ func TestIdentityTokenFallsBackToGET(t *testing.T) {
 	_, inj, client := authFixture(t, defaultAuth())
 	inj.Add(faults.Rule{Method: http.MethodPost, Path: "/token", Fault: faults.Status(http.StatusMethodNotAllowed, "")})
 	c := client("pub/img")
-	c.Credentials = registry.IdentityToken("refresh-alice")
+	c.Registry().Credentials = registry.IdentityToken("refresh-alice")
 	if err := pullAll(t, c); err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +322,7 @@ func TestIdentityTokenFallsBackToGET(t *testing.T) {
 func TestServerGrantsPullOfWiderScope(t *testing.T) {
 	_, _, client := authFixture(t, defaultAuth())
 	c := client("pub/img")
-	base := "http://" + c.Host
+	base := "http://" + c.Registry().Host
 	resp, err := http.Get(base + "/token?service=ocipull-registry&scope=repository:pub/img:pull,push")
 	if err != nil {
 		t.Fatal(err)
@@ -348,12 +350,12 @@ func TestCatalogTokenAfterRepositoryPull(t *testing.T) {
 	auth.Users["alice"] = registry.ServerUser{Password: "s3cret", Repositories: []string{"*"}}
 	_, inj, client := authFixture(t, auth)
 	c := client("priv/img")
-	c.Credentials = registry.StaticCredentials("alice", "s3cret")
+	c.Registry().Credentials = registry.StaticCredentials("alice", "s3cret")
 	if _, err := c.Read(context.Background(), "v1"); err != nil {
 		t.Fatal(err)
 	}
 	inj.Reset()
-	repos, err := c.Repositories(context.Background())
+	repos, err := c.Registry().Repositories(context.Background())
 	if err != nil || len(repos) != 3 {
 		t.Fatalf("catalog: %v %v", repos, err)
 	}

@@ -21,8 +21,6 @@ import (
 // blobs of the client's repository, by digest, through its transport.
 type clientSource struct{ c *Client }
 
-func (c *Client) source() oci.RangeSource { return clientSource{c} }
-
 // Manifest implements oci.Source: the manifest is fetched by digest;
 // oci.LoadRef verifies it against the descriptor (digest, size, media type).
 func (s clientSource) Manifest(ctx context.Context, desc v1.Descriptor) ([]byte, error) {
@@ -30,7 +28,7 @@ func (s clientSource) Manifest(ctx context.Context, desc v1.Descriptor) ([]byte,
 		return nil, err
 	}
 	var raw []byte
-	err := s.c.onEndpoints(ctx, CapabilityPull, func(t *transport) error {
+	err := s.c.reg.onEndpoints(ctx, CapabilityPull, func(t *transport) error {
 		b, _, err := s.c.fetchManifest(ctx, t, string(desc.Digest))
 		if err == nil && t.mirror {
 			// Checked here too so that a mirror's wrong bytes fall
@@ -59,7 +57,7 @@ func (s clientSource) BlobAt(ctx context.Context, desc v1.Descriptor, offset int
 		return nil, fmt.Errorf("blob %s: %w: offset %d, size %d", desc.Digest, oci.ErrInvalidDescriptor, offset, desc.Size)
 	}
 	var rc io.ReadCloser
-	err := s.c.onEndpoints(ctx, CapabilityPull, func(t *transport) error {
+	err := s.c.reg.onEndpoints(ctx, CapabilityPull, func(t *transport) error {
 		if t.mirror && t.wasBad(desc.Digest) {
 			return fmt.Errorf("blob %s: mirror %s served bytes that did not verify before: %w", desc.Digest, t.host, oci.ErrDigestMismatch)
 		}
@@ -74,11 +72,11 @@ func (s clientSource) BlobAt(ctx context.Context, desc v1.Descriptor, offset int
 // that a missing blob or a refused request is reported by the open (and
 // falls through to the next endpoint), not by the first read.
 func (s clientSource) openOn(ctx context.Context, t *transport, desc v1.Descriptor, offset int64) (io.ReadCloser, error) {
-	u := t.registryURL(apiPath(s.c.Repository, kindBlobs, string(desc.Digest)), "")
+	u := t.registryURL(apiPath(s.c.name, kindBlobs, string(desc.Digest)), "")
 	mk := func(ctx context.Context, start, end int64, strict bool) *blobStream {
 		return &blobStream{t: t, ctx: ctx, desc: desc, url: u, scope: s.c.scope, offset: start, end: end, strict: strict}
 	}
-	lanes := s.c.rangeLanes()
+	lanes := s.c.reg.rangeLanes()
 	if lanes < 2 || desc.Size-offset < t.ranged.minSize {
 		r := mk(ctx, offset, 0, false)
 		if desc.Size > offset {
@@ -100,13 +98,13 @@ func (s clientSource) openOn(ctx context.Context, t *transport, desc v1.Descript
 
 // rangeLanes is how many ranges of one blob may be in flight:
 // RangeParallelism (8 when zero), at most MaxConnsPerHost when set.
-func (c *Client) rangeLanes() int {
-	n := c.RangeParallelism
+func (r *Registry) rangeLanes() int {
+	n := r.RangeParallelism
 	if n == 0 {
 		n = defaultParallel
 	}
-	if c.MaxConnsPerHost > 0 {
-		n = min(n, c.MaxConnsPerHost)
+	if r.MaxConnsPerHost > 0 {
+		n = min(n, r.MaxConnsPerHost)
 	}
 	return n
 }
@@ -371,8 +369,8 @@ func (c *Client) StatBlob(ctx context.Context, d digest.Digest) (v1.Descriptor, 
 		return v1.Descriptor{}, err
 	}
 	var size int64 = -1
-	err := c.onEndpoints(ctx, CapabilityPull, func(t *transport) error {
-		req := &request{method: http.MethodHead, url: t.registryURL(apiPath(c.Repository, kindBlobs, string(d)), ""), scope: c.scope}
+	err := c.reg.onEndpoints(ctx, CapabilityPull, func(t *transport) error {
+		req := &request{method: http.MethodHead, url: t.registryURL(apiPath(c.name, kindBlobs, string(d)), ""), scope: c.scope}
 		var bo backoff.BackOff
 		return t.retry(ctx, &bo, func() error {
 			resp, err := t.attempt(ctx, req)

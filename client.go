@@ -16,13 +16,21 @@ import (
 	"github.com/ocipull/registry/oci"
 )
 
-// Client reads manifests and blobs from one repository of one registry,
-// following the pull side of the OCI Distribution Specification v1.1. Its
-// zero value is not useful until Host and Repository are set; every other
-// field's zero value works. Set the fields before first use and do not
-// change or copy a Client after that; its methods are safe for concurrent use.
+// Registry is one registry origin and everything a program shares when it
+// reads from it: the HTTP transport and its connection pool, the
+// endpoints (mirrors) in front of it, the token cache (keyed by realm,
+// service and scope, so a token is reused by every request its scope
+// covers), the credentials, TLS and dial settings, the retry policy and
+// the range budget. Repositories are light handles on it
+// ([Registry.Repository]): a program reading 50 repositories of one
+// registry opens at most MaxConnsPerHost connections and asks for one
+// token per distinct scope.
 //
-// What the client guarantees:
+// Its zero value is not useful until Host is set; every other field's zero
+// value works. Set the fields before first use and do not change or copy a
+// Registry after that; its methods are safe for concurrent use.
+//
+// What a Registry and its repositories guarantee:
 //   - Every byte is verified: manifests against the digest asked for (or,
 //     by tag, against Docker-Content-Digest when the registry sends it),
 //     blobs while they stream ([oci.VerifyReader]).
@@ -35,7 +43,7 @@ import (
 //     Mirrors), and to the redirects and token realms those answer with;
 //     the Authorization header is sent only to the host and port it is
 //     for, and credentials are looked up per host.
-type Client struct {
+type Registry struct {
 	// Transport makes the HTTP requests. If nil, the client makes its own
 	// transport (a clone of http.DefaultTransport that keeps up to 64 idle
 	// connections per host, so parallel blob reads reuse connections).
@@ -61,9 +69,6 @@ type Client struct {
 	// Host is the registry's host[:port], as in "ghcr.io" or
 	// "127.0.0.1:5000". Docker Hub is "registry-1.docker.io".
 	Host string
-
-	// Repository is the repository name, as in "library/ubuntu".
-	Repository string
 
 	// StallTimeout is how long a response may go without its headers, or
 	// with less than 1 KiB of body, before the connection counts as stalled
@@ -138,7 +143,7 @@ type Client struct {
 	// CA, client certificates, InsecureSkipVerify for a lab registry) in
 	// the client's own transport, which keeps its connection cap, timeouts
 	// and HTTP/2. It may not be combined with Transport. Mirrors have
-	// their own ([Endpoint.TLSConfig]). See [Client.LoadHostsDir] for
+	// their own ([Endpoint.TLSConfig]). See [Registry.LoadHostsDir] for
 	// Docker's and containerd's certificate directories.
 	TLSConfig *tls.Config
 
@@ -167,7 +172,6 @@ type Client struct {
 	t        *transport
 	mirrors  []*transport // one per Mirrors entry
 	rate     rateState
-	scope    string // the pull scope of Repository
 
 	// httpFallback (set by [Reference.Client] for loopback hosts) lets a
 	// client without a Scheme fall back from HTTPS to plain HTTP when the
@@ -176,45 +180,88 @@ type Client struct {
 }
 
 // init builds the client's transport from its fields, once.
-func (c *Client) init() *transport {
-	c.initOnce.Do(c.build)
-	return c.t
+func (r *Registry) init() *transport {
+	r.initOnce.Do(r.build)
+	return r.t
 }
 
 // build makes the client's transports: the registry's and one per mirror.
-func (c *Client) build() {
-	c.t, c.scope = newTransport(c, nil), pullScope(c.Repository)
-	c.t.rate = &c.rate
-	for i := range c.Mirrors {
-		m := newTransport(c, &c.Mirrors[i])
-		m.rate = &c.rate
-		c.mirrors = append(c.mirrors, m)
+func (r *Registry) build() {
+	r.t = newTransport(r, nil)
+	r.t.rate = &r.rate
+	for i := range r.Mirrors {
+		m := newTransport(r, &r.Mirrors[i])
+		m.rate = &r.rate
+		r.mirrors = append(r.mirrors, m)
 	}
 }
 
 // CloseIdleConnections closes the idle keep-alive connections of the
 // client's transport (see http.Client.CloseIdleConnections). Connections in
 // use are not interrupted.
-func (c *Client) CloseIdleConnections() {
-	c.init().hc.CloseIdleConnections()
-	for _, m := range c.mirrors {
+func (r *Registry) CloseIdleConnections() {
+	r.init().hc.CloseIdleConnections()
+	for _, m := range r.mirrors {
 		m.hc.CloseIdleConnections()
 	}
 }
 
-// start validates the client's fields and returns its transport.
-func (c *Client) start() (*transport, error) {
-	t := c.init()
-	if s := c.Scheme; s != "" && s != "https" && s != "http" {
+// start validates the registry's fields and returns its transport.
+func (r *Registry) start() (*transport, error) {
+	t := r.init()
+	if s := r.Scheme; s != "" && s != "https" && s != "http" {
 		return nil, fmt.Errorf("%w: scheme %q: want https or http", ErrInvalidReference, printable(s, 20))
 	}
-	if err := validateHost(c.Host); err != nil {
+	if err := validateHost(r.Host); err != nil {
 		return nil, err
 	}
-	if err := validateRepository(c.Repository); err != nil {
+	if err := r.validateEndpoints(); err != nil {
 		return nil, err
 	}
-	if err := c.validateEndpoints(); err != nil {
+	return t, nil
+}
+
+// Client reads manifests and blobs from one repository of a [Registry],
+// following the pull side of the OCI Distribution Specification v1.1. It
+// is a light handle: the connections, tokens, endpoints and settings are
+// the Registry's, shared by every Client of it, so making one per request
+// costs nothing. Make one with [Registry.Repository] (or
+// [Reference.Client]); its methods are safe for concurrent use. The
+// guarantees are those listed on [Registry].
+type Client struct {
+	reg   *Registry
+	name  string // the repository, as in "library/ubuntu"
+	scope string // its pull scope
+}
+
+// Repository returns the handle for the repository name (as in
+// "library/ubuntu") on this registry. The name is validated by the
+// handle's first request, which reports an invalid one as an error
+// wrapping [ErrInvalidReference].
+func (r *Registry) Repository(name string) *Client {
+	return &Client{reg: r, name: name, scope: pullScope(name)}
+}
+
+// Registry returns the registry the client reads from.
+func (c *Client) Registry() *Registry { return c.reg }
+
+// Name returns the client's repository name.
+func (c *Client) Name() string { return c.name }
+
+// Source returns the repository as an [oci.RangeSource]: manifests and
+// blobs by digest, through the registry's endpoints, with retries and
+// resumes. Its streams are raw: wrap them in [oci.VerifyReader] (or use
+// [Client.OpenBlob], or hand the source to [oci.Layout.WriteBlob], which
+// verifies) — the source itself checks only manifests' digests.
+func (c *Client) Source() oci.RangeSource { return clientSource{c} }
+
+// start validates the client's fields and returns its transport.
+func (c *Client) start() (*transport, error) {
+	t, err := c.reg.start()
+	if err != nil {
+		return nil, err
+	}
+	if err := validateRepository(c.name); err != nil {
 		return nil, err
 	}
 	return t, nil
@@ -246,12 +293,12 @@ func (c *Client) Read(ctx context.Context, reference string) (oci.Ref, error) {
 		fetchBy = tag
 	}
 	var ref oci.Ref
-	err = c.onEndpoints(ctx, capabilityFor(fetchBy), func(t *transport) error {
+	err = c.reg.onEndpoints(ctx, capabilityFor(fetchBy), func(t *transport) error {
 		raw, mediaType, err := c.fetchManifest(ctx, t, fetchBy)
 		if err != nil {
 			return err
 		}
-		ref, err = oci.NewRef(c.source(), raw, mediaType, digest.Digest(dgst))
+		ref, err = oci.NewRef(c.Source(), raw, mediaType, digest.Digest(dgst))
 		if err != nil {
 			return fmt.Errorf("%s: %w", c.describe(tag, dgst), err)
 		}
@@ -292,7 +339,7 @@ func (c *Client) describeRef(reference string) string {
 
 // describe names what was asked for in errors: host/repository:tag@digest.
 func (c *Client) describe(tag, dgst string) string {
-	s := c.Host + "/" + c.Repository
+	s := c.reg.Host + "/" + c.name
 	if tag != "" {
 		s += ":" + tag
 	}
@@ -312,7 +359,7 @@ func (c *Client) OpenBlob(ctx context.Context, desc v1.Descriptor) (*oci.VerifyR
 	if _, err := c.start(); err != nil {
 		return nil, err
 	}
-	return oci.OpenBlob(ctx, c.source(), desc)
+	return oci.OpenBlob(ctx, c.Source(), desc)
 }
 
 var (
@@ -326,7 +373,7 @@ var (
 // them with oci.NewRef or oci.LoadRef, which verify the digest asked for
 // and the size.
 func (c *Client) fetchManifest(ctx context.Context, t *transport, reference string) ([]byte, string, error) {
-	req := &request{method: http.MethodGet, url: t.registryURL(apiPath(c.Repository, kindManifests, reference), ""),
+	req := &request{method: http.MethodGet, url: t.registryURL(apiPath(c.name, kindManifests, reference), ""),
 		accept: manifestAccept, scope: c.scope}
 	what := "manifest " + c.describeRef(reference)
 	body, header, err := t.get(ctx, req, oci.MaxManifestSize, what)

@@ -156,7 +156,7 @@ func TestReadErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f.inj.Reset()
-			c := registry.Client{Scheme: f.c.Scheme, Host: f.c.Host, Repository: tc.repo, Transport: f.c.Transport, GetBackOff: f.c.GetBackOff}
+			c := (&registry.Registry{Scheme: f.c.Registry().Scheme, Host: f.c.Registry().Host, Transport: f.c.Registry().Transport, GetBackOff: f.c.Registry().GetBackOff}).Repository(tc.repo)
 			_, err := c.Read(ctx, joinRef(tc.tag, tc.dgst))
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("got %v, want %v", err, tc.want)
@@ -171,7 +171,7 @@ func TestReadErrors(t *testing.T) {
 
 func TestInvalidHost(t *testing.T) {
 	for _, h := range []string{"", "a/b", "user@host", "host:0", "host:99999", "[::1", "host:", "-bad.com", "a..b", "host?x"} {
-		c := &registry.Client{Host: h, Repository: "a"}
+		c := (&registry.Registry{Host: h}).Repository("a")
 		if _, err := c.Read(context.Background(), "t"); !errors.Is(err, registry.ErrInvalidReference) {
 			t.Errorf("host %q: got %v, want ErrInvalidReference", h, err)
 		}
@@ -253,7 +253,7 @@ func TestRequestHeaders(t *testing.T) {
 		ua.Store(r.Header.Get("User-Agent"))
 		next.ServeHTTP(w, r)
 	})})
-	f.c.UserAgent = "test-agent/1"
+	f.c.Registry().UserAgent = "test-agent/1"
 	if _, err := f.c.Read(context.Background(), "img"); err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +298,7 @@ func TestBlobFaults(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, size)
-			f.c.StallTimeout = 200 * time.Millisecond
+			f.c.Registry().StallTimeout = 200 * time.Millisecond
 			for _, r := range tc.rules {
 				f.inj.Add(r)
 			}
@@ -374,7 +374,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 	f := newFixture(t)
 	f.inj.Add(faults.Rule{Path: "/manifests/", Times: 1, Fault: faults.Status(503, "1")})
 	var waits []time.Duration
-	f.c.RetryNotify = func(err error, d time.Duration) { waits = append(waits, d) }
+	f.c.Registry().RetryNotify = func(err error, d time.Duration) { waits = append(waits, d) }
 	if _, err := f.c.Read(context.Background(), "img"); err != nil {
 		t.Fatal(err)
 	}
@@ -385,7 +385,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 
 func TestRetriesOff(t *testing.T) {
 	f := newFixture(t)
-	f.c.GetBackOff = func() backoff.BackOff { return &backoff.StopBackOff{} }
+	f.c.Registry().GetBackOff = func() backoff.BackOff { return &backoff.StopBackOff{} }
 	f.inj.Add(faults.Rule{Path: "/manifests/", Fault: faults.Status(503, "")})
 	if _, err := f.c.Read(context.Background(), "img"); err == nil {
 		t.Fatal("want an error")

@@ -39,7 +39,7 @@ func (c *Client) Resolve(ctx context.Context, reference string) (v1.Descriptor, 
 		fetchBy = tag
 	}
 	var desc v1.Descriptor
-	err = c.onEndpoints(ctx, capabilityFor(fetchBy), func(t *transport) error {
+	err = c.reg.onEndpoints(ctx, capabilityFor(fetchBy), func(t *transport) error {
 		var err error
 		desc, err = c.resolveOn(ctx, t, reference, fetchBy, want)
 		return err
@@ -49,7 +49,7 @@ func (c *Client) Resolve(ctx context.Context, reference string) (v1.Descriptor, 
 
 // resolveOn is Resolve on one endpoint.
 func (c *Client) resolveOn(ctx context.Context, t *transport, reference, fetchBy string, want digest.Digest) (v1.Descriptor, error) {
-	req := &request{method: http.MethodHead, url: t.registryURL(apiPath(c.Repository, kindManifests, fetchBy), ""),
+	req := &request{method: http.MethodHead, url: t.registryURL(apiPath(c.name, kindManifests, fetchBy), ""),
 		accept: manifestAccept, scope: c.scope}
 	var desc v1.Descriptor
 	var bo backoff.BackOff
@@ -133,9 +133,9 @@ func (c *Client) ListTags(ctx context.Context, pageSize int) iter.Seq2[string, e
 		if _, err := c.start(); err != nil {
 			return nil, err
 		}
-		return c.listTransport(), nil
+		return c.reg.listTransport(), nil
 	}
-	return c.list(ctx, start, apiPath(c.Repository, kindTags, ""), pageSize, c.scope, "tags")
+	return c.reg.list(ctx, start, apiPath(c.name, kindTags, ""), pageSize, c.scope, "tags")
 }
 
 // Tags collects [Client.ListTags] with the registry's default page size.
@@ -147,35 +147,35 @@ func (c *Client) Tags(ctx context.Context) ([]string, error) {
 // (/v2/_catalog, a Docker extension that many registries disable: a 404
 // or 401 comes back as a [*ClientError] saying so), paginated and bounded
 // like [Client.ListTags]. Only Host (and Scheme) of the client matter.
-func (c *Client) ListRepositories(ctx context.Context, pageSize int) iter.Seq2[string, error] {
+func (r *Registry) ListRepositories(ctx context.Context, pageSize int) iter.Seq2[string, error] {
 	hostOnly := func() (*transport, error) {
-		if err := validateHost(c.Host); err != nil {
+		if err := validateHost(r.Host); err != nil {
 			return nil, err
 		}
-		c.init()
-		if err := c.validateEndpoints(); err != nil {
+		r.init()
+		if err := r.validateEndpoints(); err != nil {
 			return nil, err
 		}
-		return c.listTransport(), nil
+		return r.listTransport(), nil
 	}
-	return c.list(ctx, hostOnly, catalogPath, pageSize, catalogScope, "repositories")
+	return r.list(ctx, hostOnly, catalogPath, pageSize, catalogScope, "repositories")
 }
 
-// Repositories collects [Client.ListRepositories].
-func (c *Client) Repositories(ctx context.Context) ([]string, error) {
-	return collect(c.ListRepositories(ctx, 0))
+// Repositories collects [Registry.ListRepositories].
+func (r *Registry) Repositories(ctx context.Context) ([]string, error) {
+	return collect(r.ListRepositories(ctx, 0))
 }
 
 // list is a paginated list endpoint whose pages are JSON objects with the
 // names in the field field.
-func (c *Client) list(ctx context.Context, start func() (*transport, error), path string, pageSize int, scope, field string) iter.Seq2[string, error] {
+func (r *Registry) list(ctx context.Context, start func() (*transport, error), path string, pageSize int, scope, field string) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
 		t, err := start()
 		if err != nil {
 			yield("", err)
 			return
 		}
-		p := &pager{t: t, scope: scope, field: field, crossOrigin: c.AllowCrossOriginLinks}
+		p := &pager{t: t, scope: scope, field: field, crossOrigin: r.AllowCrossOriginLinks}
 		p.run(ctx, t.registryURL(path, pageQuery(pageSize, "")), yield)
 	}
 }
@@ -183,16 +183,16 @@ func (c *Client) list(ctx context.Context, start func() (*transport, error), pat
 // listTransport is where listings and referrers go: the registry, or with
 // MirrorsOnly the first mirror that may resolve tags (the first mirror if
 // none may).
-func (c *Client) listTransport() *transport {
-	if !c.MirrorsOnly {
-		return c.t
+func (r *Registry) listTransport() *transport {
+	if !r.MirrorsOnly {
+		return r.t
 	}
-	for i, m := range c.mirrors {
-		if c.Mirrors[i].can(CapabilityResolve) {
+	for i, m := range r.mirrors {
+		if r.Mirrors[i].can(CapabilityResolve) {
 			return m
 		}
 	}
-	return c.mirrors[0]
+	return r.mirrors[0]
 }
 
 func collect(seq iter.Seq2[string, error]) ([]string, error) {
@@ -223,7 +223,7 @@ func (c *Client) Referrers(ctx context.Context, subject digest.Digest, artifactT
 	if _, err := c.start(); err != nil {
 		return nil, err
 	}
-	t := c.listTransport()
+	t := c.reg.listTransport()
 	if err := validateDigest(string(subject)); err != nil {
 		return nil, err
 	}
@@ -231,7 +231,7 @@ func (c *Client) Referrers(ctx context.Context, subject digest.Digest, artifactT
 	if artifactType != "" {
 		query = "artifactType=" + url.QueryEscape(artifactType)
 	}
-	req := &request{method: http.MethodGet, url: t.registryURL(apiPath(c.Repository, kindReferrers, string(subject)), query),
+	req := &request{method: http.MethodGet, url: t.registryURL(apiPath(c.name, kindReferrers, string(subject)), query),
 		accept: v1.MediaTypeImageIndex, scope: c.scope}
 	var idx v1.Index
 	filtered, fallback := false, false

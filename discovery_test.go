@@ -91,12 +91,12 @@ func TestTagsPagination(t *testing.T) {
 	if n := inj.Requests(); n != 1 {
 		t.Errorf("early stop fetched %d pages, want 1", n)
 	}
-	repos, err := c.Repositories(ctx)
+	repos, err := c.Registry().Repositories(ctx)
 	if err != nil || len(repos) != 26 {
 		t.Errorf("catalog: %d repositories, %v", len(repos), err)
 	}
 	var paged []string
-	for r, err := range c.ListRepositories(ctx, 7) {
+	for r, err := range c.Registry().ListRepositories(ctx, 7) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -129,7 +129,7 @@ func TestAbsoluteLinkAndLoop(t *testing.T) {
 		w.Header().Set("Link", `</v2/test/repo/tags/list?n=1&last=a>; rel="next"`)
 		w.Write([]byte(`{"tags":["b"]}`))
 	})
-	base = "http://" + c.Host
+	base = "http://" + c.Registry().Host
 	tags, err := c.Tags(context.Background())
 	if !errors.Is(err, registry.ErrProtocol) || len(tags) != 2 {
 		t.Fatalf("got %v, %v; want [a b] and a loop error", tags, err)
@@ -275,8 +275,8 @@ func TestParseReference(t *testing.T) {
 		})
 	}
 	r, _ := registry.ParseReference("ghcr.io/a:v")
-	if c := r.Client(); c.Scheme != "" {
-		t.Errorf("remote scheme: %q, want the default (https only)", c.Scheme)
+	if c := r.Client(); c.Registry().Scheme != "" {
+		t.Errorf("remote scheme: %q, want the default (https only)", c.Registry().Scheme)
 	}
 }
 
@@ -314,7 +314,7 @@ func TestLoopbackSchemeFallback(t *testing.T) {
 			t.Fatal(err)
 		}
 		c := r.Client()
-		c.MaxConnsPerHost = 1 // no extra dial racing a connection back to the pool
+		c.Registry().MaxConnsPerHost = 1 // no extra dial racing a connection back to the pool
 		pull(t, c)
 		pull(t, c)
 		// One refused TLS handshake, then one keep-alive connection.
@@ -324,7 +324,7 @@ func TestLoopbackSchemeFallback(t *testing.T) {
 
 		// A client not made by Reference.Client does not fall back, and a
 		// plain-HTTP answer to TLS is not retried: one connection.
-		direct := &registry.Client{Host: ts.Listener.Addr().String(), Repository: "test/repo", GetBackOff: fastBackOff}
+		direct := (&registry.Registry{Host: ts.Listener.Addr().String(), GetBackOff: fastBackOff}).Repository("test/repo")
 		before := conns.Load()
 		if _, err := direct.Read(context.Background(), "img"); !errors.Is(err, http.ErrSchemeMismatch) {
 			t.Errorf("got %v, want http.ErrSchemeMismatch", err)
@@ -344,7 +344,7 @@ func TestLoopbackSchemeFallback(t *testing.T) {
 		t.Cleanup(ts.Close)
 		r, _ := registry.ParseReference(ts.Listener.Addr().String() + "/test/repo:img")
 		c := r.Client()
-		c.Transport = ts.Client().Transport // trusts the test certificate
+		c.Registry().Transport = ts.Client().Transport // trusts the test certificate
 		pull(t, c)
 		if plain.Load() != 0 {
 			t.Errorf("%d plain-HTTP requests to a TLS registry", plain.Load())

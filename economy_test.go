@@ -42,8 +42,8 @@ func TestRequestEconomy(t *testing.T) {
 			defer ts.Close()
 			var opened int64
 			c := clientFor(t, ts, "eco/img")
-			c.Transport = nil // the client's own transport, as callers get it
-			c.MaxConnsPerHost = tc.parallel
+			c.Registry().Transport = nil // the client's own transport, as callers get it
+			c.Registry().MaxConnsPerHost = tc.parallel
 			ref, err := c.Read(context.Background(), "v1")
 			if err != nil {
 				t.Fatal(err)

@@ -30,7 +30,7 @@ const (
 // containerd's hosts.toml "host" entries).
 //
 // Requests to an endpoint carry the ns query parameter naming the
-// registry (Client.Host; "docker.io" for Docker Hub), so that one mirror
+// registry (Registry.Host; "docker.io" for Docker Hub), so that one mirror
 // can serve several registries. Credentials are looked up with the
 // endpoint's own host: registry credentials never reach a mirror unless
 // the CredentialSource returns them for the mirror's host
@@ -47,7 +47,7 @@ type Endpoint struct {
 	// CapabilityPull|CapabilityResolve.
 	Capabilities Capability
 	// TLSConfig, when not nil, configures TLS to this endpoint (its CA,
-	// a client certificate). The registry's Client.TLSConfig never
+	// a client certificate). The registry's Registry.TLSConfig never
 	// applies to a mirror.
 	TLSConfig *tls.Config
 	// Header is added to every request to this endpoint's origin, token
@@ -133,23 +133,23 @@ func (e Endpoint) can(c Capability) bool {
 }
 
 // validateEndpoints checks the Client's mirrors and TLS fields.
-func (c *Client) validateEndpoints() error {
-	for i, m := range c.Mirrors {
-		if err := m.validate(c.Transport != nil); err != nil {
+func (r *Registry) validateEndpoints() error {
+	for i, m := range r.Mirrors {
+		if err := m.validate(r.Transport != nil); err != nil {
 			return fmt.Errorf("Mirrors[%d]: %w", i, err)
 		}
 	}
-	if c.TLSConfig != nil && c.Transport != nil {
-		return fmt.Errorf("registry: Client.TLSConfig is set with Client.Transport: configure TLS in the Transport instead")
+	if r.TLSConfig != nil && r.Transport != nil {
+		return fmt.Errorf("registry: Registry.TLSConfig is set with Registry.Transport: configure TLS in the Transport instead")
 	}
-	if c.DialTimeout != 0 && c.Transport != nil {
-		return fmt.Errorf("registry: Client.DialTimeout is set with Client.Transport: configure dialing in the Transport instead")
+	if r.DialTimeout != 0 && r.Transport != nil {
+		return fmt.Errorf("registry: Registry.DialTimeout is set with Registry.Transport: configure dialing in the Transport instead")
 	}
-	if err := validateHeader(c.Header); err != nil {
-		return fmt.Errorf("%w: Client.Header: %v", ErrInvalidReference, err)
+	if err := validateHeader(r.Header); err != nil {
+		return fmt.Errorf("%w: Registry.Header: %v", ErrInvalidReference, err)
 	}
-	if c.MirrorsOnly && len(c.Mirrors) == 0 {
-		return fmt.Errorf("registry: Client.MirrorsOnly is set without Mirrors: there is nowhere to pull from")
+	if r.MirrorsOnly && len(r.Mirrors) == 0 {
+		return fmt.Errorf("registry: Registry.MirrorsOnly is set without Mirrors: there is nowhere to pull from")
 	}
 	return nil
 }
@@ -167,10 +167,10 @@ func (m Endpoint) validate(ownTransport bool) error {
 		return fmt.Errorf("%w: path %q: want an absolute path", ErrInvalidReference, printable(m.Path, 80))
 	}
 	if m.TLSConfig != nil && ownTransport {
-		return errors.New("TLSConfig is set with Client.Transport: configure TLS in the Transport instead")
+		return errors.New("TLSConfig is set with Registry.Transport: configure TLS in the Transport instead")
 	}
 	if m.DialTimeout != 0 && ownTransport {
-		return errors.New("DialTimeout is set with Client.Transport: configure dialing in the Transport instead")
+		return errors.New("DialTimeout is set with Registry.Transport: configure dialing in the Transport instead")
 	}
 	if err := validateHeader(m.Header); err != nil {
 		return fmt.Errorf("%w: Header: %v", ErrInvalidReference, err)
@@ -203,15 +203,15 @@ func validateHeader(h http.Header) error {
 
 // route is the transports an operation may use, in order: the mirrors
 // that have capability, then the registry unless MirrorsOnly.
-func (c *Client) route(capability Capability) []*transport {
-	ts := make([]*transport, 0, len(c.mirrors)+1)
-	for i, m := range c.mirrors {
-		if c.Mirrors[i].can(capability) {
+func (r *Registry) route(capability Capability) []*transport {
+	ts := make([]*transport, 0, len(r.mirrors)+1)
+	for i, m := range r.mirrors {
+		if r.Mirrors[i].can(capability) {
 			ts = append(ts, m)
 		}
 	}
-	if !c.MirrorsOnly {
-		ts = append(ts, c.t)
+	if !r.MirrorsOnly {
+		ts = append(ts, r.t)
 	}
 	return ts
 }
@@ -229,11 +229,11 @@ func capabilityFor(reference string) Capability {
 // 404, a refused login, bytes that do not verify), falls through to the
 // next endpoint; the caller's cancellation does not. The final error is
 // the last endpoint's, naming the failures before it.
-func (c *Client) onEndpoints(ctx context.Context, capability Capability, op func(t *transport) error) error {
-	if len(c.mirrors) == 0 && !c.MirrorsOnly {
-		return op(c.t) // the registry alone: no list to build
+func (r *Registry) onEndpoints(ctx context.Context, capability Capability, op func(t *transport) error) error {
+	if len(r.mirrors) == 0 && !r.MirrorsOnly {
+		return op(r.t) // the registry alone: no list to build
 	}
-	ts := c.route(capability)
+	ts := r.route(capability)
 	if len(ts) == 0 {
 		what := "pull by digest"
 		if capability == CapabilityResolve {

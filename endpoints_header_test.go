@@ -62,11 +62,11 @@ dial_timeout = "7s"
     accept = "text/plain"
 `))
 	c := ms.client()
-	if err := c.LoadHostsDir(root); err != nil {
+	if err := c.Registry().LoadHostsDir(root); err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Mirrors) != 1 || c.Mirrors[0].DialTimeout != 2*time.Second || c.DialTimeout != 7*time.Second || c.MirrorsOnly {
-		t.Fatalf("mirrors %+v, registry dial timeout %v, MirrorsOnly %v", c.Mirrors, c.DialTimeout, c.MirrorsOnly)
+	if len(c.Registry().Mirrors) != 1 || c.Registry().Mirrors[0].DialTimeout != 2*time.Second || c.Registry().DialTimeout != 7*time.Second || c.Registry().MirrorsOnly {
+		t.Fatalf("mirrors %+v, registry dial timeout %v, MirrorsOnly %v", c.Registry().Mirrors, c.Registry().DialTimeout, c.Registry().MirrorsOnly)
 	}
 	if _, err := pullVerified(t, c, "v1"); err != nil {
 		t.Fatal(err)
@@ -95,7 +95,7 @@ dial_timeout = "7s"
 	}
 }
 
-// Client.Header is not sent to a redirect target on another origin.
+// Registry.Header is not sent to a redirect target on another origin.
 func TestClientHeaderStaysOnTheRegistry(t *testing.T) {
 	cdnLog := &headerLog{}
 	ms := newMirrorSetup(t, nil)
@@ -111,7 +111,7 @@ func TestClientHeaderStaysOnTheRegistry(t *testing.T) {
 		ms.registrySrv.ServeHTTP(w, r)
 	})
 	c := ms.client()
-	c.Header = http.Header{"X-Api-Key": {"k"}}
+	c.Registry().Header = http.Header{"X-Api-Key": {"k"}}
 	if _, err := pullVerified(t, c, "v1"); err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestClientHeaderStaysOnTheRegistry(t *testing.T) {
 	}
 	for _, h := range reqs {
 		if h.Get("X-Api-Key") != "" {
-			t.Error("Client.Header reached the redirect target")
+			t.Error("Registry.Header reached the redirect target")
 		}
 	}
 }
@@ -131,10 +131,10 @@ func TestClientHeaderStaysOnTheRegistry(t *testing.T) {
 func TestEndpointSettingsValidated(t *testing.T) {
 	ms := newMirrorSetup(t, nil)
 	for name, mut := range map[string]func(c *registry.Client){
-		"header value with CRLF":  func(c *registry.Client) { c.Header = http.Header{"X-A": {"a\r\nHost: evil"}} },
-		"header name not a token": func(c *registry.Client) { c.Header = http.Header{"X A": {"a"}} },
+		"header value with CRLF":  func(c *registry.Client) { c.Registry().Header = http.Header{"X-A": {"a\r\nHost: evil"}} },
+		"header name not a token": func(c *registry.Client) { c.Registry().Header = http.Header{"X A": {"a"}} },
 		"mirror header with NUL": func(c *registry.Client) {
-			c.Mirrors = []registry.Endpoint{{Scheme: "http", Host: ms.mirrorHost, Header: http.Header{"X-A": {"a\x00"}}}}
+			c.Registry().Mirrors = []registry.Endpoint{{Scheme: "http", Host: ms.mirrorHost, Header: http.Header{"X-A": {"a\x00"}}}}
 		},
 	} {
 		c := ms.client()
@@ -144,7 +144,7 @@ func TestEndpointSettingsValidated(t *testing.T) {
 		}
 	}
 	c := ms.client()
-	c.Transport, c.DialTimeout = http.DefaultTransport, time.Second
+	c.Registry().Transport, c.Registry().DialTimeout = http.DefaultTransport, time.Second
 	if _, err := c.Read(context.Background(), "v1"); err == nil || !strings.Contains(err.Error(), "DialTimeout") {
 		t.Errorf("DialTimeout with Transport: got %v, want an error naming DialTimeout", err)
 	}
@@ -154,13 +154,13 @@ func TestEndpointSettingsValidated(t *testing.T) {
 	root := t.TempDir()
 	for _, bad := range []string{`dial_timeout = "soon"`, `dial_timeout = "-1s"`, `dial_timeout = 5`, `header = "x"`, "[header]\n\"X A\" = \"v\"", "[header]\nX-A = 1"} {
 		writeFile(t, filepath.Join(root, ms.regHost, "hosts.toml"), []byte(bad+"\n"))
-		if err := ms.client().LoadHostsDir(root); !errors.Is(err, registry.ErrInvalidConfig) {
+		if err := ms.client().Registry().LoadHostsDir(root); !errors.Is(err, registry.ErrInvalidConfig) {
 			t.Errorf("%q: got %v, want ErrInvalidConfig", bad, err)
 		}
 	}
 }
 
-// A realm on the registry's own origin gets Client.Header with the token
+// A realm on the registry's own origin gets Registry.Header with the token
 // request (a gateway in front of the whole host needs it there too); a
 // realm on another origin does not.
 func TestClientHeaderAndTokenRealms(t *testing.T) {
@@ -183,7 +183,7 @@ func TestClientHeaderAndTokenRealms(t *testing.T) {
 			ms.registrySrv.ServeHTTP(w, r)
 		})
 		c := ms.client()
-		c.Header = http.Header{"X-Gate": {"open"}}
+		c.Registry().Header = http.Header{"X-Gate": {"open"}}
 		if _, err := pullVerified(t, c, "v1"); err != nil {
 			t.Fatalf("realm elsewhere %v: %v", realmElsewhere, err)
 		}

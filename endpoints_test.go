@@ -96,7 +96,7 @@ func newMirrorSetup(t *testing.T, mirrorHandler func(http.Handler) http.Handler)
 }
 
 func (ms *mirrorSetup) client(mirrors ...registry.Endpoint) *registry.Client {
-	return &registry.Client{Scheme: "http", Host: ms.regHost, Repository: "team/app", Mirrors: mirrors, GetBackOff: fastBackOff}
+	return (&registry.Registry{Scheme: "http", Host: ms.regHost, Mirrors: mirrors, GetBackOff: fastBackOff}).Repository("team/app")
 }
 
 // pullAll reads ref's manifest and every blob, verified.
@@ -160,7 +160,7 @@ func TestMirrorDownFallsThroughWithoutRetries(t *testing.T) {
 	c := ms.client(registry.Endpoint{Scheme: "http", Host: dead})
 	var retries int
 	var mu sync.Mutex
-	c.RetryNotify = func(error, time.Duration) { mu.Lock(); retries++; mu.Unlock() }
+	c.Registry().RetryNotify = func(error, time.Duration) { mu.Lock(); retries++; mu.Unlock() }
 	if _, err := pullVerified(t, c, "v1"); err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestMirrorWithPathPrefixAndNoFallback(t *testing.T) {
 		t.Fatalf("ParseEndpoint path %q, want /cache/hub/v2", ep.Path)
 	}
 	c := ms.client(ep)
-	c.MirrorsOnly = true
+	c.Registry().MirrorsOnly = true
 	if _, err := pullVerified(t, c, "v1"); err != nil {
 		t.Fatal(err)
 	}
@@ -240,10 +240,10 @@ func TestMirrorGetsNoRegistryCredentials(t *testing.T) {
 	// The mirror wants a login too, and nobody has one for it.
 	ms.mirrorSv.Auth = &registry.ServerAuth{Users: map[string]registry.ServerUser{"bob": {Password: "other", Repositories: []string{"*"}}}}
 	c := ms.client(registry.Endpoint{Scheme: "http", Host: ms.mirrorHost})
-	c.AllowBasicOverHTTP = true
+	c.Registry().AllowBasicOverHTTP = true
 	var asked []string
 	var mu sync.Mutex
-	c.Credentials = registry.CredentialFunc(func(_ context.Context, host string) (registry.Credential, error) {
+	c.Registry().Credentials = registry.CredentialFunc(func(_ context.Context, host string) (registry.Credential, error) {
 		mu.Lock()
 		asked = append(asked, host)
 		mu.Unlock()
@@ -326,7 +326,7 @@ func TestRateLimitHeadersRoundTrip(t *testing.T) {
 	ts := serve(t, rec.wrap(limit))
 	c := clientFor(t, ts, "library/app")
 	ctx := context.Background()
-	if _, ok := c.RateLimit(); ok {
+	if _, ok := c.Registry().RateLimit(); ok {
 		t.Fatal("RateLimit before any request")
 	}
 	for i := 0; i < 5; i++ {
@@ -334,7 +334,7 @@ func TestRateLimitHeadersRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rl, ok := c.RateLimit()
+	rl, ok := c.Registry().RateLimit()
 	if !ok || rl.Limit != 3 || rl.Remaining != 3 || rl.Window != 6*time.Hour || rl.Source != "192.0.2.7" {
 		t.Fatalf("after 5 HEADs: %+v, %v; want 3 of 3 per 6h from 192.0.2.7 (HEAD is free)", rl, ok)
 	}
@@ -343,7 +343,7 @@ func TestRateLimitHeadersRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if rl, _ := c.RateLimit(); rl.Remaining != 0 {
+	if rl, _ := c.Registry().RateLimit(); rl.Remaining != 0 {
 		t.Fatalf("after 3 GETs: remaining %d, want 0", rl.Remaining)
 	}
 	_, err := c.Read(ctx, "v1")
@@ -383,7 +383,7 @@ func TestMirrorOverridePathFromHostsTOML(t *testing.T) {
   override_path = true
 `))
 	c := ms.client()
-	if err := c.LoadHostsDir(root); err != nil {
+	if err := c.Registry().LoadHostsDir(root); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := pullVerified(t, c, "v1"); err != nil {
@@ -405,7 +405,7 @@ func TestStaticCredentialsStayWithTheRegistry(t *testing.T) {
 		ms.registrySrv.Auth = &registry.ServerAuth{Basic: basic, Users: map[string]registry.ServerUser{"alice": {Password: "s3cret", Repositories: []string{"*"}}}}
 		ms.mirrorSv.Auth = &registry.ServerAuth{Basic: basic, Users: map[string]registry.ServerUser{"alice": {Password: "s3cret", Repositories: []string{"*"}}}}
 		c := ms.client(registry.Endpoint{Scheme: "http", Host: ms.mirrorHost})
-		c.Credentials = registry.StaticCredentials("alice", "s3cret")
+		c.Registry().Credentials = registry.StaticCredentials("alice", "s3cret")
 		if _, err := pullVerified(t, c, "v1"); err != nil {
 			t.Fatal(err)
 		}
@@ -426,7 +426,7 @@ func TestStaticCredentialsStayWithTheRegistry(t *testing.T) {
 	robot := map[string]registry.ServerUser{"robot": {RefreshToken: "rt", Repositories: []string{"*"}}}
 	ms.registrySrv.Auth, ms.mirrorSv.Auth = &registry.ServerAuth{Users: robot}, &registry.ServerAuth{Users: robot}
 	c := ms.client(registry.Endpoint{Scheme: "http", Host: ms.mirrorHost})
-	c.Credentials = registry.IdentityToken("rt")
+	c.Registry().Credentials = registry.IdentityToken("rt")
 	if _, err := pullVerified(t, c, "v1"); err != nil {
 		t.Fatal(err)
 	}

@@ -71,7 +71,7 @@ var (
 	// status, a malformed header, a redirect loop.
 	ErrProtocol = errors.New("registry protocol violation")
 	// ErrStalled means a response stopped moving: no headers for
-	// [Client.StallTimeout], or less than 1 KiB of body in that time. It
+	// [Registry.StallTimeout], or less than 1 KiB of body in that time. It
 	// is retried and resumed like a broken connection; an operation that
 	// still fails wraps it.
 	ErrStalled = errors.New("connection stalled")

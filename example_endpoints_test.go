@@ -35,7 +35,7 @@ func ExampleEndpoint() {
 		panic(err)
 	}
 	u, _ := url.Parse(up.URL)
-	c := &registry.Client{Scheme: "http", Host: u.Host, Repository: "example/app", Mirrors: []registry.Endpoint{ep}}
+	c := (&registry.Registry{Scheme: "http", Host: u.Host, Mirrors: []registry.Endpoint{ep}}).Repository("example/app")
 	got, err := c.Read(context.Background(), "v1") // asked of the mirror, with ns=<registry host>
 	if err != nil {
 		panic(err)
@@ -45,7 +45,7 @@ func ExampleEndpoint() {
 }
 
 // Read the pull allowance a registry states, and the limit in a 429.
-func ExampleClient_RateLimit() {
+func ExampleRegistry_RateLimit() {
 	mem := oci.NewMemory()
 	config := mem.Add(v1.MediaTypeImageConfig, []byte(`{"architecture":"amd64","os":"linux"}`))
 	img, _ := mem.NewImage(v1.Manifest{Config: config})
@@ -55,10 +55,10 @@ func ExampleClient_RateLimit() {
 	defer ts.Close()
 
 	u, _ := url.Parse(ts.URL)
-	c := &registry.Client{Scheme: "http", Host: u.Host, Repository: "library/app"}
+	c := (&registry.Registry{Scheme: "http", Host: u.Host}).Repository("library/app")
 	ctx := context.Background()
 	c.Read(ctx, "v1")
-	rl, _ := c.RateLimit()
+	rl, _ := c.Registry().RateLimit()
 	fmt.Println(rl.Remaining, "of", rl.Limit, "left per", rl.Window)
 	_, err := c.Read(ctx, "v1")
 	var ce *registry.ClientError
@@ -73,7 +73,7 @@ func ExampleClient_RateLimit() {
 // Configure mirrors, certificates and extra headers from a containerd
 // certs.d tree (/etc/containerd/certs.d and Docker's certs.d when no
 // directory is named).
-func ExampleClient_LoadHostsDir() {
+func ExampleRegistry_LoadHostsDir() {
 	mem := oci.NewMemory()
 	config := mem.Add(v1.MediaTypeImageConfig, []byte(`{"architecture":"amd64","os":"linux"}`))
 	img, _ := mem.NewImage(v1.Manifest{Config: config})
@@ -97,11 +97,11 @@ server = "https://registry.example"
     X-Team = "build"
 `), 0o644)
 
-	c := &registry.Client{Host: "registry.example", Repository: "example/app"}
-	if err := c.LoadHostsDir(root); err != nil {
+	c := (&registry.Registry{Host: "registry.example"}).Repository("example/app")
+	if err := c.Registry().LoadHostsDir(root); err != nil {
 		panic(err)
 	}
-	fmt.Println(len(c.Mirrors), c.Mirrors[0].DialTimeout, c.Mirrors[0].Header.Get("X-Team"), c.MirrorsOnly)
+	fmt.Println(len(c.Registry().Mirrors), c.Registry().Mirrors[0].DialTimeout, c.Registry().Mirrors[0].Header.Get("X-Team"), c.Registry().MirrorsOnly)
 	got, err := c.Read(context.Background(), "v1") // from the mirror
 	if err != nil {
 		panic(err)

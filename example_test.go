@@ -30,7 +30,7 @@ func ExampleServer() {
 	defer ts.Close()
 
 	u, _ := url.Parse(ts.URL)
-	c := &registry.Client{Scheme: "http", Host: u.Host, Repository: "example/app"}
+	c := (&registry.Registry{Scheme: "http", Host: u.Host}).Repository("example/app")
 	tags, _ := c.Tags(context.Background())
 	fmt.Println(tags)
 	// Output: [v1]
@@ -87,12 +87,13 @@ func ExampleServerAuth() {
 	defer ts.Close()
 	u, _ := url.Parse(ts.URL)
 
-	anonymous := &registry.Client{Scheme: "http", Host: u.Host, Repository: "private/app"}
+	anonymous := (&registry.Registry{Scheme: "http", Host: u.Host}).Repository("private/app")
 	_, err := anonymous.Read(context.Background(), "v1")
 	fmt.Println("anonymous:", errors.Is(err, registry.ErrUnauthorized))
 
-	alice := &registry.Client{Scheme: "http", Host: u.Host, Repository: "private/app",
-		Credentials: registry.StaticCredentials("alice", "s3cret")}
+	alice := (&registry.Registry{Scheme: "http", Host: u.Host,
+		Credentials: registry.StaticCredentials("alice", "s3cret"),
+	}).Repository("private/app")
 	ref, err := alice.Read(context.Background(), "v1")
 	fmt.Println("alice:", err == nil && ref.Digest() == img.Digest())
 	// Output:
@@ -156,7 +157,7 @@ func ExampleMirror() {
 	defer ms.Close()
 
 	u, _ := url.Parse(ms.URL)
-	c := &registry.Client{Scheme: "http", Host: u.Host, Repository: "example/app"}
+	c := (&registry.Registry{Scheme: "http", Host: u.Host}).Repository("example/app")
 	got, err := c.Read(context.Background(), "v1")
 	if err != nil {
 		panic(err)
@@ -181,12 +182,13 @@ func ExampleServerAuth_withFaults() {
 	defer ts.Close()
 
 	u, _ := url.Parse(ts.URL)
-	anon := &registry.Client{Scheme: "http", Host: u.Host, Repository: "private/app"}
+	anon := (&registry.Registry{Scheme: "http", Host: u.Host}).Repository("private/app")
 	_, err := anon.Read(context.Background(), "v1")
 	fmt.Println(errors.Is(err, registry.ErrUnauthorized))
 
-	alice := &registry.Client{Scheme: "http", Host: u.Host, Repository: "private/app",
-		Credentials: registry.StaticCredentials("alice", "s3cret")}
+	alice := (&registry.Registry{Scheme: "http", Host: u.Host,
+		Credentials: registry.StaticCredentials("alice", "s3cret"),
+	}).Repository("private/app")
 	got, err := alice.Read(context.Background(), "v1")
 	fmt.Println(got.Digest() == img.Digest(), err)
 	// Output:

@@ -82,13 +82,12 @@ func clientFor(t testing.TB, ts *httptest.Server, repo string) *registry.Client 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &registry.Client{
+	return (&registry.Registry{
 		Scheme:     "http",
 		Host:       u.Host,
-		Repository: repo,
 		Transport:  ts.Client().Transport,
 		GetBackOff: fastBackOff,
-	}
+	}).Repository(repo)
 }
 
 func fastBackOff() backoff.BackOff {

@@ -44,7 +44,7 @@ func TestPaginationEnds(t *testing.T) {
 		c, count := tagPages(t, func(_ *http.Request, n int) ([]string, string) {
 			return []string{fmt.Sprintf("t%08d", n)}, fmt.Sprintf(`</v2/a/b/tags/list?last=t%08d>; rel="next"`, n)
 		})
-		c.MaxPages = 300
+		c.Registry().MaxPages = 300
 		_, err := c.Tags(context.Background())
 		if !errors.Is(err, oci.ErrTooLarge) {
 			t.Fatalf("got %v, want ErrTooLarge", err)
@@ -61,7 +61,7 @@ func TestPaginationEnds(t *testing.T) {
 			}
 			return tags, fmt.Sprintf(`</v2/a/b/tags/list?last=t%06d-099>; rel="next"`, n)
 		})
-		c.MaxListItems = 1000
+		c.Registry().MaxListItems = 1000
 		if _, err := c.Tags(context.Background()); !errors.Is(err, oci.ErrTooLarge) {
 			t.Fatalf("got %v, want ErrTooLarge", err)
 		}
@@ -106,8 +106,9 @@ func TestPaginationEnds(t *testing.T) {
 			json.NewEncoder(w).Encode(map[string]any{"tags": []string{"a"}})
 		}))
 		defer ts.Close()
-		c := &registry.Client{Host: strings.TrimPrefix(ts.URL, "https://"), Repository: "a/b", Transport: ts.Client().Transport,
-			GetBackOff: fastBackOff, AllowCrossOriginLinks: true}
+		c := (&registry.Registry{Host: strings.TrimPrefix(ts.URL, "https://"), Transport: ts.Client().Transport,
+			GetBackOff: fastBackOff, AllowCrossOriginLinks: true,
+		}).Repository("a/b")
 		if _, err := c.Tags(context.Background()); !errors.Is(err, registry.ErrProtocol) {
 			t.Fatalf("got %v, want ErrProtocol", err)
 		}
@@ -128,7 +129,7 @@ func TestServerAuthHardening(t *testing.T) {
 			}}
 			_, _, clientFor := authFixture(t, auth)
 			c := clientFor("pub/img")
-			c.Credentials = registry.StaticCredentials("robot", "")
+			c.Registry().Credentials = registry.StaticCredentials("robot", "")
 			if _, err := c.Read(context.Background(), "v1"); !errors.Is(err, registry.ErrUnauthorized) {
 				t.Fatalf("empty password: got %v, want ErrUnauthorized", err)
 			}
@@ -139,7 +140,7 @@ func TestServerAuthHardening(t *testing.T) {
 	_ = img
 	c := clientFor("pub/img")
 	// Get a token the way a client does, then use it with a lower-case scheme.
-	srvURL := "http://" + c.Host
+	srvURL := "http://" + c.Registry().Host
 	resp, err := http.Get(srvURL + "/token?service=ocipull-registry&scope=repository:pub/img:pull")
 	if err != nil {
 		t.Fatal(err)
@@ -256,7 +257,7 @@ func TestDripBelowRateFloorIsStalled(t *testing.T) {
 	// 1 KiB per 200 ms: enough for the old rule of 1 KiB per stall window.
 	inj.Add(faults.Rule{Path: "/manifests/", Fault: faults.Drip(0, 1<<10, 200*time.Millisecond)})
 	c := clientFor(t, serve(t, inj), "a/b")
-	c.StallTimeout = 300 * time.Millisecond
+	c.Registry().StallTimeout = 300 * time.Millisecond
 	start := time.Now()
 	_, err = c.Read(context.Background(), "big")
 	if !errors.Is(err, registry.ErrStalled) {
@@ -298,7 +299,7 @@ func TestTokenEndpoint403IsUnauthorized(t *testing.T) {
 		w.WriteHeader(http.StatusUnauthorized)
 	}))
 	c := clientFor(t, reg, "a/b")
-	c.Credentials = registry.StaticCredentials("u", "wrong")
+	c.Registry().Credentials = registry.StaticCredentials("u", "wrong")
 	_, err := c.Read(context.Background(), "v1")
 	if !errors.Is(err, registry.ErrUnauthorized) || errors.Is(err, registry.ErrDenied) {
 		t.Fatalf("got %v, want ErrUnauthorized and not ErrDenied", err)

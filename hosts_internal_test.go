@@ -38,7 +38,7 @@ func TestIsInternalHost(t *testing.T) {
 // A registry on a public name may not send the client (and the user's
 // credentials) to an internal token realm in any of its forms.
 func TestCheckRealmRefusesInternalForms(t *testing.T) {
-	tr := newTransport(&Client{Host: "registry.example.com", Repository: "a/b"}, nil)
+	tr := newTransport(&Registry{Host: "registry.example.com"}, nil)
 	for _, realm := range []string{
 		"https://[::1%25lo]:5000/token", "https://[::ffff:127.0.0.1%25lo]/token", "https://[fe80::1%25lo]/token",
 		"https://localhost./token", "https://169.254.169.254./latest", "https://127.1/token",
@@ -53,7 +53,7 @@ func TestCheckRealmRefusesInternalForms(t *testing.T) {
 		t.Errorf("public realm refused: %v", err)
 	}
 	// A registry that is itself internal may use internal realms.
-	local := newTransport(&Client{Host: "127.0.0.1:5000", Repository: "a/b"}, nil)
+	local := newTransport(&Registry{Host: "127.0.0.1:5000"}, nil)
 	if err := local.checkRealm("http://127.0.0.1:5001/token"); err != nil {
 		t.Errorf("local realm for a local registry refused: %v", err)
 	}
@@ -64,7 +64,7 @@ func TestCheckRealmRefusesInternalForms(t *testing.T) {
 func TestDialControlRefusesInternalAddress(t *testing.T) {
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer ts.Close()
-	tr := newTransport(&Client{Host: "registry.example.com", Repository: "a/b", StallTimeout: -1}, nil)
+	tr := newTransport(&Registry{Host: "registry.example.com", StallTimeout: -1}, nil)
 	// "localhost" resolves to loopback: the name passed no URL check of
 	// its own here; the dialled address is what is refused.
 	_, port, _ := net.SplitHostPort(ts.Listener.Addr().String())
@@ -99,7 +99,7 @@ func FuzzNormalizeHost(f *testing.F) {
 // AllowBasicOverHTTP is for the registry's own host: never for a token
 // realm (or anything else) on another host over plain HTTP.
 func TestBasicOverHTTPOnlyToRegistryHost(t *testing.T) {
-	tr := newTransport(&Client{Host: "registry.example:5000", Repository: "a/b", AllowBasicOverHTTP: true}, nil)
+	tr := newTransport(&Registry{Host: "registry.example:5000", AllowBasicOverHTTP: true}, nil)
 	if err := tr.checkBasicAllowed("http", "registry.example:5001"); err != nil {
 		t.Errorf("the registry's own host: %v", err)
 	}
@@ -109,7 +109,7 @@ func TestBasicOverHTTPOnlyToRegistryHost(t *testing.T) {
 	if err := tr.checkBasicAllowed("https", "auth.other.example"); err != nil {
 		t.Errorf("https: %v", err)
 	}
-	off := newTransport(&Client{Host: "registry.example", Repository: "a/b"}, nil)
+	off := newTransport(&Registry{Host: "registry.example"}, nil)
 	if err := off.checkBasicAllowed("http", "registry.example"); err == nil {
 		t.Error("plain HTTP without the opt-in was allowed")
 	}

@@ -21,7 +21,7 @@ import (
 var ErrInvalidConfig = errors.New("invalid registry host configuration")
 
 // DefaultHostsDirs returns the certificate and hosts directories read by
-// [Client.LoadHostsDir] when it is given none: containerd's, Docker's and
+// [Registry.LoadHostsDir] when it is given none: containerd's, Docker's and
 // the containers tools' (Podman, Skopeo, Buildah).
 func DefaultHostsDirs() []string {
 	return []string{"/etc/containerd/certs.d", "/etc/docker/certs.d", "/etc/containers/certs.d"}
@@ -60,14 +60,14 @@ const maxConfigFile = 1 << 20
 // client's first use. Relative paths in
 // hosts.toml are relative to its directory. Errors wrap
 // [ErrInvalidConfig]; no directory found is not an error.
-func (c *Client) LoadHostsDir(roots ...string) error {
-	if err := validateHost(c.Host); err != nil {
+func (r *Registry) LoadHostsDir(roots ...string) error {
+	if err := validateHost(r.Host); err != nil {
 		return err
 	}
 	if len(roots) == 0 {
 		roots = DefaultHostsDirs()
 	}
-	dir, err := findHostDir(roots, c.Host)
+	dir, err := findHostDir(roots, r.Host)
 	if dir == "" || err != nil {
 		return err
 	}
@@ -78,7 +78,7 @@ func (c *Client) LoadHostsDir(roots ...string) error {
 			return err
 		}
 		if cfg != nil {
-			c.TLSConfig = cfg
+			r.TLSConfig = cfg
 		}
 		return nil
 	}
@@ -88,7 +88,7 @@ func (c *Client) LoadHostsDir(roots ...string) error {
 		}
 		return fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}
-	return c.applyHostsFile(dir, b)
+	return r.applyHostsFile(dir, b)
 }
 
 // hostDirNames are the directory names of a registry host, most specific
@@ -252,7 +252,7 @@ type hostEntry struct {
 }
 
 // applyHostsFile reads a hosts.toml in dir into the client's fields.
-func (c *Client) applyHostsFile(dir string, b []byte) error {
+func (r *Registry) applyHostsFile(dir string, b []byte) error {
 	file := filepath.Join(dir, "hosts.toml")
 	entries, server, err := parseHostsFile(dir, string(b))
 	if err != nil {
@@ -273,29 +273,29 @@ func (c *Client) applyHostsFile(dir string, b []byte) error {
 		return fmt.Errorf("%s: server: %w", file, err)
 	}
 	server.ep.TLSConfig = cfg
-	plain := server.ep.Host == "" || (server.ep.Host == c.Host || normalizeNS(server.ep.Host) == normalizeNS(c.Host)) &&
+	plain := server.ep.Host == "" || (server.ep.Host == r.Host || normalizeNS(server.ep.Host) == normalizeNS(r.Host)) &&
 		server.ep.Path == "/v2" && server.ep.Capabilities == CapabilityPull|CapabilityResolve
-	c.Mirrors, c.MirrorsOnly = mirrors, false
+	r.Mirrors, r.MirrorsOnly = mirrors, false
 	switch {
 	case plain:
 		if cfg != nil {
-			c.TLSConfig = cfg
+			r.TLSConfig = cfg
 		}
 		if server.ep.Header != nil {
-			c.Header = server.ep.Header
+			r.Header = server.ep.Header
 		}
 		if server.ep.DialTimeout != 0 {
-			c.DialTimeout = server.ep.DialTimeout
+			r.DialTimeout = server.ep.DialTimeout
 		}
 		if server.ep.Scheme == "http" {
-			c.Scheme = "http"
+			r.Scheme = "http"
 		}
 	case server.ep.Capabilities == 0:
-		c.MirrorsOnly = true
+		r.MirrorsOnly = true
 	default:
-		c.Mirrors, c.MirrorsOnly = append(mirrors, server.ep), true
+		r.Mirrors, r.MirrorsOnly = append(mirrors, server.ep), true
 	}
-	if c.MirrorsOnly && len(c.Mirrors) == 0 {
+	if r.MirrorsOnly && len(r.Mirrors) == 0 {
 		return fmt.Errorf("%w: %s: no host and no server that may pull", ErrInvalidConfig, file)
 	}
 	return nil

@@ -249,8 +249,8 @@ func (m *Mirror) client(up *upstream, repo string) *Client {
 		// One transport per upstream: its repositories share connections.
 		up.rt = &countingTransport{rt: rt, stats: &m.stats}
 	}
-	c := &Client{Scheme: up.scheme, Host: up.host, Repository: repo, Credentials: up.cfg.Credentials,
-		Transport: up.rt, UserAgent: "ocipull-mirror", GetBackOff: mirrorBackOff}
+	c := (&Registry{Scheme: up.scheme, Host: up.host, Credentials: up.cfg.Credentials,
+		Transport: up.rt, UserAgent: "ocipull-mirror", GetBackOff: mirrorBackOff}).Repository(repo)
 	m.clients[key] = c
 	return c
 }

@@ -68,7 +68,7 @@ func (m *Mirror) fetchBlob(c *Client, desc v1.Descriptor) (f *flight, joined boo
 }
 
 func (m *Mirror) runFlight(c *Client, f *flight) {
-	err := m.store.WriteBlob(m.ctx, c.source(), f.desc, func(p oci.BlobProgress) {
+	err := m.store.WriteBlob(m.ctx, c.Source(), f.desc, func(p oci.BlobProgress) {
 		f.update(func() {
 			f.started = true
 			f.landed = max(f.landed, p.Complete)

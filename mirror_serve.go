@@ -280,7 +280,7 @@ func (m *Mirror) tagTTL() time.Duration {
 // HEAD when older than TagTTL (refetched only when the digest changed);
 // stale when the upstream cannot answer; a 404 upstream passes through.
 func (m *Mirror) manifestByTag(ctx context.Context, up *upstream, c *Client, tag string, w *recorder) (oci.Ref, bool, error) {
-	name := up.indexName(c.Repository, tag)
+	name := up.indexName(c.Name(), tag)
 	m.mu.Lock()
 	e := m.tags[name]
 	var cached tagEntry
@@ -399,7 +399,7 @@ func (m *Mirror) cachedList(ctx context.Context, key string, fetch func(context.
 }
 
 func (m *Mirror) serveTags(w *recorder, r *http.Request, up *upstream, c *Client, name string) {
-	e, stale, err := m.cachedList(r.Context(), "tags\x00"+up.key+"\x00"+c.Repository, func(ctx context.Context) (*listEntry, error) {
+	e, stale, err := m.cachedList(r.Context(), "tags\x00"+up.key+"\x00"+c.Name(), func(ctx context.Context) (*listEntry, error) {
 		tags, err := c.Tags(ctx)
 		return &listEntry{items: tags}, err
 	})
@@ -425,7 +425,7 @@ func (m *Mirror) serveReferrers(w *recorder, r *http.Request, up *upstream, c *C
 		return
 	}
 	filter := r.URL.Query().Get("artifactType")
-	key := "referrers\x00" + up.key + "\x00" + c.Repository + "\x00" + reference + "\x00" + filter
+	key := "referrers\x00" + up.key + "\x00" + c.Name() + "\x00" + reference + "\x00" + filter
 	e, stale, err := m.cachedList(r.Context(), key, func(ctx context.Context) (*listEntry, error) {
 		ds, err := c.Referrers(ctx, digest.Digest(reference), filter)
 		return &listEntry{index: v1.Index{Versioned: specsVersioned(), MediaType: v1.MediaTypeImageIndex, Manifests: ds}}, err

@@ -177,7 +177,7 @@ func TestMirrorCoalescesConcurrentPulls(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			c := clientFor(t, ms, "team/app")
-			c.StallTimeout = 10 * time.Second
+			c.Registry().StallTimeout = 10 * time.Second
 			_, err := mirrorPull(context.Background(), c, "v1")
 			errs <- err
 		}()
@@ -378,7 +378,7 @@ func TestMirrorAuth(t *testing.T) {
 		t.Errorf("anonymous: got %v, want ErrUnauthorized", err)
 	}
 	c := clientFor(t, ms, "team/app")
-	c.Credentials = registry.StaticCredentials("client", "client-secret")
+	c.Registry().Credentials = registry.StaticCredentials("client", "client-secret")
 	if _, err := mirrorPull(context.Background(), c, "v1"); err != nil {
 		t.Fatal(err)
 	}
@@ -497,7 +497,7 @@ func TestMirrorsShareStore(t *testing.T) {
 			defer wg.Done()
 			time.Sleep(time.Duration(i) * 50 * time.Millisecond)
 			c := clientFor(t, ms, "team/app")
-			c.StallTimeout = 10 * time.Second
+			c.Registry().StallTimeout = 10 * time.Second
 			_, err := mirrorPull(context.Background(), c, "v1")
 			errs <- err
 		}()

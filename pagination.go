@@ -18,7 +18,7 @@ import (
 // JSON lists of short names; 4 MiB matches the manifest limit.
 const maxListPage = oci.MaxManifestSize
 
-// Default bounds of one listing (Client.MaxPages, Client.MaxListItems).
+// Default bounds of one listing (Registry.MaxPages, Registry.MaxListItems).
 // Docker Hub's largest repositories have tens of thousands of tags, at
 // 100 or more a page; 10,000 pages end an endless listing within a minute
 // on a small machine, and the loop detector holds 8 bytes a page.

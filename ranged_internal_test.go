@@ -70,11 +70,12 @@ func newRangedFixture(t *testing.T, size int, rate int64) *rangedFixture {
 // blobs of 2 MiB and more, 256 KiB chunks, a 256 KiB probe, "fast" from
 // 100 MB/s.
 func (f *rangedFixture) client(t *testing.T, lanes, maxConns int) *Client {
-	c := &Client{Scheme: "http", Host: strings.TrimPrefix(f.ts.URL, "http://"), Repository: "big/blob",
+	c := (&Registry{Scheme: "http", Host: strings.TrimPrefix(f.ts.URL, "http://"),
 		RangeParallelism: lanes, MaxConnsPerHost: maxConns, GetBackOff: func() backoff.BackOff {
 			return backoff.WithMaxRetries(backoff.NewConstantBackOff(5*time.Millisecond), 5)
-		}}
-	c.init().ranged = rangedConfig{minSize: 2 << 20, chunk: 256 << 10, probe: 256 << 10, fast: 100 << 20}
+		},
+	}).Repository("big/blob")
+	c.Registry().init().ranged = rangedConfig{minSize: 2 << 20, chunk: 256 << 10, probe: 256 << 10, fast: 100 << 20}
 	return c
 }
 
@@ -136,7 +137,7 @@ func TestRangedFetchOnCappedLink(t *testing.T) {
 	// stream is fast however busy the machine running the test is.
 	fast := newRangedFixture(t, size, 1<<40)
 	fc := fast.client(t, 8, 0)
-	fc.init().ranged.fast = 2 << 20
+	fc.Registry().init().ranged.fast = 2 << 20
 	if _, err := fast.pull(fc); err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +209,7 @@ func TestRangedFetchFaults(t *testing.T) {
 			t.Fatal(err)
 		}
 		c := f.client(t, 8, 0)
-		err = l.WriteBlob(context.Background(), c.source(), f.desc, nil)
+		err = l.WriteBlob(context.Background(), c.Source(), f.desc, nil)
 		if !errors.Is(err, oci.ErrDigestMismatch) {
 			t.Fatalf("got %v, want ErrDigestMismatch", err)
 		}
@@ -277,7 +278,7 @@ func TestRangedFetchSharedBudget(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if made := c.init().chunks.made; made > 3 {
+	if made := c.Registry().init().chunks.made; made > 3 {
 		t.Errorf("%d chunk buffers made, budget 3", made)
 	}
 }

@@ -126,10 +126,10 @@ func (s *rateState) observe(resp *http.Response, host string) {
 // RateLimit returns the last pull allowance a registry or mirror stated
 // in a response to this client (see [RateLimit]), and false when none has.
 // Docker Hub states it on manifest requests, GET and HEAD alike.
-func (c *Client) RateLimit() (RateLimit, bool) {
-	c.init()
-	if r := c.rate.last.Load(); r != nil {
-		return *r, true
+func (r *Registry) RateLimit() (RateLimit, bool) {
+	r.init()
+	if last := r.rate.last.Load(); last != nil {
+		return *last, true
 	}
 	return RateLimit{}, false
 }

@@ -117,16 +117,24 @@ func (r Reference) TagOrDigest() string {
 	return r.Tag + r.Digest
 }
 
-// Client returns a client for the reference's repository. For loopback
-// hosts (localhost, 127.0.0.0/8, ::1) it tries HTTPS and falls back to
-// plain HTTP, for the client's lifetime, when the registry answers the TLS
-// handshake in plain HTTP, as Docker and containerd do for localhost; set
-// Scheme on the result to choose one, and fill in the other fields
-// (Credentials, Transport, ...) before first use.
+// Registry returns a new [Registry] for the reference's host. For
+// loopback hosts (localhost, 127.0.0.0/8, ::1) it tries HTTPS and falls
+// back to plain HTTP, for the registry's lifetime, when the registry
+// answers the TLS handshake in plain HTTP, as Docker and containerd do for
+// localhost; set Scheme on the result to choose one, and fill in the other
+// fields (Credentials, Transport, ...) before first use. Programs reading
+// several references of one host should make one Registry and take
+// [Registry.Repository] handles from it, so that they share connections
+// and tokens.
+func (r Reference) Registry() *Registry {
+	return &Registry{Host: r.Host, httpFallback: isLoopbackHost(r.Host)}
+}
+
+// Client returns a client for the reference's repository on a new
+// [Registry] (see [Reference.Registry]); configure it through
+// [Client.Registry] before first use.
 func (r Reference) Client() *Client {
-	c := &Client{Host: r.Host, Repository: r.Repository}
-	c.httpFallback = isLoopbackHost(r.Host)
-	return c
+	return r.Registry().Repository(r.Repository)
 }
 
 // isLoopbackHost reports whether host[:port] names the loopback interface.

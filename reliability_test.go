@@ -138,7 +138,7 @@ func runFault(t *testing.T, fc faultCase, res *faultResult) {
 	fc.setup(inj, storage, string(img.Layers()[0].Digest))
 	ts, conns := startCounted(t, inj)
 	c := clientFor(t, ts, "fault/img")
-	c.StallTimeout = 200 * time.Millisecond
+	c.Registry().StallTimeout = 200 * time.Millisecond
 
 	start := time.Now()
 	var got error
@@ -179,7 +179,7 @@ func runFault(t *testing.T, fc faultCase, res *faultResult) {
 	if leaks != 0 {
 		t.Errorf("%s: Authorization sent to the redirect target %d times", fc.name, leaks)
 	}
-	c.CloseIdleConnections()
+	c.Registry().CloseIdleConnections()
 	if !waitFor(func() bool { return conns.open.Load() == 0 && storageConns.open.Load() == 0 }) {
 		t.Errorf("%s: %d server connections still open after the pull", fc.name, conns.open.Load()+storageConns.open.Load())
 	}
@@ -362,7 +362,7 @@ func TestTLSDowngradesRefused(t *testing.T) {
 		}))
 		t.Cleanup(ts.Close)
 		c := clientFor(t, ts, "a/b")
-		c.Scheme = "https"
+		c.Registry().Scheme = "https"
 		_, err := c.Read(context.Background(), "v1")
 		if !errors.Is(err, registry.ErrProtocol) || !strings.Contains(err.Error(), "https to http") {
 			t.Fatalf("got %v, want a refused downgrade", err)
@@ -375,8 +375,8 @@ func TestTLSDowngradesRefused(t *testing.T) {
 		}))
 		t.Cleanup(ts.Close)
 		c := clientFor(t, ts, "a/b")
-		c.Scheme = "https"
-		c.Credentials = registry.StaticCredentials("u", "p")
+		c.Registry().Scheme = "https"
+		c.Registry().Credentials = registry.StaticCredentials("u", "p")
 		_, err := c.Read(context.Background(), "v1")
 		if !errors.Is(err, registry.ErrProtocol) || !strings.Contains(err.Error(), "plain-HTTP token realm") {
 			t.Fatalf("got %v, want a refused realm", err)
@@ -462,7 +462,7 @@ func TestManyResumesWithProgress(t *testing.T) {
 // instead of holding the reader for days.
 func TestDripForeverGivesUp(t *testing.T) {
 	f := newFixture(t, 1<<20)
-	f.c.StallTimeout = 50 * time.Millisecond
+	f.c.Registry().StallTimeout = 50 * time.Millisecond
 	f.inj.Add(faults.Rule{Path: "/blobs/", Fault: faults.Drip(0, 10, 10*time.Millisecond)})
 	ref, err := f.c.Read(context.Background(), "img")
 	if err != nil {
@@ -481,7 +481,7 @@ func TestDripForeverGivesUp(t *testing.T) {
 // fails, after the retry policy, with ErrStalled.
 func TestHeadersStallGivesUp(t *testing.T) {
 	f := newFixture(t)
-	f.c.StallTimeout = 50 * time.Millisecond
+	f.c.Registry().StallTimeout = 50 * time.Millisecond
 	f.inj.Add(faults.Rule{Path: "/manifests/", Fault: faults.Stall(10 * time.Second)})
 	if _, err := f.c.Read(context.Background(), "img"); !errors.Is(err, registry.ErrStalled) {
 		t.Fatalf("got %v, want ErrStalled", err)
@@ -494,7 +494,7 @@ func TestUnknownHostNotRetried(t *testing.T) {
 		dials.Add(1)
 		return nil, &net.OpError{Op: "dial", Net: network, Err: &net.DNSError{Err: "no such host", Name: "registry.invalid", IsNotFound: true}}
 	}}
-	c := &registry.Client{Host: "registry.invalid", Repository: "a/b", Transport: tr, GetBackOff: fastBackOff}
+	c := (&registry.Registry{Host: "registry.invalid", Transport: tr, GetBackOff: fastBackOff}).Repository("a/b")
 	_, err := c.Read(context.Background(), "v1")
 	if err == nil || !strings.Contains(err.Error(), "no such host") {
 		t.Fatalf("got %v", err)
@@ -517,7 +517,7 @@ func TestOversizedTokenAndHeadersRefused(t *testing.T) {
 		}))
 		base = ts.URL
 		c := clientFor(t, ts, "a/b")
-		c.Transport = nil // the client's own transport
+		c.Registry().Transport = nil // the client's own transport
 		_, err := c.Read(context.Background(), "v1")
 		if !errors.Is(err, oci.ErrTooLarge) {
 			t.Fatalf("got %v, want ErrTooLarge for a 2 MiB token response", err)
@@ -531,8 +531,8 @@ func TestOversizedTokenAndHeadersRefused(t *testing.T) {
 			w.WriteHeader(http.StatusOK)
 		}))
 		c := clientFor(t, ts, "a/b")
-		c.Transport = nil // the client's own transport caps headers at 1 MiB
-		c.GetBackOff = func() backoff.BackOff { return &backoff.StopBackOff{} }
+		c.Registry().Transport = nil // the client's own transport caps headers at 1 MiB
+		c.Registry().GetBackOff = func() backoff.BackOff { return &backoff.StopBackOff{} }
 		_, err := c.Read(context.Background(), "v1")
 		if err == nil || !strings.Contains(err.Error(), "header") {
 			t.Fatalf("got %v, want the 2.5 MiB of headers refused", err)

@@ -29,7 +29,7 @@ func stallThreshold(d time.Duration) int {
 	return max(n, stallMinBytes)
 }
 
-// defaultBackOff is the policy documented on Client.GetBackOff.
+// defaultBackOff is the policy documented on Registry.GetBackOff.
 func defaultBackOff() backoff.BackOff {
 	b := &backoff.ExponentialBackOff{
 		InitialInterval:     250 * time.Millisecond,

@@ -175,8 +175,9 @@ func TestTLSConfigPrivateCAClientCertKeepsTransport(t *testing.T) {
 	mustAdd(t, s, "team/app", "v1", eightLayerImage(t))
 	m := newMTLSRegistry(t, s)
 
-	c := &registry.Client{Host: m.host, Repository: "team/app", MaxConnsPerHost: 2, GetBackOff: fastBackOff,
-		TLSConfig: &tls.Config{RootCAs: m.ca.pool, Certificates: []tls.Certificate{m.clientCert}}}
+	c := (&registry.Registry{Host: m.host, MaxConnsPerHost: 2, GetBackOff: fastBackOff,
+		TLSConfig: &tls.Config{RootCAs: m.ca.pool, Certificates: []tls.Certificate{m.clientCert}},
+	}).Repository("team/app")
 	if err := pullParallel(t, c, "v1"); err != nil {
 		t.Fatal(err)
 	}
@@ -189,18 +190,18 @@ func TestTLSConfigPrivateCAClientCertKeepsTransport(t *testing.T) {
 
 	// Without the client certificate the handshake fails, as a
 	// certificate error that is not retried.
-	bare := &registry.Client{Host: m.host, Repository: "team/app", GetBackOff: fastBackOff, TLSConfig: &tls.Config{RootCAs: m.ca.pool}}
+	bare := (&registry.Registry{Host: m.host, GetBackOff: fastBackOff, TLSConfig: &tls.Config{RootCAs: m.ca.pool}}).Repository("team/app")
 	if _, err := bare.Read(context.Background(), "v1"); err == nil {
 		t.Error("a registry that requires a client certificate accepted none")
 	}
 	// Without the CA the certificate is unknown.
-	noCA := &registry.Client{Host: m.host, Repository: "team/app", GetBackOff: fastBackOff}
+	noCA := (&registry.Registry{Host: m.host, GetBackOff: fastBackOff}).Repository("team/app")
 	var unknown x509.UnknownAuthorityError
 	if _, err := noCA.Read(context.Background(), "v1"); !errors.As(err, &unknown) {
 		t.Errorf("without the CA: %v, want x509.UnknownAuthorityError", err)
 	}
 	// TLSConfig with a Transport of the caller's is refused, not ignored.
-	both := &registry.Client{Host: m.host, Repository: "team/app", Transport: http.DefaultTransport, TLSConfig: &tls.Config{}}
+	both := (&registry.Registry{Host: m.host, Transport: http.DefaultTransport, TLSConfig: &tls.Config{}}).Repository("team/app")
 	if _, err := both.Read(context.Background(), "v1"); err == nil || !strings.Contains(err.Error(), "TLSConfig") {
 		t.Errorf("TLSConfig with Transport: %v, want an error naming TLSConfig", err)
 	}
@@ -226,8 +227,8 @@ func TestDockerCertsDirPrivateCAClientCert(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "client.cert"), m.clientPEM)
 	writeFile(t, filepath.Join(dir, "client.key"), m.clientKey)
 
-	c := &registry.Client{Host: m.host, Repository: "team/app", MaxConnsPerHost: 2, GetBackOff: fastBackOff}
-	if err := c.LoadHostsDir(root); err != nil {
+	c := (&registry.Registry{Host: m.host, MaxConnsPerHost: 2, GetBackOff: fastBackOff}).Repository("team/app")
+	if err := c.Registry().LoadHostsDir(root); err != nil {
 		t.Fatal(err)
 	}
 	if err := pullParallel(t, c, "v1"); err != nil {
@@ -239,8 +240,8 @@ func TestDockerCertsDirPrivateCAClientCert(t *testing.T) {
 
 	// A certificate without its key is an error naming the file.
 	os.Remove(filepath.Join(dir, "client.key"))
-	c2 := &registry.Client{Host: m.host, Repository: "team/app"}
-	if err := c2.LoadHostsDir(root); !errors.Is(err, registry.ErrInvalidConfig) || !strings.Contains(err.Error(), "client.cert") {
+	c2 := (&registry.Registry{Host: m.host}).Repository("team/app")
+	if err := c2.Registry().LoadHostsDir(root); !errors.Is(err, registry.ErrInvalidConfig) || !strings.Contains(err.Error(), "client.cert") {
 		t.Errorf("certificate without key: %v, want ErrInvalidConfig naming client.cert", err)
 	}
 	// A FIFO in place of the CA is refused without blocking.
@@ -249,7 +250,7 @@ func TestDockerCertsDirPrivateCAClientCert(t *testing.T) {
 	if err := mkfifo(filepath.Join(dir, "ca.crt")); err != nil {
 		t.Skip("no FIFOs here:", err)
 	}
-	if err := (&registry.Client{Host: m.host, Repository: "team/app"}).LoadHostsDir(root); !errors.Is(err, registry.ErrInvalidConfig) {
+	if err := (&registry.Registry{Host: m.host}).LoadHostsDir(root); !errors.Is(err, registry.ErrInvalidConfig) {
 		t.Errorf("FIFO as ca.crt: %v, want ErrInvalidConfig", err)
 	}
 }
@@ -271,12 +272,12 @@ server = "http://`+ms.regHost+`"
   ca = "mirror-ca.pem"
   client = [["puller.pem", "puller.key"]]
 `))
-	c := &registry.Client{Host: ms.regHost, Repository: "team/app", GetBackOff: fastBackOff}
-	if err := c.LoadHostsDir(root); err != nil {
+	c := (&registry.Registry{Host: ms.regHost, GetBackOff: fastBackOff}).Repository("team/app")
+	if err := c.Registry().LoadHostsDir(root); err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Mirrors) != 1 || c.MirrorsOnly || c.Scheme != "http" || c.Mirrors[0].TLSConfig == nil {
-		t.Fatalf("after LoadHostsDir: mirrors %+v, MirrorsOnly %v, Scheme %q", c.Mirrors, c.MirrorsOnly, c.Scheme)
+	if len(c.Registry().Mirrors) != 1 || c.Registry().MirrorsOnly || c.Registry().Scheme != "http" || c.Registry().Mirrors[0].TLSConfig == nil {
+		t.Fatalf("after LoadHostsDir: mirrors %+v, MirrorsOnly %v, Scheme %q", c.Registry().Mirrors, c.Registry().MirrorsOnly, c.Registry().Scheme)
 	}
 	if _, err := pullVerified(t, c, "v1"); err != nil {
 		t.Fatal(err)
@@ -295,12 +296,12 @@ func TestLoadHostsDirKeepsCallersTLSConfig(t *testing.T) {
 	root := t.TempDir()
 	writeFile(t, filepath.Join(root, "registry.example", "hosts.toml"), []byte(`[host."https://mirror.example"]`+"\n"))
 	mine := &tls.Config{ServerName: "mine"}
-	c := &registry.Client{Host: "registry.example", Repository: "a/b", TLSConfig: mine}
-	if err := c.LoadHostsDir(root); err != nil {
+	c := (&registry.Registry{Host: "registry.example", TLSConfig: mine}).Repository("a/b")
+	if err := c.Registry().LoadHostsDir(root); err != nil {
 		t.Fatal(err)
 	}
-	if c.TLSConfig != mine || len(c.Mirrors) != 1 || c.MirrorsOnly {
-		t.Errorf("after LoadHostsDir: TLSConfig %p (mine %p), mirrors %v, MirrorsOnly %v", c.TLSConfig, mine, c.Mirrors, c.MirrorsOnly)
+	if c.Registry().TLSConfig != mine || len(c.Registry().Mirrors) != 1 || c.Registry().MirrorsOnly {
+		t.Errorf("after LoadHostsDir: TLSConfig %p (mine %p), mirrors %v, MirrorsOnly %v", c.Registry().TLSConfig, mine, c.Registry().Mirrors, c.Registry().MirrorsOnly)
 	}
 }
 
@@ -311,7 +312,7 @@ func TestRegistryTLSConfigNotUsedForMirrors(t *testing.T) {
 	ms := newMirrorSetup(t, nil)
 	m := newMTLSRegistry(t, ms.mirSeen.wrap(ms.mirrorSv))
 	c := ms.client(registry.Endpoint{Host: m.host, TLSConfig: &tls.Config{RootCAs: m.ca.pool}})
-	c.TLSConfig = &tls.Config{RootCAs: m.ca.pool, Certificates: []tls.Certificate{m.clientCert}}
+	c.Registry().TLSConfig = &tls.Config{RootCAs: m.ca.pool, Certificates: []tls.Certificate{m.clientCert}}
 	if _, err := pullVerified(t, c, "v1"); err != nil {
 		t.Fatal(err)
 	}

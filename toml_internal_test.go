@@ -128,15 +128,15 @@ func FuzzParseHostsFile(f *testing.F) {
 		if err != nil {
 			return
 		}
-		c := &Client{Host: "registry.example", Repository: "a/b"}
+		c := (&Registry{Host: "registry.example"}).Repository("a/b")
 		for _, e := range append(entries, server) {
 			if e.ep.Host == "" {
 				continue
 			}
-			c.Mirrors = append(c.Mirrors, e.ep)
+			c.Registry().Mirrors = append(c.Registry().Mirrors, e.ep)
 		}
-		if err := c.validateEndpoints(); err != nil {
-			t.Fatalf("parsed endpoints %+v are refused by the client: %v", c.Mirrors, err)
+		if err := c.Registry().validateEndpoints(); err != nil {
+			t.Fatalf("parsed endpoints %+v are refused by the client: %v", c.Registry().Mirrors, err)
 		}
 	})
 }

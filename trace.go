@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// RequestTrace is one HTTP request a [Client] made, as [Client.Trace]
+// RequestTrace is one HTTP request a [Client] made, as [Registry.Trace]
 // receives it.
 type RequestTrace struct {
 	Method string

@@ -20,7 +20,7 @@ func TestTraceReportsEveryRequest(t *testing.T) {
 	f.inj.Add(faults.Rule{Path: "/manifests/", Times: 1, Fault: faults.Status(http.StatusServiceUnavailable, "")})
 	var mu sync.Mutex
 	var traces []registry.RequestTrace
-	f.c.Trace = func(rt registry.RequestTrace) {
+	f.c.Registry().Trace = func(rt registry.RequestTrace) {
 		mu.Lock()
 		traces = append(traces, rt)
 		mu.Unlock()
@@ -65,8 +65,9 @@ func TestTraceReportsEveryRequest(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	var failed []registry.RequestTrace
-	c := &registry.Client{Scheme: "http", Host: addr, Repository: "a/b", GetBackOff: fastBackOff,
-		Trace: func(rt registry.RequestTrace) { mu.Lock(); failed = append(failed, rt); mu.Unlock() }}
+	c := (&registry.Registry{Scheme: "http", Host: addr, GetBackOff: fastBackOff,
+		Trace: func(rt registry.RequestTrace) { mu.Lock(); failed = append(failed, rt); mu.Unlock() },
+	}).Repository("a/b")
 	if _, err := c.Read(context.Background(), "v1"); err == nil {
 		t.Fatal("read from a closed port succeeded")
 	}

@@ -64,7 +64,7 @@ type transport struct {
 	rate *rateState
 	// trace is the Client's Trace.
 	trace func(RequestTrace)
-	// header is added to every request to the origin (Client.Header or
+	// header is added to every request to the origin (Registry.Header or
 	// Endpoint.Header); the client's own fields are set after it.
 	header http.Header
 	// badBlobs are the digests whose bytes from this mirror did not
@@ -95,7 +95,7 @@ const (
 
 // newTransport builds the layer from a Client's fields, for the registry
 // or (ep not nil) for one of its mirrors.
-func newTransport(c *Client, ep *Endpoint) *transport {
+func newTransport(c *Registry, ep *Endpoint) *transport {
 	t := &transport{
 		host:          c.Host,
 		userAgent:     c.UserAgent,
@@ -433,7 +433,7 @@ func (t *transport) sendOnce(ctx context.Context, req *request, method string, u
 	return resp, sameOrigin, err
 }
 
-// addHeader copies the configured extra header fields (Client.Header or
+// addHeader copies the configured extra header fields (Registry.Header or
 // Endpoint.Header) into h, before the client sets its own.
 func (t *transport) addHeader(h http.Header) {
 	for k, v := range t.header {

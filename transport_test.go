@@ -29,7 +29,7 @@ func TestTokenRequestsBoundedByRetries(t *testing.T) {
 	inj.Add(faults.Rule{Path: "/token", Fault: faults.Status(http.StatusServiceUnavailable, "")})
 	c := clientFor("pub/img")
 	const retries = 5
-	c.GetBackOff = func() backoff.BackOff {
+	c.Registry().GetBackOff = func() backoff.BackOff {
 		return backoff.WithMaxRetries(backoff.NewConstantBackOff(time.Millisecond), retries)
 	}
 	_, err := c.Read(context.Background(), "v1")
@@ -100,7 +100,7 @@ func fallbackRegistry(t *testing.T, h http.Handler) *registry.Client {
 		t.Fatal(err)
 	}
 	c := r.Client()
-	c.GetBackOff = fastBackOff
+	c.Registry().GetBackOff = fastBackOff
 	return c
 }
 
@@ -147,7 +147,7 @@ func TestOriginFallbackAppliesToEveryURL(t *testing.T) {
 	t.Run("catalog pages", func(t *testing.T) {
 		c := fallbackRegistry(t, srv)
 		var got []string
-		for name, err := range c.ListRepositories(context.Background(), 1) {
+		for name, err := range c.Registry().ListRepositories(context.Background(), 1) {
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -23,7 +23,7 @@ func ExampleInjector() {
 	ts := httptest.NewServer(inj)
 	defer ts.Close()
 
-	c := &registry.Client{Scheme: "http", Host: ts.Listener.Addr().String(), Repository: "example/app"}
+	c := (&registry.Registry{Scheme: "http", Host: ts.Listener.Addr().String()}).Repository("example/app")
 	ref, _ := c.Read(context.Background(), "v1")
 	layer := ref.(*oci.Image).Layers()[0]
 	rc, _ := ref.(*oci.Image).OpenBlob(context.Background(), layer)

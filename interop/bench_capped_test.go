@@ -199,8 +199,8 @@ func BenchmarkCappedLink(b *testing.B) {
 }
 
 func cappedOcipull(ctx context.Context, l *cappedLink, lanes int) error {
-	c := &registry.Client{Scheme: "http", Host: l.host, Repository: "bench/img", RangeParallelism: lanes}
-	defer c.CloseIdleConnections()
+	c := (&registry.Registry{Scheme: "http", Host: l.host, RangeParallelism: lanes}).Repository("bench/img")
+	defer c.Registry().CloseIdleConnections()
 	rc, err := c.OpenBlob(ctx, l.layer)
 	if err != nil {
 		return err

@@ -107,8 +107,8 @@ func forEach(layers []ocispec.Descriptor, inFlight int, fetch func(ocispec.Descr
 }
 
 func pullOcipull(ctx context.Context, f *imageFixture, inFlight int) error {
-	c := &registry.Client{Scheme: "http", Host: f.host, Repository: "bench/img", MaxConnsPerHost: inFlight}
-	defer c.CloseIdleConnections()
+	c := (&registry.Registry{Scheme: "http", Host: f.host, MaxConnsPerHost: inFlight}).Repository("bench/img")
+	defer c.Registry().CloseIdleConnections()
 	ref, err := c.Read(ctx, "v1")
 	if err != nil {
 		return err

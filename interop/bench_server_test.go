@@ -150,7 +150,7 @@ func BenchmarkServers(b *testing.B) {
 	// Ours serves the same image from memory: read it with our client and
 	// copy manifests and blobs into an oci.Memory.
 	ctx := context.Background()
-	c := &registry.Client{Scheme: "http", Host: hostOf(b, ggcrTS), Repository: "bench/img"}
+	c := (&registry.Registry{Scheme: "http", Host: hostOf(b, ggcrTS)}).Repository("bench/img")
 	ref, err := c.Read(ctx, "v1")
 	if err != nil {
 		b.Fatal(err)

@@ -144,7 +144,7 @@ func BenchmarkVerifiedBlob(b *testing.B) {
 			w, reset := drainTo(b, dst)
 			for i := 0; i < b.N; i++ {
 				reset()
-				c := &registry.Client{Scheme: "http", Host: f.host, Repository: "bench/img"}
+				c := (&registry.Registry{Scheme: "http", Host: f.host}).Repository("bench/img")
 				rc, err := c.OpenBlob(ctx, layer)
 				if err != nil {
 					b.Fatal(err)
@@ -269,7 +269,7 @@ func BenchmarkManySmallLayers(b *testing.B) {
 		r0, c0 := f.count.requests.Load(), f.count.conns.Load()
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			c := &registry.Client{Scheme: "http", Host: f.host, Repository: "bench/img", MaxConnsPerHost: inFlight}
+			c := (&registry.Registry{Scheme: "http", Host: f.host, MaxConnsPerHost: inFlight}).Repository("bench/img")
 			ref, err := c.Read(ctx, "v1")
 			if err != nil {
 				b.Fatal(err)
@@ -284,7 +284,7 @@ func BenchmarkManySmallLayers(b *testing.B) {
 				_, err = io.Copy(io.Discard, rc)
 				return err
 			})
-			c.CloseIdleConnections()
+			c.Registry().CloseIdleConnections()
 		}
 		report(b, r0, c0)
 	})

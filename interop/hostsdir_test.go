@@ -74,7 +74,7 @@ func containerdView(t *testing.T, root, host string) []hostView {
 		if !v.Pull && !v.Resolve {
 			continue
 		}
-		if tr, ok := h.Client.Transport.(*http.Transport); ok && tr.TLSClientConfig != nil {
+		if tr, ok := h.Registry.Transport.(*http.Transport); ok && tr.TLSClientConfig != nil {
 			cfg := tr.TLSClientConfig
 			// containerd's shared default has an empty tls.Config.
 			if cfg.RootCAs != nil || cfg.InsecureSkipVerify || len(cfg.Certificates) > 0 {
@@ -95,11 +95,11 @@ func ourView(t *testing.T, root, refHost string) []hostView {
 		t.Fatal(err)
 	}
 	c := ref.Client()
-	if err := c.LoadHostsDir(root); err != nil {
+	if err := c.Registry().LoadHostsDir(root); err != nil {
 		t.Fatalf("ours: %v", err)
 	}
 	var out []hostView
-	for _, m := range c.Mirrors {
+	for _, m := range c.Registry().Mirrors {
 		caps := m.Capabilities
 		if caps == 0 {
 			caps = registry.CapabilityPull | registry.CapabilityResolve
@@ -109,13 +109,13 @@ func ourView(t *testing.T, root, refHost string) []hostView {
 		tlsView(&v, m.TLSConfig)
 		out = append(out, v)
 	}
-	if !c.MirrorsOnly {
-		scheme := c.Scheme
+	if !c.Registry().MirrorsOnly {
+		scheme := c.Registry().Scheme
 		if scheme == "" {
 			scheme = "https"
 		}
-		v := hostView{URL: scheme + "://" + c.Host + "/v2", Pull: true, Resolve: true, Header: headerView(c.Header)}
-		tlsView(&v, c.TLSConfig)
+		v := hostView{URL: scheme + "://" + c.Registry().Host + "/v2", Pull: true, Resolve: true, Header: headerView(c.Registry().Header)}
+		tlsView(&v, c.Registry().TLSConfig)
 		out = append(out, v)
 	}
 	return out

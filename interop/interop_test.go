@@ -85,9 +85,9 @@ func TestOurClientAgainstReferenceRegistry(t *testing.T) {
 			push(t, host, "peer/content", c, ggAuth)
 
 			ctx := context.Background()
-			cl := &registry.Client{Scheme: "http", Host: host, Repository: "peer/content"}
+			cl := (&registry.Registry{Scheme: "http", Host: host}).Repository("peer/content")
 			if withAuth {
-				cl.Credentials = registry.StaticCredentials(user, pass)
+				cl.Registry().Credentials = registry.StaticCredentials(user, pass)
 			}
 			refs := map[string]oci.Ref{}
 			for tag, img := range c.images {
@@ -162,7 +162,7 @@ func TestOurClientAgainstReferenceRegistry(t *testing.T) {
 			if len(referrers) != 1 || string(referrers[0].Digest) != art.String() {
 				t.Errorf("referrers: got %v, want [%s]", referrers, art)
 			}
-			repos, err := cl.Repositories(ctx)
+			repos, err := cl.Registry().Repositories(ctx)
 			if err != nil {
 				reg, _ := name.NewRegistry(host, name.Insecure)
 				grepos, gerr := remote.Catalog(ctx, reg, remote.WithAuth(ggAuth))

@@ -115,7 +115,7 @@ func TestMirrorOfReferenceRegistry(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("ocipull", func(t *testing.T) {
-		cl := &registry.Client{Scheme: "http", Host: mhost, Repository: "tok/content"}
+		cl := (&registry.Registry{Scheme: "http", Host: mhost}).Repository("tok/content")
 		for tag, img := range c.images {
 			want, _ := img.Digest()
 			ref, err := cl.Read(ctx, tag+"@"+want.String())
@@ -222,7 +222,7 @@ func coldPulls(t testing.TB, host, repo, tag string, n int) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cl := &registry.Client{Scheme: "http", Host: host, Repository: repo, StallTimeout: time.Minute}
+			cl := (&registry.Registry{Scheme: "http", Host: host, StallTimeout: time.Minute}).Repository(repo)
 			ref, err := cl.Read(context.Background(), tag)
 			if err != nil {
 				errs <- err

@@ -104,7 +104,7 @@ func TestReferenceRegistryTokenAuth(t *testing.T) {
 	push(t, host, "tok/content", c, &authn.Basic{Username: ti.user, Password: ti.pass})
 
 	ctx := context.Background()
-	cl := &registry.Client{Scheme: "http", Host: host, Repository: "tok/content", Credentials: registry.StaticCredentials(ti.user, ti.pass)}
+	cl := (&registry.Registry{Scheme: "http", Host: host, Credentials: registry.StaticCredentials(ti.user, ti.pass)}).Repository("tok/content")
 	before := ti.requests.Load()
 	for tag, img := range c.images {
 		want, _ := img.Digest()
@@ -122,7 +122,7 @@ func TestReferenceRegistryTokenAuth(t *testing.T) {
 	if n := ti.requests.Load() - before; n != 1 {
 		t.Errorf("token requests for a pull of %d images: got %d, want 1", len(c.images), n)
 	}
-	bad := &registry.Client{Scheme: "http", Host: host, Repository: "tok/content", Credentials: registry.StaticCredentials(ti.user, "wrong")}
+	bad := (&registry.Registry{Scheme: "http", Host: host, Credentials: registry.StaticCredentials(ti.user, "wrong")}).Repository("tok/content")
 	if _, err := bad.Read(ctx, "oci"); !errors.Is(err, registry.ErrUnauthorized) {
 		t.Errorf("wrong password: got %v, want ErrUnauthorized", err)
 	}

@@ -56,7 +56,7 @@ func newLargeFixture(t *testing.T) *largeFixture {
 		f.inj.ServeHTTP(w, r)
 	}))
 	t.Cleanup(ts.Close)
-	c := &registry.Client{Scheme: "http", Host: ts.Listener.Addr().String(), Repository: "big/one"}
+	c := (&registry.Registry{Scheme: "http", Host: ts.Listener.Addr().String()}).Repository("big/one")
 	ref, err := c.Read(context.Background(), "v1")
 	if err != nil {
 		t.Fatal(err)

@@ -21,7 +21,7 @@ func ExampleBuild() {
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
 
-	c := &registry.Client{Scheme: "http", Host: ts.Listener.Addr().String(), Repository: "example/app"}
+	c := (&registry.Registry{Scheme: "http", Host: ts.Listener.Addr().String()}).Repository("example/app")
 	got, _ := c.Read(context.Background(), "v1")
 	fmt.Println(len(got.(*oci.Index).Manifests()), got.Digest() == idx.Digest())
 	// Output: 3 true
@@ -37,7 +37,7 @@ func ExampleRecorder() {
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
 
-	c := &registry.Client{Scheme: "http", Host: ts.Listener.Addr().String(), Repository: "example/app"}
+	c := (&registry.Registry{Scheme: "http", Host: ts.Listener.Addr().String()}).Repository("example/app")
 	c.Resolve(context.Background(), "v1")
 	for _, r := range rec.Requests() {
 		fmt.Println(r.Method, r.Path, r.Status)

@@ -1,6 +1,7 @@
 package ocitest
 
 import (
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -50,14 +51,27 @@ func NewRegistry(t TB, auth *registry.ServerAuth, refs map[string]oci.Ref) *Regi
 	return &Registry{Recorder: rec, Server: srv, HTTP: ts, Host: ts.Listener.Addr().String()}
 }
 
-// Client is a plain-HTTP client for repository on the registry, with
-// credentials when user is not empty.
-func (r *Registry) Client(repository string, userPassword ...string) *registry.Client {
-	c := &registry.Client{Scheme: "http", Host: r.Host, Repository: repository}
-	if len(userPassword) == 2 {
-		c.Credentials = registry.StaticCredentials(userPassword[0], userPassword[1])
+// Connect returns a new plain-HTTP [registry.Registry] for the server:
+// anonymous with no arguments, with the credentials user, password with
+// two. Any other number of arguments panics (a test's mistake, never
+// silently anonymous). Take repository handles from it with
+// [registry.Registry.Repository]; they share its connections and tokens.
+func (r *Registry) Connect(userPassword ...string) *registry.Registry {
+	reg := &registry.Registry{Scheme: "http", Host: r.Host}
+	switch len(userPassword) {
+	case 0:
+	case 2:
+		reg.Credentials = registry.StaticCredentials(userPassword[0], userPassword[1])
+	default:
+		panic(fmt.Sprintf("ocitest: Connect wants no arguments or user, password; got %d", len(userPassword)))
 	}
-	return c
+	return reg
+}
+
+// Client is a plain-HTTP client for repository on a new
+// [registry.Registry] (see [Registry.Connect] for userPassword).
+func (r *Registry) Client(repository string, userPassword ...string) *registry.Client {
+	return r.Connect(userPassword...).Repository(repository)
 }
 
 // Recorder collects what a server answered ([registry.Server.OnRequest]).

@@ -74,7 +74,7 @@ func demo(ctx context.Context, dirFlag string, e *env) error {
 	}
 	ref, _ := registry.ParseReference(host + "/demo/sample:v1")
 	c := ref.Client()
-	c.Credentials = registry.StaticCredentials("demo", "demo")
+	c.Registry().Credentials = registry.StaticCredentials("demo", "demo")
 	fmt.Fprintf(stdout, "2. pulling %s into the OCI layout %s\n", ref, target)
 	got, err := pull(ctx, c, ref, target, pullOptions{jobs: 4, timeout: defaultMetadataTimeout, format: "oci"}, e)
 	if err != nil {

@@ -402,8 +402,9 @@ func TestServeTLS(t *testing.T) {
 			t.Fatalf("serve did not start: %s %s", out.String(), errb.String())
 		}
 	}
-	c := &registry.Client{Host: addr, Repository: "served/app",
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	c := (&registry.Registry{Host: addr,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
+	}).Repository("served/app")
 	ref, err := c.Read(context.Background(), "v1")
 	if err != nil || ref.Digest() != f.idx.Digest() {
 		t.Fatalf("read over TLS: %v", err)

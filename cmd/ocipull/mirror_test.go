@@ -194,7 +194,7 @@ func TestMirrorKill9(t *testing.T) {
 	}
 	cmd, addr = start()
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	c := &registry.Client{Scheme: "http", Host: addr, Repository: "big/app"}
+	c := (&registry.Registry{Scheme: "http", Host: addr}).Repository("big/app")
 	ref, err := c.Read(context.Background(), "v1")
 	if err != nil {
 		t.Fatal(err)

@@ -53,7 +53,7 @@ var pullCommand = &command{
 			if err != nil {
 				return err
 			}
-			c.MaxConnsPerHost = *jobs
+			c.Registry().MaxConnsPerHost = *jobs
 			_, err = pull(ctx, c, ref, e.args[1], po, e)
 			return err
 		}

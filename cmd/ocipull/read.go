@@ -261,7 +261,7 @@ var catalogCommand = &command{
 			}
 			ctx, cancel := rf.metadataContext(ctx)
 			defer cancel()
-			return printNames(e.stdout, c.ListRepositories(ctx, 0))
+			return printNames(e.stdout, c.Registry().ListRepositories(ctx, 0))
 		}
 	},
 }

@@ -68,8 +68,8 @@ func (r *remoteFlags) client(ref registry.Reference, e *env) (*registry.Client, 
 	if *r.plainHTTP {
 		// Asking for plain HTTP to this host is also the opt-in to send it
 		// credentials that way.
-		c.Scheme = "http"
-		c.AllowBasicOverHTTP = true
+		c.Registry().Scheme = "http"
+		c.Registry().AllowBasicOverHTTP = true
 	}
 	creds, err := credentialsFrom(*r.username, *r.passwordStdin, e.stdin)
 	if err != nil {
@@ -78,9 +78,9 @@ func (r *remoteFlags) client(ref registry.Reference, e *env) (*registry.Client, 
 	if *r.username != "" {
 		// StaticCredentials never reach a mirror; this lets a mirror
 		// still log in with Docker's config.json entry for itself.
-		creds = onlyFor(c.Host, creds, registry.DockerConfig(""))
+		creds = onlyFor(c.Registry().Host, creds, registry.DockerConfig(""))
 	}
-	c.Credentials = creds
+	c.Registry().Credentials = creds
 	roots := registry.DefaultHostsDirs()
 	if *r.certDir != "" {
 		if st, err := os.Stat(*r.certDir); err != nil || !st.IsDir() {
@@ -88,7 +88,7 @@ func (r *remoteFlags) client(ref registry.Reference, e *env) (*registry.Client, 
 		}
 		roots = append([]string{*r.certDir}, roots...)
 	}
-	if err := c.LoadHostsDir(roots...); err != nil {
+	if err := c.Registry().LoadHostsDir(roots...); err != nil {
 		return nil, err
 	}
 	for _, m := range *r.mirrors {
@@ -96,7 +96,7 @@ func (r *remoteFlags) client(ref registry.Reference, e *env) (*registry.Client, 
 		if err != nil {
 			return nil, usageErr("--mirror: %v", err)
 		}
-		c.Mirrors = append(c.Mirrors, ep)
+		c.Registry().Mirrors = append(c.Registry().Mirrors, ep)
 	}
 	if err := r.applyTLS(c, e); err != nil {
 		return nil, err
@@ -156,11 +156,11 @@ func (r *remoteFlags) applyTLS(c *registry.Client, e *env) error {
 		}
 		return cfg
 	}
-	c.TLSConfig = adjust(c.TLSConfig)
-	hosts := []string{c.Host}
-	for i := range c.Mirrors {
-		c.Mirrors[i].TLSConfig = adjust(c.Mirrors[i].TLSConfig)
-		hosts = append(hosts, c.Mirrors[i].Host)
+	c.Registry().TLSConfig = adjust(c.Registry().TLSConfig)
+	hosts := []string{c.Registry().Host}
+	for i := range c.Registry().Mirrors {
+		c.Registry().Mirrors[i].TLSConfig = adjust(c.Registry().Mirrors[i].TLSConfig)
+		hosts = append(hosts, c.Registry().Mirrors[i].Host)
 	}
 	if *r.insecure {
 		fmt.Fprintf(e.stderr, "warning: --insecure: the TLS certificates of %s are not verified; anyone on the network path can read and change what is pulled (digests are still verified)\n", strings.Join(hosts, ", "))
@@ -184,12 +184,12 @@ func (e *env) observe(c *registry.Client) {
 		fmt.Fprintf(e.stderr, format, a...)
 	}
 	if e.verbose || isTerminal(e.stderr) {
-		c.RetryNotify = func(err error, wait time.Duration) {
+		c.Registry().RetryNotify = func(err error, wait time.Duration) {
 			logf("retrying in %s after: %s\n", wait.Round(10*time.Millisecond), oneLine(err.Error()))
 		}
 	}
 	if e.verbose {
-		c.Trace = func(rt registry.RequestTrace) {
+		c.Registry().Trace = func(rt registry.RequestTrace) {
 			if rt.Err != nil {
 				logf("%s %s: %s (%s)\n", rt.Method, safe(rt.URL), oneLine(rt.Err.Error()), rt.Duration.Round(time.Millisecond))
 				return
@@ -207,7 +207,7 @@ func (e *env) reportAllowance() {
 		return
 	}
 	for _, c := range e.clients {
-		if rl, ok := c.RateLimit(); ok {
+		if rl, ok := c.Registry().RateLimit(); ok {
 			fmt.Fprintf(e.stderr, "pull allowance at %s: %s\n", safe(rl.Host), rl)
 		}
 	}
