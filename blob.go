@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ocipull/registry/internal/wire"
+
 	"github.com/cenkalti/backoff/v4"
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -72,7 +74,7 @@ func (s clientSource) BlobAt(ctx context.Context, desc v1.Descriptor, offset int
 // that a missing blob or a refused request is reported by the open (and
 // falls through to the next endpoint), not by the first read.
 func (s clientSource) openOn(ctx context.Context, t *transport, desc v1.Descriptor, offset int64) (io.ReadCloser, error) {
-	u := t.registryURL(apiPath(s.c.name, kindBlobs, string(desc.Digest)), "")
+	u := t.registryURL(wire.Path(s.c.name, wire.Blobs, string(desc.Digest)), "")
 	mk := func(ctx context.Context, start, end int64, strict bool) *blobStream {
 		return &blobStream{t: t, ctx: ctx, desc: desc, url: u, scope: s.c.scope, offset: start, end: end, strict: strict}
 	}
@@ -370,7 +372,7 @@ func (c *Client) StatBlob(ctx context.Context, d digest.Digest) (v1.Descriptor, 
 	}
 	var size int64 = -1
 	err := c.reg.onEndpoints(ctx, CapabilityPull, func(t *transport) error {
-		req := &request{method: http.MethodHead, url: t.registryURL(apiPath(c.name, kindBlobs, string(d)), ""), scope: c.scope}
+		req := &request{method: http.MethodHead, url: t.registryURL(wire.Path(c.name, wire.Blobs, string(d)), ""), scope: c.scope}
 		var bo backoff.BackOff
 		return t.retry(ctx, &bo, func() error {
 			resp, err := t.attempt(ctx, req)

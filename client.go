@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ocipull/registry/internal/wire"
+
 	"github.com/cenkalti/backoff/v4"
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -239,7 +241,7 @@ type Client struct {
 // handle's first request, which reports an invalid one as an error
 // wrapping [ErrInvalidReference].
 func (r *Registry) Repository(name string) *Client {
-	return &Client{reg: r, name: name, scope: pullScope(name)}
+	return &Client{reg: r, name: name, scope: wire.PullScope(name)}
 }
 
 // Registry returns the registry the client reads from.
@@ -373,7 +375,7 @@ var (
 // them with oci.NewRef or oci.LoadRef, which verify the digest asked for
 // and the size.
 func (c *Client) fetchManifest(ctx context.Context, t *transport, reference string) ([]byte, string, error) {
-	req := &request{method: http.MethodGet, url: t.registryURL(apiPath(c.name, kindManifests, reference), ""),
+	req := &request{method: http.MethodGet, url: t.registryURL(wire.Path(c.name, wire.Manifests, reference), ""),
 		accept: manifestAccept, scope: c.scope}
 	what := "manifest " + c.describeRef(reference)
 	body, header, err := t.get(ctx, req, oci.MaxManifestSize, what)

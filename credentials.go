@@ -15,9 +15,6 @@ import (
 	"time"
 )
 
-// dockerHubKey is Docker Hub's key in config.json and for credential helpers.
-const dockerHubKey = "https://index.docker.io/v1/"
-
 // helperTimeout bounds one credential helper run.
 const helperTimeout = 30 * time.Second
 
@@ -85,7 +82,7 @@ func dockerConfigLookup(ctx context.Context, path, host string) (Credential, err
 		return Credential{}, fmt.Errorf("docker config %s: invalid JSON: %v", p, err)
 	}
 	keys := []string{host, "https://" + host, "http://" + host, "https://" + host + "/v1/", "https://" + host + "/v2/"}
-	if normalizeNS(host) == dockerHubDomain {
+	if RegistryName(host) == dockerHubDomain {
 		keys = []string{dockerHubKey, dockerHubDomain, "index." + dockerHubDomain, dockerHubRegistry}
 	}
 	for _, k := range keys {

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/ocipull/registry/internal/wire"
+
 	"github.com/cenkalti/backoff/v4"
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -49,7 +51,7 @@ func (c *Client) Resolve(ctx context.Context, reference string) (v1.Descriptor, 
 
 // resolveOn is Resolve on one endpoint.
 func (c *Client) resolveOn(ctx context.Context, t *transport, reference, fetchBy string, want digest.Digest) (v1.Descriptor, error) {
-	req := &request{method: http.MethodHead, url: t.registryURL(apiPath(c.name, kindManifests, fetchBy), ""),
+	req := &request{method: http.MethodHead, url: t.registryURL(wire.Path(c.name, wire.Manifests, fetchBy), ""),
 		accept: manifestAccept, scope: c.scope}
 	var desc v1.Descriptor
 	var bo backoff.BackOff
@@ -135,7 +137,7 @@ func (c *Client) ListTags(ctx context.Context, pageSize int) iter.Seq2[string, e
 		}
 		return c.reg.listTransport(), nil
 	}
-	return c.reg.list(ctx, start, apiPath(c.name, kindTags, ""), pageSize, c.scope, "tags")
+	return c.reg.list(ctx, start, wire.Path(c.name, wire.Tags, ""), pageSize, c.scope, "tags")
 }
 
 // Tags collects [Client.ListTags] with the registry's default page size.
@@ -158,7 +160,7 @@ func (r *Registry) ListRepositories(ctx context.Context, pageSize int) iter.Seq2
 		}
 		return r.listTransport(), nil
 	}
-	return r.list(ctx, hostOnly, catalogPath, pageSize, catalogScope, "repositories")
+	return r.list(ctx, hostOnly, wire.CatalogPath, pageSize, wire.CatalogScope, "repositories")
 }
 
 // Repositories collects [Registry.ListRepositories].
@@ -176,7 +178,7 @@ func (r *Registry) list(ctx context.Context, start func() (*transport, error), p
 			return
 		}
 		p := &pager{t: t, scope: scope, field: field, crossOrigin: r.AllowCrossOriginLinks}
-		p.run(ctx, t.registryURL(path, pageQuery(pageSize, "")), yield)
+		p.run(ctx, t.registryURL(path, wire.PageQuery(pageSize, "")), yield)
 	}
 }
 
@@ -231,7 +233,7 @@ func (c *Client) Referrers(ctx context.Context, subject digest.Digest, artifactT
 	if artifactType != "" {
 		query = "artifactType=" + url.QueryEscape(artifactType)
 	}
-	req := &request{method: http.MethodGet, url: t.registryURL(apiPath(c.name, kindReferrers, string(subject)), query),
+	req := &request{method: http.MethodGet, url: t.registryURL(wire.Path(c.name, wire.Referrers, string(subject)), query),
 		accept: v1.MediaTypeImageIndex, scope: c.scope}
 	var idx v1.Index
 	filtered, fallback := false, false
@@ -247,7 +249,7 @@ func (c *Client) Referrers(ctx context.Context, subject digest.Digest, artifactT
 	var ce *ClientError
 	if errors.As(err, &ce) {
 		switch {
-		case ce.StatusCode == http.StatusNotFound && ce.hasCode(codeNameUnknown):
+		case ce.StatusCode == http.StatusNotFound && ce.hasCode(wire.CodeNameUnknown):
 		case ce.StatusCode == http.StatusNotFound, ce.StatusCode == http.StatusMethodNotAllowed,
 			ce.StatusCode == http.StatusNotAcceptable, ce.StatusCode == http.StatusBadRequest:
 			err, fallback = nil, true

@@ -10,39 +10,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ocipull/registry/internal/wire"
+
 	"github.com/ocipull/registry/internal/safetext"
 	"github.com/ocipull/registry/oci"
 )
 
-// errorCode names a registry error code (distribution-spec, "Error Codes").
-type errorCode = string
-
-// The error codes of the distribution spec.
-const (
-	codeBlobUnknown     errorCode = "BLOB_UNKNOWN"
-	codeDigestInvalid   errorCode = "DIGEST_INVALID"
-	codeManifestUnknown errorCode = "MANIFEST_UNKNOWN"
-	codeNameInvalid     errorCode = "NAME_INVALID"
-	codeNameUnknown     errorCode = "NAME_UNKNOWN"
-	codeSizeInvalid     errorCode = "SIZE_INVALID"
-	codeUnauthorized    errorCode = "UNAUTHORIZED"
-	codeDenied          errorCode = "DENIED"
-	codeUnsupported     errorCode = "UNSUPPORTED"
-	codeTooManyRequests errorCode = "TOOMANYREQUESTS"
-)
-
-// ErrorInfo is one entry of a registry's error body.
-type ErrorInfo struct {
-	Code    string          `json:"code"`
-	Message string          `json:"message,omitempty"`
-	Detail  json.RawMessage `json:"detail,omitempty"`
-}
-
-// errorResponse is a registry's error body: {"errors":[...]}. The server
-// writes it; the client parses it into [ClientError.Errors].
-type errorResponse struct {
-	Errors []ErrorInfo `json:"errors"`
-}
+// ErrorInfo is one entry of a registry's error body (distribution-spec,
+// "Error Codes"): what [ClientError.Errors] holds.
+type ErrorInfo = wire.ErrorInfo
 
 // Sentinel errors, matched with [errors.Is]. A [*ClientError] matches the
 // sentinel of its status and codes; local failures wrap the sentinel.
@@ -134,7 +110,7 @@ func (e *ClientError) Error() string {
 }
 
 // hasCode reports whether the registry sent code.
-func (e *ClientError) hasCode(code errorCode) bool {
+func (e *ClientError) hasCode(code string) bool {
 	for _, info := range e.Errors {
 		if info.Code == code {
 			return true
@@ -149,19 +125,19 @@ func (e *ClientError) Is(target error) bool {
 	case ErrNotFound:
 		return e.StatusCode == http.StatusNotFound
 	case ErrManifestUnknown:
-		return e.hasCode(codeManifestUnknown) || (e.StatusCode == http.StatusNotFound && len(e.Errors) == 0 && strings.Contains(e.URL, "/manifests/"))
+		return e.hasCode(wire.CodeManifestUnknown) || (e.StatusCode == http.StatusNotFound && len(e.Errors) == 0 && strings.Contains(e.URL, "/manifests/"))
 	case ErrBlobUnknown:
-		return e.hasCode(codeBlobUnknown) || (e.StatusCode == http.StatusNotFound && len(e.Errors) == 0 && strings.Contains(e.URL, "/blobs/"))
+		return e.hasCode(wire.CodeBlobUnknown) || (e.StatusCode == http.StatusNotFound && len(e.Errors) == 0 && strings.Contains(e.URL, "/blobs/"))
 	case ErrNameUnknown:
-		return e.hasCode(codeNameUnknown)
+		return e.hasCode(wire.CodeNameUnknown)
 	case ErrUnauthorized:
-		return e.StatusCode == http.StatusUnauthorized || e.hasCode(codeUnauthorized)
+		return e.StatusCode == http.StatusUnauthorized || e.hasCode(wire.CodeUnauthorized)
 	case ErrDenied:
-		return e.StatusCode == http.StatusForbidden || e.hasCode(codeDenied)
+		return e.StatusCode == http.StatusForbidden || e.hasCode(wire.CodeDenied)
 	case ErrTooManyRequests:
-		return e.StatusCode == http.StatusTooManyRequests || e.hasCode(codeTooManyRequests)
+		return e.StatusCode == http.StatusTooManyRequests || e.hasCode(wire.CodeTooManyRequests)
 	case ErrUnsupported:
-		return e.StatusCode == http.StatusMethodNotAllowed || e.hasCode(codeUnsupported)
+		return e.StatusCode == http.StatusMethodNotAllowed || e.hasCode(wire.CodeUnsupported)
 	}
 	return false
 }
@@ -194,7 +170,7 @@ func newClientError(resp *http.Response) *ClientError {
 	}
 	body, _ := readAllCapped(io.LimitReader(resp.Body, maxErrorBody), -1, maxErrorBody)
 	resp.Body.Close()
-	var er errorResponse
+	var er wire.ErrorResponse
 	if err := json.Unmarshal(body, &er); err == nil && len(er.Errors) > 0 {
 		if len(er.Errors) > 16 {
 			er.Errors = er.Errors[:16]

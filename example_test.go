@@ -134,39 +134,6 @@ func ExampleClient_Read_toLayout() {
 	// Output: true
 }
 
-// Run a pull-through cache in front of a registry: the first pull fetches
-// from upstream into the store, later ones are served from it.
-func ExampleMirror() {
-	mem := oci.NewMemory()
-	layer := mem.Add(v1.MediaTypeImageLayer, []byte("cached layer"))
-	config := mem.Add(v1.MediaTypeImageConfig, []byte(`{"architecture":"amd64","os":"linux"}`))
-	img, _ := mem.NewImage(v1.Manifest{Config: config, Layers: []v1.Descriptor{layer}})
-	upstream := registry.NewServer()
-	upstream.AddRef("example/app", "v1", img)
-	up := httptest.NewServer(upstream)
-	defer up.Close()
-
-	dir, _ := os.MkdirTemp("", "mirror")
-	defer os.RemoveAll(dir)
-	m, err := registry.NewMirror(dir, map[string]registry.Upstream{"": {URL: up.URL}})
-	if err != nil {
-		panic(err)
-	}
-	defer m.Close()
-	ms := httptest.NewServer(m)
-	defer ms.Close()
-
-	u, _ := url.Parse(ms.URL)
-	c := (&registry.Registry{Scheme: "http", Host: u.Host}).Repository("example/app")
-	got, err := c.Read(context.Background(), "v1")
-	if err != nil {
-		panic(err)
-	}
-	b, err := got.(*oci.Image).ReadBlob(context.Background(), layer, 1<<20)
-	fmt.Println(got.Digest() == img.Digest(), string(b), err)
-	// Output: true cached layer <nil>
-}
-
 // A server with token auth and a fault in front: alice pulls a private
 // image through a 503 that the client retries.
 func ExampleServerAuth_withFaults() {

@@ -397,78 +397,6 @@ func parseContentRange(v string) (first, last, total int64, err error) {
 	return first, last, total, nil
 }
 
-// byteRange is a parsed Range request against a body of size bytes.
-type byteRange struct {
-	first, last int64
-	partial     bool // false: serve the whole body
-}
-
-// parseRange reads a single byte range (RFC 9110 section 14.1.2):
-// "bytes=first-last", "bytes=first-" or "bytes=-suffix", against a body of
-// size bytes. A header it does not serve (absent, several ranges, another
-// unit, malformed) means the whole body; ok=false means unsatisfiable
-// (416). A last position past the end, however large (even beyond int64),
-// is clamped to the end, as the RFC says.
-func parseRange(h string, size int64) (r byteRange, ok bool) {
-	whole := byteRange{0, size - 1, false}
-	spec, found := strings.CutPrefix(h, "bytes=")
-	if !found || strings.Contains(spec, ",") {
-		return whole, true
-	}
-	a, b, found := strings.Cut(strings.TrimSpace(spec), "-")
-	if !found {
-		return whole, true
-	}
-	if a == "" {
-		n, err := parseDigitsClamped(b)
-		if err != nil {
-			return whole, true
-		}
-		if n == 0 || size == 0 {
-			return byteRange{}, false
-		}
-		n = min(n, size)
-		return byteRange{size - n, size - 1, true}, true
-	}
-	f, err := parseUint(a)
-	if err != nil {
-		return whole, true
-	}
-	l := size - 1
-	if b != "" {
-		x, err := parseDigitsClamped(b)
-		if err != nil || x < f {
-			return whole, true
-		}
-		l = min(x, size-1)
-	}
-	if f >= size {
-		return byteRange{}, false
-	}
-	return byteRange{f, l, true}, true
-}
-
-// parseDigitsClamped reads 1*DIGIT, clamping values beyond int64 to
-// math.MaxInt64 (a range end may be any number).
-func parseDigitsClamped(s string) (int64, error) {
-	if s == "" {
-		return 0, errors.New("not a number")
-	}
-	var n int64
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return 0, errors.New("not a number")
-		}
-		if n > (1<<63-1-int64(c-'0'))/10 {
-			n = 1<<63 - 1
-			continue
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, nil
-}
-
 // parseRetryAfter reads Retry-After (RFC 9110 section 10.2.3): delay-seconds
 // or an HTTP-date. Unparsable or past values mean zero.
 func parseRetryAfter(v string, now time.Time) time.Duration {
@@ -495,16 +423,4 @@ func parseUint(s string) (int64, error) {
 		return 0, errors.New("not a number")
 	}
 	return strconv.ParseInt(s, 10, 64)
-}
-
-// etagMatches reports whether an If-None-Match header names the entity
-// tag of d (the digest, quoted), weakly compared, or is "*".
-func etagMatches(header string, d string) bool {
-	for _, t := range strings.Split(header, ",") {
-		t = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(t), "W/"))
-		if t == "*" || t == `"`+d+`"` {
-			return true
-		}
-	}
-	return false
 }

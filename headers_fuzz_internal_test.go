@@ -2,7 +2,6 @@ package registry
 
 import (
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 	"unicode"
@@ -10,8 +9,8 @@ import (
 
 // FuzzResponseHeaders feeds registry-controlled header values to every
 // parser that reads them without its own fuzz target (Content-Range,
-// Retry-After, the rate-limit headers) and the server's Range and
-// If-None-Match readers. None may panic, and what each accepts must be
+// Retry-After, the rate-limit headers); the served Range and If-None-Match
+// readers have theirs in internal/wire. None may panic, and what each accepts must be
 // within the bounds its caller relies on.
 func FuzzResponseHeaders(f *testing.F) {
 	for _, s := range [][2]string{
@@ -36,15 +35,9 @@ func FuzzResponseHeaders(f *testing.F) {
 					t.Fatalf("Content-Range %q accepted as %d-%d/%d", v, first, last, total)
 				}
 			}
-			if r, ok := parseRange(v, size); ok && r.partial && (r.first < 0 || r.last < r.first || r.last >= size) {
-				t.Fatalf("Range %q against %d bytes accepted as %d-%d", v, size, r.first, r.last)
-			} else if !ok && size > 0 && !strings.HasPrefix(v, "bytes=") {
-				t.Fatalf("Range %q (not a byte range) refused for %d bytes", v, size)
-			}
 			if d := parseRetryAfter(v, now); d < 0 {
 				t.Fatalf("Retry-After %q read as %v", v, d)
 			}
-			etagMatches(v, "sha256:abc")
 		}
 		h := http.Header{"Ratelimit-Limit": {a}, "Ratelimit-Remaining": {b}, "Docker-Ratelimit-Source": {a + b},
 			"Ratelimit-Reset": {b}, "Retry-After": {a}}

@@ -99,7 +99,7 @@ func hostDirNames(host string) []string {
 		names = append(names, h+"_"+port+"_")
 	}
 	names = append(names, host)
-	if normalizeNS(host) == dockerHubDomain && host != dockerHubDomain {
+	if RegistryName(host) == dockerHubDomain && host != dockerHubDomain {
 		names = append([]string{dockerHubDomain}, names...)
 	}
 	return names
@@ -273,7 +273,7 @@ func (r *Registry) applyHostsFile(dir string, b []byte) error {
 		return fmt.Errorf("%s: server: %w", file, err)
 	}
 	server.ep.TLSConfig = cfg
-	plain := server.ep.Host == "" || (server.ep.Host == r.Host || normalizeNS(server.ep.Host) == normalizeNS(r.Host)) &&
+	plain := server.ep.Host == "" || (server.ep.Host == r.Host || RegistryName(server.ep.Host) == RegistryName(r.Host)) &&
 		server.ep.Path == "/v2" && server.ep.Capabilities == CapabilityPull|CapabilityResolve
 	r.Mirrors, r.MirrorsOnly = mirrors, false
 	switch {

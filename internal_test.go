@@ -174,29 +174,3 @@ func TestRedactURL(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
-
-func TestParseRoute(t *testing.T) {
-	for _, tc := range []struct {
-		path, name, kind, ref string
-		ok                    bool
-	}{
-		{"/v2/a/b/manifests/v1", "a/b", "manifests", "v1", true},
-		{"/v2/a/blobs/sha256:x", "a", "blobs", "sha256:x", true},
-		{"/v2/a/referrers/sha256:x", "a", "referrers", "sha256:x", true},
-		{"/v2/a/b/tags/list", "a/b", "tags", "", true},
-		{"/v2/a/manifests/b/manifests/v1", "a/manifests/b", "manifests", "v1", true},
-		{"/v2/blobs/blobs/x", "blobs", "blobs", "x", true},
-		{"/v2/a/manifests/", "", "", "", false},
-		{"/v2/manifests/v1", "", "", "", false},
-		{"/v2/tags/list", "", "", "", false},
-		{"/v2/a/other/v1", "", "", "", false},
-		{"/v3/a/manifests/v1", "", "", "", false},
-		{"/v2//manifests/v1", "", "", "", false},
-	} {
-		rt, ok := parseRoute(tc.path)
-		name, kind, ref := rt.name, rt.kind, rt.reference
-		if name != tc.name || kind != tc.kind || ref != tc.ref || ok != tc.ok {
-			t.Errorf("%s: got %q %q %q %v", tc.path, name, kind, ref, ok)
-		}
-	}
-}

@@ -3,12 +3,8 @@ package registry
 import (
 	"fmt"
 	"strings"
-)
 
-// Docker Hub's names: what users type, and where the registry really is.
-const (
-	dockerHubDomain   = "docker.io"
-	dockerHubRegistry = "registry-1.docker.io"
+	"github.com/ocipull/registry/internal/wire"
 )
 
 // Reference is a parsed image reference, host[:port]/name[:tag][@digest],
@@ -62,7 +58,7 @@ func ParseReference(s string) (Reference, error) {
 	if i := strings.LastIndexByte(s, ':'); i >= 0 && i > strings.LastIndexByte(s, '/') {
 		r.Tag = s[i+1:]
 		s = s[:i]
-		if !tagRegexp.MatchString(r.Tag) {
+		if !wire.ValidTag(r.Tag) {
 			return bad("invalid tag")
 		}
 	}
@@ -75,17 +71,15 @@ func ParseReference(s string) (Reference, error) {
 	}
 	if host == "" || host == dockerHubDomain || host == "index."+dockerHubDomain {
 		host = dockerHubRegistry
-		if !strings.Contains(name, "/") {
-			name = "library/" + name
-		}
+		name = RepositoryName(host, name)
 	}
 	if err := validateHost(host); err != nil {
 		return bad("invalid host")
 	}
-	if !repositoryRegexp.MatchString(name) {
+	if !wire.ValidRepository(name) {
 		return bad("invalid repository name (lower-case letters, digits and separators . _ __ -)")
 	}
-	if len(host)+1+len(name) > maxRepositoryLength {
+	if len(host)+1+len(name) > wire.MaxRepositoryLength {
 		return bad("host and name longer than 255 characters")
 	}
 	r.Host, r.Repository = host, name

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -28,14 +30,26 @@ func TestRegistryHandleSharesPoolAndTokens(t *testing.T) {
 	for i := range repos {
 		refs[fmt.Sprintf("team/app%02d:v1", i)] = img
 	}
-	reg := ocitest.NewRegistry(t, &registry.ServerAuth{Anonymous: []string{"*"}}, refs)
+	srv := registry.NewServer()
+	srv.Auth = &registry.ServerAuth{Anonymous: []string{"*"}}
+	for name, ref := range refs {
+		repo, tag, _ := strings.Cut(name, ":")
+		if err := srv.AddRef(repo, tag, ref); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg := &ocitest.Recorder{}
+	srv.OnRequest = reg.Record
 	var dialled atomic.Int64
-	reg.HTTP.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+	ts := httptest.NewUnstartedServer(srv)
+	ts.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
 			dialled.Add(1)
 		}
 	}
-	handle := reg.Connect()
+	ts.Start()
+	t.Cleanup(ts.Close)
+	handle := &registry.Registry{Scheme: "http", Host: ts.Listener.Addr().String()}
 	handle.MaxConnsPerHost = maxConns
 	ctx := context.Background()
 	var wg sync.WaitGroup

@@ -3,7 +3,6 @@ package registry
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ocipull/registry/internal/wire"
 
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -153,7 +154,7 @@ func (s *Server) AddRef(repository, tag string, ref oci.Ref) error {
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.OnRequest != nil {
-		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+		rec := wire.NewRecorder(w)
 		start := time.Now()
 		s.serve(rec, r)
 		s.OnRequest(recordOf(r, rec, time.Since(start)))
@@ -163,89 +164,57 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
-	// Hot-path headers are assigned under their canonical keys directly:
-	// Header.Set canonicalises the key on every call.
-	w.Header()["Docker-Distribution-Api-Version"] = []string{"registry/2.0"}
-	path := r.URL.Path
-	if s.Auth != nil && path == s.Auth.tokenPath() {
-		s.Auth.serveToken(w, r)
+	if s.Auth != nil && r.URL.Path == s.Auth.TokenPath() {
+		s.Auth.ServeToken(w, r)
 		return
 	}
-	if path != "/v2" && !strings.HasPrefix(path, "/v2/") {
-		writeError(w, http.StatusNotFound, codeUnsupported, "not a registry API path")
-		return
-	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		writeError(w, http.StatusMethodNotAllowed, codeUnsupported, "this registry is read-only")
-		return
-	}
-	if path == "/v2" || path == "/v2/" {
-		if !s.authorize(w, r, "") {
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Content-Length", "2")
-		w.WriteHeader(http.StatusOK)
-		if r.Method == http.MethodGet {
-			io.WriteString(w, "{}")
-		}
-		return
-	}
-	if path == "/v2/_catalog" {
-		if !s.authorize(w, r, catalogScope) {
-			return
-		}
-		s.serveCatalog(w, r)
-		return
-	}
-	rt, ok := parseRoute(path)
-	name, kind, rest := rt.name, rt.kind, rt.reference
+	rt, ok := wire.Preamble(w, r)
 	if !ok {
-		writeError(w, http.StatusNotFound, codeUnsupported, "unknown API path")
 		return
 	}
+	switch rt.Kind {
+	case wire.Root:
+		if s.authorize(w, r, "") {
+			wire.WriteEmptyJSON(w, r)
+		}
+		return
+	case wire.Catalog:
+		if s.authorize(w, r, wire.CatalogScope) {
+			s.serveCatalog(w, r)
+		}
+		return
+	}
+	name, kind, rest := rt.Name, rt.Kind, rt.Reference
 	s.mu.RLock()
 	rs := s.repos[name]
 	s.mu.RUnlock()
 	// Names of repositories held were validated by AddRef; only unknown
 	// ones need the grammar, to tell NAME_INVALID from NAME_UNKNOWN.
-	if rs == nil && (len(name) > maxRepositoryLength || !repositoryRegexp.MatchString(name)) {
-		writeError(w, http.StatusBadRequest, codeNameInvalid, "invalid repository name")
+	if rs == nil && !wire.ValidRepository(name) {
+		wire.WriteError(w, http.StatusBadRequest, wire.CodeNameInvalid, "invalid repository name")
 		return
 	}
-	if !s.authorize(w, r, pullScope(name)) {
+	if !s.authorize(w, r, wire.PullScope(name)) {
 		return
 	}
-	if kind == kindReferrers && s.DisableReferrers {
-		writeError(w, http.StatusNotFound, codeUnsupported, "referrers API not supported")
+	if kind == wire.Referrers && s.DisableReferrers {
+		wire.WriteError(w, http.StatusNotFound, wire.CodeUnsupported, "referrers API not supported")
 		return
 	}
 	if rs == nil {
-		writeError(w, http.StatusNotFound, codeNameUnknown, "repository name not known to registry")
+		wire.WriteError(w, http.StatusNotFound, wire.CodeNameUnknown, "repository name not known to registry")
 		return
 	}
 	switch kind {
-	case kindManifests:
+	case wire.Manifests:
 		s.serveManifest(w, r, rs, name, rest)
-	case kindBlobs:
+	case wire.Blobs:
 		s.serveBlob(w, r, rs, name, rest)
-	case kindTags:
+	case wire.Tags:
 		s.serveTags(w, r, rs, name, rest)
-	case kindReferrers:
+	case wire.Referrers:
 		s.serveReferrers(w, r, rs, name, rest)
 	}
-}
-
-func writeError(w http.ResponseWriter, status int, code errorCode, msg string) {
-	b, _ := json.Marshal(errorResponse{Errors: []ErrorInfo{{Code: code, Message: msg}}})
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(b)))
-	h.Del("Docker-Content-Digest")
-	h.Del("ETag")
-	w.WriteHeader(status)
-	w.Write(b)
 }
 
 func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, rs *repoState, _ string, reference string) {
@@ -260,10 +229,10 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, rs *repoS
 	s.mu.RUnlock()
 	if m == nil {
 		if strings.Contains(reference, ":") && validateDigest(reference) != nil {
-			writeError(w, http.StatusBadRequest, codeDigestInvalid, "invalid digest")
+			wire.WriteError(w, http.StatusBadRequest, wire.CodeDigestInvalid, "invalid digest")
 			return
 		}
-		writeError(w, http.StatusNotFound, codeManifestUnknown, "manifest unknown")
+		wire.WriteError(w, http.StatusNotFound, wire.CodeManifestUnknown, "manifest unknown")
 		return
 	}
 	h := w.Header()
@@ -271,7 +240,7 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, rs *repoS
 	h["Content-Length"] = []string{strconv.Itoa(len(m.raw))}
 	h["Docker-Content-Digest"] = []string{string(m.desc.Digest)}
 	h["Etag"] = []string{m.etag}
-	if match := r.Header.Get("If-None-Match"); match != "" && etagMatches(match, string(m.desc.Digest)) {
+	if match := r.Header.Get("If-None-Match"); match != "" && wire.EtagMatches(match, string(m.desc.Digest)) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
@@ -279,29 +248,6 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, rs *repoS
 	if r.Method == http.MethodGet {
 		w.Write(m.raw)
 	}
-}
-
-// setBlobIdentity sets the headers that name a blob response's content,
-// for the server and the mirror alike.
-func setBlobIdentity(h http.Header, d digest.Digest) {
-	h["Docker-Content-Digest"] = []string{string(d)}
-	h["Etag"] = []string{`"` + string(d) + `"`}
-	h["Accept-Ranges"] = []string{"bytes"}
-	h["Content-Type"] = []string{"application/octet-stream"}
-}
-
-// writeBlobStatus writes the length (and Content-Range of a partial
-// answer) of a blob of size bytes answered for rng, and the status.
-func writeBlobStatus(w http.ResponseWriter, size int64, rng byteRange) {
-	h := w.Header()
-	if !rng.partial {
-		h["Content-Length"] = []string{strconv.FormatInt(size, 10)}
-		w.WriteHeader(http.StatusOK)
-		return
-	}
-	h["Content-Range"] = []string{fmt.Sprintf("bytes %d-%d/%d", rng.first, rng.last, size)}
-	h["Content-Length"] = []string{strconv.FormatInt(rng.last-rng.first+1, 10)}
-	w.WriteHeader(http.StatusPartialContent)
 }
 
 func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rs *repoState, _ string, reference string) {
@@ -317,40 +263,40 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rs *repoState
 	s.mu.RUnlock()
 	if !ok {
 		if validateDigest(reference) != nil {
-			writeError(w, http.StatusBadRequest, codeDigestInvalid, "invalid digest")
+			wire.WriteError(w, http.StatusBadRequest, wire.CodeDigestInvalid, "invalid digest")
 			return
 		}
-		writeError(w, http.StatusNotFound, codeBlobUnknown, "blob unknown to registry")
+		wire.WriteError(w, http.StatusNotFound, wire.CodeBlobUnknown, "blob unknown to registry")
 		return
 	}
 	h := w.Header()
-	setBlobIdentity(h, d)
-	if match := r.Header.Get("If-None-Match"); match != "" && etagMatches(match, string(d)) {
+	wire.SetBlobIdentity(h, d)
+	if match := r.Header.Get("If-None-Match"); match != "" && wire.EtagMatches(match, string(d)) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
 	size := b.desc.Size
-	br, ok := parseRange(r.Header.Get("Range"), size)
+	br, ok := wire.ParseRange(r.Header.Get("Range"), size)
 	if !ok {
 		h.Set("Content-Range", fmt.Sprintf("bytes */%d", size))
-		writeError(w, http.StatusRequestedRangeNotSatisfiable, codeSizeInvalid, "range not satisfiable")
+		wire.WriteError(w, http.StatusRequestedRangeNotSatisfiable, wire.CodeSizeInvalid, "range not satisfiable")
 		return
 	}
 	if r.Method == http.MethodHead {
-		writeBlobStatus(w, size, br)
+		wire.WriteBlobStatus(w, size, br)
 		return
 	}
-	rc, verified, err := openBlobAt(r.Context(), b, br.first, br.partial)
+	rc, verified, err := openBlobAt(r.Context(), b, br.First, br.Partial)
 	if err != nil {
-		status, code := http.StatusBadGateway, codeBlobUnknown
+		status, code := http.StatusBadGateway, wire.CodeBlobUnknown
 		if errors.Is(err, ErrNotFound) {
 			status = http.StatusNotFound
 		}
-		writeError(w, status, code, "blob content unavailable")
+		wire.WriteError(w, status, code, "blob content unavailable")
 		return
 	}
 	defer rc.Close()
-	writeBlobStatus(w, size, br)
+	wire.WriteBlobStatus(w, size, br)
 	// A copy that ends early (the source failed, or did not verify) leaves
 	// the response shorter than Content-Length: net/http then closes the
 	// connection and the client sees a broken body, never wrong bytes as
@@ -359,8 +305,8 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rs *repoState
 		verified.WriteTo(w)
 		return
 	}
-	if br.partial {
-		io.Copy(w, io.LimitReader(rc, br.last-br.first+1))
+	if br.Partial {
+		io.Copy(w, io.LimitReader(rc, br.Last-br.First+1))
 		return
 	}
 	// The stream holds exactly the blob: copying it directly lets an
@@ -426,73 +372,6 @@ func openBlobAt(ctx context.Context, b storedBlob, offset int64, partial bool) (
 	return vr, vr, nil
 }
 
-// pageParams reads the n and last query parameters of a paginated list
-// (distribution-spec, "Listing Tags"). n absent means all; bad means 400.
-func pageParams(r *http.Request) (n int, last string, err error) {
-	q := r.URL.Query()
-	n = -1
-	if v := q.Get("n"); v != "" {
-		x, perr := strconv.Atoi(v)
-		if perr != nil || x < 0 {
-			return 0, "", fmt.Errorf("n must be a non-negative integer")
-		}
-		n = x
-	}
-	return n, q.Get("last"), nil
-}
-
-// page returns the items after last, at most n of them (n<0: all), and
-// whether more remain. items must be sorted.
-func page(items []string, n int, last string) ([]string, bool) {
-	start := 0
-	if last != "" {
-		start = sort.SearchStrings(items, last)
-		if start < len(items) && items[start] == last {
-			start++
-		}
-	}
-	items = items[start:]
-	if n >= 0 && len(items) > n {
-		return items[:n], true
-	}
-	return items, false
-}
-
-func writeJSON(w http.ResponseWriter, r *http.Request, contentType string, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, codeUnsupported, "encoding failed")
-		return
-	}
-	w.Header().Set("Content-Type", contentType)
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-	w.WriteHeader(http.StatusOK)
-	if r.Method != http.MethodHead {
-		w.Write(b)
-	}
-}
-
-func nextLink(w http.ResponseWriter, path string, n int, last string) {
-	w.Header().Set("Link", "<"+path+"?"+pageQuery(n, last)+`>; rel="next"`)
-}
-
-// servePage answers a paginated list (tags or catalog): n and last select
-// the page of the sorted items, a Link names the next one, and wrap builds
-// the JSON body around the page.
-func servePage(w http.ResponseWriter, r *http.Request, path string, items []string, wrap func([]string) any) {
-	n, last, err := pageParams(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, codeUnsupported, err.Error())
-		return
-	}
-	sort.Strings(items)
-	out, more := page(items, n, last)
-	if more && len(out) > 0 {
-		nextLink(w, path, n, out[len(out)-1])
-	}
-	writeJSON(w, r, "application/json", wrap(out))
-}
-
 func (s *Server) serveTags(w http.ResponseWriter, r *http.Request, rs *repoState, name, _ string) {
 	s.mu.RLock()
 	tags := make([]string, 0, len(rs.tags))
@@ -500,7 +379,7 @@ func (s *Server) serveTags(w http.ResponseWriter, r *http.Request, rs *repoState
 		tags = append(tags, t)
 	}
 	s.mu.RUnlock()
-	servePage(w, r, apiPath(name, kindTags, ""), tags, func(page []string) any {
+	wire.ServePage(w, r, wire.Path(name, wire.Tags, ""), tags, func(page []string) any {
 		return struct {
 			Name string   `json:"name"`
 			Tags []string `json:"tags"`
@@ -515,7 +394,7 @@ func (s *Server) serveCatalog(w http.ResponseWriter, r *http.Request) {
 		names = append(names, name)
 	}
 	s.mu.RUnlock()
-	servePage(w, r, catalogPath, names, func(page []string) any {
+	wire.ServePage(w, r, wire.CatalogPath, names, func(page []string) any {
 		return struct {
 			Repositories []string `json:"repositories"`
 		}{page}
@@ -524,7 +403,7 @@ func (s *Server) serveCatalog(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) serveReferrers(w http.ResponseWriter, r *http.Request, rs *repoState, _ string, reference string) {
 	if validateDigest(reference) != nil {
-		writeError(w, http.StatusBadRequest, codeDigestInvalid, "invalid digest")
+		wire.WriteError(w, http.StatusBadRequest, wire.CodeDigestInvalid, "invalid digest")
 		return
 	}
 	d := digest.Digest(reference)
@@ -547,7 +426,7 @@ func (s *Server) serveReferrers(w http.ResponseWriter, r *http.Request, rs *repo
 	if filter != "" {
 		w.Header().Set("OCI-Filters-Applied", "artifactType")
 	}
-	writeJSON(w, r, v1.MediaTypeImageIndex, v1.Index{
+	wire.WriteJSON(w, r, v1.MediaTypeImageIndex, v1.Index{
 		Versioned: specsVersioned(), MediaType: v1.MediaTypeImageIndex, Manifests: refs,
 	})
 }

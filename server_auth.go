@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ocipull/registry/internal/wire"
+
 	"github.com/opencontainers/image-spec/specs-go"
 )
 
@@ -88,7 +90,9 @@ func (g *grant) has(scope string) bool {
 	return false
 }
 
-func (a *ServerAuth) tokenPath() string { return "/token" }
+// TokenPath is the path of the token endpoint on the server's own origin,
+// where [ServerAuth.ServeToken] answers.
+func (a *ServerAuth) TokenPath() string { return "/token" }
 
 func (a *ServerAuth) service() string {
 	if a.Service == "" {
@@ -110,7 +114,7 @@ func (a *ServerAuth) allowed(user, scope string) bool {
 	if user != "" {
 		list = a.Users[user].Repositories
 	}
-	if scope == catalogScope {
+	if scope == wire.CatalogScope {
 		for _, r := range list {
 			if r == "*" {
 				return true
@@ -118,7 +122,7 @@ func (a *ServerAuth) allowed(user, scope string) bool {
 		}
 		return false
 	}
-	typ, name, actions, ok := parseScope(scope)
+	typ, name, actions, ok := wire.ParseScope(scope)
 	if !ok || typ != "repository" {
 		return false
 	}
@@ -214,12 +218,17 @@ func realmFor(r *http.Request, path string) string {
 // authorize checks r for scope ("" for /v2/, which needs any valid
 // authentication) and writes the refusal when it fails.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request, scope string) bool {
-	return s.Auth.authorize(w, r, scope)
+	return s.Auth.Authorize(w, r, scope)
 }
 
-// authorize is Server.authorize for any handler with a ServerAuth; a nil
-// ServerAuth lets everything in.
-func (a *ServerAuth) authorize(w http.ResponseWriter, r *http.Request, scope string) bool {
+// Authorize checks r for scope (a token scope such as
+// "repository:team/app:pull"; "" for the API root, which needs any valid
+// authentication) and, when it fails, writes the refusal (401 with a
+// challenge, or 403) and reports false. It is how a handler other than
+// [Server] (a pull-through cache) authenticates its clients the same way.
+// A nil ServerAuth lets everything in. When w is the recorder a handler
+// logs through, the user is noted on it.
+func (a *ServerAuth) Authorize(w http.ResponseWriter, r *http.Request, scope string) bool {
 	if a == nil {
 		return true
 	}
@@ -227,18 +236,18 @@ func (a *ServerAuth) authorize(w http.ResponseWriter, r *http.Request, scope str
 		user, pass, ok := r.BasicAuth()
 		if !ok || !a.checkPassword(user, pass) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="`+a.service()+`"`)
-			writeError(w, http.StatusUnauthorized, codeUnauthorized, "authentication required")
+			wire.WriteError(w, http.StatusUnauthorized, wire.CodeUnauthorized, "authentication required")
 			return false
 		}
 		if scope != "" && !a.allowed(user, scope) {
-			writeError(w, http.StatusForbidden, codeDenied, "requested access to the resource is denied")
+			wire.WriteError(w, http.StatusForbidden, wire.CodeDenied, "requested access to the resource is denied")
 			return false
 		}
-		noteUser(w, user)
+		wire.NoteUser(w, user)
 		return true
 	}
 	challenge := func(extra string) {
-		v := fmt.Sprintf(`Bearer realm="%s",service="%s"`, realmFor(r, a.tokenPath()), a.service())
+		v := fmt.Sprintf(`Bearer realm="%s",service="%s"`, realmFor(r, a.TokenPath()), a.service())
 		if scope != "" {
 			v += fmt.Sprintf(`,scope="%s"`, scope)
 		}
@@ -247,32 +256,33 @@ func (a *ServerAuth) authorize(w http.ResponseWriter, r *http.Request, scope str
 	tok, isBearer := bearerToken(r.Header.Get("Authorization"))
 	if !isBearer {
 		challenge("")
-		writeError(w, http.StatusUnauthorized, codeUnauthorized, "authentication required")
+		wire.WriteError(w, http.StatusUnauthorized, wire.CodeUnauthorized, "authentication required")
 		return false
 	}
 	g, ok := a.parseToken(tok)
 	if !ok {
 		challenge(`,error="invalid_token"`)
-		writeError(w, http.StatusUnauthorized, codeUnauthorized, "invalid or expired token")
+		wire.WriteError(w, http.StatusUnauthorized, wire.CodeUnauthorized, "invalid or expired token")
 		return false
 	}
 	if scope == "" || g.has(scope) {
-		noteUser(w, g.User)
+		wire.NoteUser(w, g.User)
 		return true
 	}
 	challenge(`,error="insufficient_scope"`)
 	if g.User == "" {
-		writeError(w, http.StatusUnauthorized, codeUnauthorized, "authentication required")
+		wire.WriteError(w, http.StatusUnauthorized, wire.CodeUnauthorized, "authentication required")
 	} else {
-		writeError(w, http.StatusForbidden, codeDenied, "requested access to the resource is denied")
+		wire.WriteError(w, http.StatusForbidden, wire.CodeDenied, "requested access to the resource is denied")
 	}
 	return false
 }
 
-// serveToken is the token endpoint described on ServerAuth.
-func (a *ServerAuth) serveToken(w http.ResponseWriter, r *http.Request) {
+// ServeToken is the token endpoint described on [ServerAuth], for a
+// handler that serves it at [ServerAuth.TokenPath].
+func (a *ServerAuth) ServeToken(w http.ResponseWriter, r *http.Request) {
 	if a.Basic {
-		writeError(w, http.StatusNotFound, codeUnsupported, "token endpoint disabled in Basic mode")
+		wire.WriteError(w, http.StatusNotFound, wire.CodeUnsupported, "token endpoint disabled in Basic mode")
 		return
 	}
 	var user string
@@ -282,7 +292,7 @@ func (a *ServerAuth) serveToken(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		if u, p, ok := r.BasicAuth(); ok {
 			if !a.checkPassword(u, p) {
-				writeError(w, http.StatusUnauthorized, codeUnauthorized, "invalid username or password")
+				wire.WriteError(w, http.StatusUnauthorized, wire.CodeUnauthorized, "invalid username or password")
 				return
 			}
 			user = u
@@ -293,14 +303,14 @@ func (a *ServerAuth) serveToken(w http.ResponseWriter, r *http.Request) {
 	case http.MethodPost:
 		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 		if err := r.ParseForm(); err != nil {
-			writeError(w, http.StatusBadRequest, codeUnsupported, "bad form")
+			wire.WriteError(w, http.StatusBadRequest, wire.CodeUnsupported, "bad form")
 			return
 		}
 		switch r.PostForm.Get("grant_type") {
 		case "password":
 			u, p := r.PostForm.Get("username"), r.PostForm.Get("password")
 			if !a.checkPassword(u, p) {
-				writeError(w, http.StatusUnauthorized, codeUnauthorized, "invalid username or password")
+				wire.WriteError(w, http.StatusUnauthorized, wire.CodeUnauthorized, "invalid username or password")
 				return
 			}
 			user = u
@@ -312,17 +322,17 @@ func (a *ServerAuth) serveToken(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 			if user == "" {
-				writeError(w, http.StatusUnauthorized, codeUnauthorized, "invalid refresh token")
+				wire.WriteError(w, http.StatusUnauthorized, wire.CodeUnauthorized, "invalid refresh token")
 				return
 			}
 		default:
-			writeError(w, http.StatusBadRequest, codeUnsupported, "unsupported grant_type")
+			wire.WriteError(w, http.StatusBadRequest, wire.CodeUnsupported, "unsupported grant_type")
 			return
 		}
 		scopes = strings.Fields(r.PostForm.Get("scope"))
 	default:
 		w.Header().Set("Allow", "GET, POST")
-		writeError(w, http.StatusMethodNotAllowed, codeUnsupported, "method not allowed")
+		wire.WriteError(w, http.StatusMethodNotAllowed, wire.CodeUnsupported, "method not allowed")
 		return
 	}
 	now := time.Now()
@@ -331,8 +341,8 @@ func (a *ServerAuth) serveToken(w http.ResponseWriter, r *http.Request) {
 		if len(g.Scopes) < 64 && a.allowed(user, s) {
 			// Granted as the scope the registry checks: what a read-only
 			// server grants of "repository:x:pull,push" is pull.
-			if typ, name, _, ok := parseScope(s); ok && typ == "repository" {
-				s = pullScope(name)
+			if typ, name, _, ok := wire.ParseScope(s); ok && typ == "repository" {
+				s = wire.PullScope(name)
 			}
 			if !g.has(s) {
 				g.Scopes = append(g.Scopes, s)
@@ -342,16 +352,9 @@ func (a *ServerAuth) serveToken(w http.ResponseWriter, r *http.Request) {
 	tok := a.signToken(g)
 	secs := int64((a.lifetime() + time.Second - 1) / time.Second)
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, r, "application/json", map[string]any{
+	wire.WriteJSON(w, r, "application/json", map[string]any{
 		"token": tok, "access_token": tok, "expires_in": secs, "issued_at": now.UTC().Format(time.RFC3339),
 	})
 }
 
 func specsVersioned() specs.Versioned { return specs.Versioned{SchemaVersion: 2} }
-
-// noteUser tells a recording writer who was authenticated.
-func noteUser(w http.ResponseWriter, user string) {
-	if rec, ok := w.(*recorder); ok {
-		rec.user = user
-	}
-}

@@ -4,11 +4,11 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/ocipull/registry/internal/wire"
 	"github.com/ocipull/registry/oci"
 )
 
@@ -132,35 +132,6 @@ func (s *Server) collect(rs *repoState) {
 	}
 }
 
-// recorder notes what a request got: for a Server's OnRequest and a
-// Mirror's log line.
-type recorder struct {
-	http.ResponseWriter
-	status int
-	bytes  int64
-	note   string
-	user   string // authenticated, when auth is on
-	once   sync.Once
-}
-
-func (r *recorder) WriteHeader(code int) {
-	r.once.Do(func() { r.status = code })
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *recorder) Write(p []byte) (int, error) {
-	n, err := r.ResponseWriter.Write(p)
-	r.bytes += int64(n)
-	return n, err
-}
-
-// Flush passes flushes on, so streamed blobs go out as they land.
-func (r *recorder) Flush() {
-	if f, ok := r.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
 // RecordedRequest is what a [Server] saw and answered for one request,
 // given to [Server.OnRequest].
 type RecordedRequest struct {
@@ -178,7 +149,7 @@ type RecordedRequest struct {
 	Duration time.Duration
 }
 
-func recordOf(r *http.Request, rec *recorder, d time.Duration) RecordedRequest {
+func recordOf(r *http.Request, rec *wire.Recorder, d time.Duration) RecordedRequest {
 	h := http.Header{}
 	for _, k := range []string{"Accept", "Range", "If-None-Match"} {
 		if v := r.Header.Values(k); len(v) > 0 {
@@ -189,6 +160,6 @@ func recordOf(r *http.Request, rec *recorder, d time.Duration) RecordedRequest {
 		scheme, _, _ := strings.Cut(a, " ")
 		h["Authorization"] = []string{scheme}
 	}
-	return RecordedRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: h, User: rec.user,
-		Status: rec.status, Bytes: rec.bytes, Duration: d}
+	return RecordedRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: h, User: rec.User,
+		Status: rec.Status, Bytes: rec.Bytes, Duration: d}
 }

@@ -127,7 +127,7 @@ func newTransport(c *Registry, ep *Endpoint) *transport {
 		t.host, t.scheme, t.fallback = ep.Host, ep.Scheme, false
 		t.basicOverHTTP = false
 		t.internal = isInternalHost(hostOnly(ep.Host))
-		t.mirror, t.ns, tlsConfig = true, normalizeNS(c.Host), ep.TLSConfig
+		t.mirror, t.ns, tlsConfig = true, RegistryName(c.Host), ep.TLSConfig
 		t.header, dialTimeout = ep.Header, ep.DialTimeout
 		if _, forRegistry := c.Credentials.(registryCredentials); forRegistry {
 			t.creds = nil // StaticCredentials and IdentityToken are the registry's

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ocipull/registry/mirror"
+
 	"github.com/ocipull/registry"
 	"github.com/ocipull/registry/oci"
 )
@@ -29,8 +31,8 @@ func BenchmarkMirror(b *testing.B) {
 	}
 	f := newImageFixture(b, sizes...)
 	ctx := context.Background()
-	newMirror := func(dir string) (*registry.Mirror, *httptest.Server) {
-		m, err := registry.NewMirror(dir, map[string]registry.Upstream{"": {URL: f.ts.URL}})
+	newMirror := func(dir string) (*mirror.Cache, *httptest.Server) {
+		m, err := mirror.Open(dir, mirror.Config{Upstreams: map[string]mirror.Upstream{"": {URL: f.ts.URL}}})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -3,6 +3,7 @@ package interop
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -12,12 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ocipull/registry/mirror"
+
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/containerd/containerd/v2/core/remotes/docker/config"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/ocipull/registry"
 	"github.com/ocipull/registry/oci"
 )
 
@@ -30,11 +32,16 @@ func TestContainerdThroughMirror(t *testing.T) {
 	upHost := hostOf(t, up)
 	var mu sync.Mutex
 	var lines []string
-	m, err := registry.NewMirror(t.TempDir(), map[string]registry.Upstream{upHost: {URL: up.URL}})
+	logged := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		lines = append(lines, string(p))
+		mu.Unlock()
+		return len(p), nil
+	}), nil))
+	m, err := mirror.Open(t.TempDir(), mirror.Config{Upstreams: map[string]mirror.Upstream{upHost: {URL: up.URL}}, Log: logged})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Log = func(line string) { mu.Lock(); lines = append(lines, line); mu.Unlock() }
 	ms := httptest.NewServer(m)
 	defer ms.Close()
 	defer m.Close()
@@ -97,7 +104,7 @@ func TestContainerdThroughMirror(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	for _, l := range lines {
-		if !strings.Contains(l, "ns="+url.QueryEscape(upHost)) {
+		if strings.Contains(l, "msg=request") && !strings.Contains(l, "ns="+url.QueryEscape(upHost)) {
 			t.Errorf("a request without ns=%s: %s", upHost, l)
 		}
 	}
@@ -105,3 +112,8 @@ func TestContainerdThroughMirror(t *testing.T) {
 		t.Errorf("the layer was not fetched through the mirror: %q", lines)
 	}
 }
+
+// writerFunc is an io.Writer made of a function.
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -74,7 +74,7 @@ func containerdView(t *testing.T, root, host string) []hostView {
 		if !v.Pull && !v.Resolve {
 			continue
 		}
-		if tr, ok := h.Registry.Transport.(*http.Transport); ok && tr.TLSClientConfig != nil {
+		if tr, ok := h.Client.Transport.(*http.Transport); ok && tr.TLSClientConfig != nil {
 			cfg := tr.TLSClientConfig
 			// containerd's shared default has an empty tls.Config.
 			if cfg.RootCAs != nil || cfg.InsecureSkipVerify || len(cfg.Certificates) > 0 {

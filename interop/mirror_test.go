@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ocipull/registry/mirror"
+
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/registry/handlers"
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -102,9 +104,9 @@ func TestMirrorOfReferenceRegistry(t *testing.T) {
 	host := hostOf(t, rr)
 	c := makeContent(t, false)
 	push(t, host, "tok/content", c, &authn.Basic{Username: ti.user, Password: ti.pass})
-	m, err := registry.NewMirror(t.TempDir(), map[string]registry.Upstream{
+	m, err := mirror.Open(t.TempDir(), mirror.Config{Upstreams: map[string]mirror.Upstream{
 		"": {URL: rr.URL, Credentials: registry.StaticCredentials(ti.user, ti.pass)},
-	})
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +287,7 @@ func TestColdPullsThroughProxies(t *testing.T) {
 	const clients = 16
 	t.Run("ocipull mirror", func(t *testing.T) {
 		up, ch, layer := upstreamForProxies(t, size)
-		m, err := registry.NewMirror(t.TempDir(), map[string]registry.Upstream{"": {URL: up.URL}})
+		m, err := mirror.Open(t.TempDir(), mirror.Config{Upstreams: map[string]mirror.Upstream{"": {URL: up.URL}}})
 		if err != nil {
 			t.Fatal(err)
 		}

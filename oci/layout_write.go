@@ -363,6 +363,7 @@ func (l *Layout) landBlob(ctx context.Context, src Source, desc v1.Descriptor, r
 	if err := placeLanded(land, partial, path); err != nil {
 		return err
 	}
+	l.rememberVerified(desc.Digest, path)
 	report(BlobProgress{Complete: desc.Size, Done: true})
 	return nil
 }

@@ -59,3 +59,50 @@ func lockFile(ctx context.Context, f *os.File, waiting func()) error {
 		}
 	}
 }
+
+// tryLock takes f's lock without waiting (shared or exclusive), reporting
+// false when another open file holds a conflicting one. A filesystem
+// without flock reports true: nothing is known to hold it.
+func tryLock(f *os.File, exclusive bool) (bool, error) {
+	raw, err := f.SyscallConn()
+	if err != nil {
+		return false, err
+	}
+	how := syscall.LOCK_SH
+	if exclusive {
+		how = syscall.LOCK_EX
+	}
+	var lerr error
+	if err := raw.Control(func(fd uintptr) { lerr = syscall.Flock(int(fd), how|syscall.LOCK_NB) }); err != nil {
+		return false, err
+	}
+	switch {
+	case lerr == nil:
+		return true, nil
+	case errors.Is(lerr, syscall.EWOULDBLOCK), errors.Is(lerr, syscall.EINTR):
+		return false, nil
+	case errors.Is(lerr, syscall.ENOTSUP), errors.Is(lerr, syscall.ENOLCK):
+		return true, nil
+	}
+	return false, lerr
+}
+
+// unlockFile releases f's lock (closing f does too).
+func unlockFile(f *os.File) {
+	if raw, err := f.SyscallConn(); err == nil {
+		raw.Control(func(fd uintptr) { syscall.Flock(int(fd), syscall.LOCK_UN) })
+	}
+}
+
+// lockHeld reports whether another open file (a writer, in any process)
+// holds f's lock.
+func lockHeld(f *os.File) (bool, error) {
+	ok, err := tryLock(f, false)
+	if err != nil {
+		return false, err
+	}
+	if ok {
+		unlockFile(f)
+	}
+	return !ok, nil
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"sort"
 	"strconv"
 	"strings"
@@ -12,10 +13,11 @@ import (
 	"time"
 
 	"github.com/ocipull/registry"
+	"github.com/ocipull/registry/mirror"
 )
 
 // upstreamFlags collects repeated --upstream [NS=]URL flags.
-type upstreamFlags map[string]registry.Upstream
+type upstreamFlags map[string]mirror.Upstream
 
 func (u upstreamFlags) String() string {
 	var s []string
@@ -40,7 +42,7 @@ func (u upstreamFlags) Set(v string) error {
 		}
 		return fmt.Errorf("upstream %s given twice", ns)
 	}
-	u[ns] = registry.Upstream{URL: strings.TrimSuffix(url, "/")}
+	u[ns] = mirror.Upstream{URL: strings.TrimSuffix(url, "/")}
 	return nil
 }
 
@@ -78,8 +80,11 @@ var mirrorCommand = &command{
 		maxSize := f.String("max-size", "", "", "cap the store at `SIZE` (500M, 20GiB...); least recently served content goes first")
 		tf := addTLSFlags(f)
 		quiet := f.Bool("quiet", "q", "do not log one line per request on stderr")
-		username := f.String("username", "u", "", "the upstream `USER` (default: Docker's config.json, per upstream host)")
+		logFormat := f.String("log-format", "", "text", "`text` or json: the request log's format on stderr")
+		drain := f.Duration("drain-timeout", "", 30*time.Second, "on SIGINT or SIGTERM, how long requests in progress may take to finish")
+		username := f.String("username", "u", "", "the upstream `USER`, for the upstream --credentials-for names (default: Docker's config.json, per upstream host)")
 		passwordStdin := f.Bool("password-stdin", "", "read the upstream password from standard input")
+		credsFor := f.String("credentials-for", "", "", "the upstream `NS` that --username is for (default: the only upstream, or the one without NS=)")
 		return func(ctx context.Context) error {
 			stdin, stdout, stderr := e.stdin, e.stdout, e.stderr
 			if *cache == "" || len(ups) == 0 {
@@ -95,37 +100,103 @@ var mirrorCommand = &command{
 					return usageErr("--max-size: %v", err)
 				}
 			}
-			creds, err := credentialsFrom(*username, *passwordStdin, stdin)
+			if err := bindCredentials(ups, *username, *passwordStdin, *credsFor, stdin); err != nil {
+				return err
+			}
+			logger, err := mirrorLogger(stderr, *logFormat, *quiet, e.verbose)
 			if err != nil {
 				return err
 			}
-			for ns, up := range ups {
-				up.Credentials = creds
-				ups[ns] = up
-			}
-			m, err := registry.NewMirror(*cache, ups)
+			m, err := mirror.Open(*cache, mirror.Config{Upstreams: ups, TagTTL: *ttl, MaxSize: capBytes, Log: logger})
 			if err != nil {
 				return err
 			}
 			defer m.Close()
-			m.TagTTL, m.MaxSize = *ttl, capBytes
-			if !*quiet {
-				var mu sync.Mutex
-				m.Log = func(line string) {
-					mu.Lock()
-					fmt.Fprintf(stderr, "%s %s\n", time.Now().UTC().Format(time.RFC3339), line)
-					mu.Unlock()
-				}
-			}
 			ln, url, err := listen(*addr, tlsConfig)
 			if err != nil {
 				return err
 			}
-			return serveUntilDone(ctx, ln, m, func() {
+			// SIGHUP (a closed terminal, or an operator asking for a
+			// reload) must not end the cache.
+			ignoreHangup()
+			return serveUntilDoneWithin(ctx, ln, m, *drain, func() {
 				fmt.Fprintf(stdout, "mirroring %s into %s at %s\n", ups, *cache, url)
 			})
 		}
 	},
+}
+
+// bindCredentials gives --username and --password-stdin to one upstream:
+// the one --credentials-for names, else the only one, else the default
+// (no NS=); every other upstream reads Docker's config.json for its own
+// host. A password never goes to an upstream it was not given for.
+func bindCredentials(ups upstreamFlags, username string, passwordStdin bool, credsFor string, stdin io.Reader) error {
+	docker := registry.DockerConfig("")
+	for ns, up := range ups {
+		up.Credentials = docker
+		ups[ns] = up
+	}
+	if username == "" && !passwordStdin {
+		if credsFor != "" {
+			return usageErr("--credentials-for needs --username and --password-stdin")
+		}
+		return nil
+	}
+	creds, err := credentialsFrom(username, passwordStdin, stdin)
+	if err != nil {
+		return err
+	}
+	key, found := credsFor, credsFor != ""
+	if !found {
+		if len(ups) == 1 {
+			for k := range ups {
+				key, found = k, true
+			}
+		} else if _, ok := ups[""]; ok {
+			key, found = "", true
+		}
+	}
+	up, ok := ups[key]
+	if !found || !ok {
+		return usageErr("--username: name the upstream it is for with --credentials-for NS (one of %s)", ups)
+	}
+	up.Credentials = creds
+	ups[key] = up
+	return nil
+}
+
+// mirrorLogger is the cache's log on stderr: one record per request (none
+// with --quiet), text or JSON. --verbose adds the debug records.
+func mirrorLogger(stderr io.Writer, format string, quiet, verbose bool) (*slog.Logger, error) {
+	level := slog.LevelInfo
+	switch {
+	case verbose:
+		level = slog.LevelDebug
+	case quiet:
+		level = slog.LevelWarn
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	w := &lockedWriter{w: stderr}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usageErr("--log-format: want text or json, not %q", safe(format))
+}
+
+// lockedWriter serialises writes (slog's handlers write each record in
+// one call, but several handlers may share stderr).
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // credentialsFrom are the credentials --username and --password-stdin

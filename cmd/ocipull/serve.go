@@ -137,9 +137,16 @@ func listen(addr string, cfg *tls.Config) (net.Listener, string, error) {
 
 // serveUntilDone serves h on ln until ctx is done, then shuts down cleanly.
 func serveUntilDone(ctx context.Context, ln net.Listener, h http.Handler, ready func()) error {
-	// Slow or idle clients cannot hold connections: headers within 10 s,
-	// idle keep-alive connections closed after 2 minutes.
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	return serveUntilDoneWithin(ctx, ln, h, 5*time.Second, ready)
+}
+
+// serveUntilDoneWithin is serveUntilDone with drain as the time requests
+// in progress get to finish once ctx ends.
+func serveUntilDoneWithin(ctx context.Context, ln net.Listener, h http.Handler, drain time.Duration, ready func()) error {
+	// Slow or idle clients cannot hold connections: headers within 10 s
+	// (at most 64 KiB of them), idle keep-alive connections closed after
+	// 2 minutes.
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	ready()
@@ -148,7 +155,7 @@ func serveUntilDone(ctx context.Context, ln net.Listener, h http.Handler, ready 
 		return err
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("shutdown: %w", err)

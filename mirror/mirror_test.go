@@ -1,13 +1,16 @@
-package registry_test
+package mirror_test
 
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,17 +20,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocipull/registry"
 	"github.com/ocipull/registry/faults"
+	"github.com/ocipull/registry/mirror"
 	"github.com/ocipull/registry/oci"
 )
 
-// upstreamFixture is a registry the mirror fills from: our Server behind
+// upstreamFixture is a registry the cache fills from: our Server behind
 // the fault injector, with every request counted by method and path.
 type upstreamFixture struct {
 	img  *oci.Image
+	srv  *registry.Server
 	inj  *faults.Injector
 	ts   *httptest.Server
 	mu   sync.Mutex
@@ -38,10 +45,10 @@ type upstreamFixture struct {
 func newUpstream(t *testing.T, layerSizes ...int) *upstreamFixture {
 	t.Helper()
 	mem := oci.NewMemory()
-	img := newImage(t, mem, linuxAMD64, layerSizes...)
+	img := newImage(t, mem, layerSizes...)
 	srv := registry.NewServer()
 	mustAdd(t, srv, "team/app", "v1", img)
-	u := &upstreamFixture{img: img, inj: &faults.Injector{Next: srv}, seen: map[string]int{}}
+	u := &upstreamFixture{img: img, srv: srv, inj: &faults.Injector{Next: srv}, seen: map[string]int{}}
 	u.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.mu.Lock()
 		u.seen[r.Method+" "+r.URL.Path]++
@@ -53,6 +60,33 @@ func newUpstream(t *testing.T, layerSizes ...int) *upstreamFixture {
 	}))
 	t.Cleanup(u.ts.Close)
 	return u
+}
+
+func newImage(t testing.TB, mem *oci.Memory, layerSizes ...int) *oci.Image {
+	t.Helper()
+	cfg, err := mem.AddJSON(v1.MediaTypeImageConfig, v1.Image{Platform: v1.Platform{OS: "linux", Architecture: "amd64"},
+		RootFS: v1.RootFS{Type: "layers"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var layers []v1.Descriptor
+	for _, n := range layerSizes {
+		b := make([]byte, n)
+		rand.Read(b)
+		layers = append(layers, mem.Add(v1.MediaTypeImageLayerGzip, b))
+	}
+	img, err := mem.NewImage(v1.Manifest{Config: cfg, Layers: layers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func mustAdd(t testing.TB, s *registry.Server, repo, tag string, ref oci.Ref) {
+	t.Helper()
+	if err := s.AddRef(repo, tag, ref); err != nil {
+		t.Fatalf("AddRef(%q, %q): %v", repo, tag, err)
+	}
 }
 
 // count is how many requests with that method had a path containing sub.
@@ -75,26 +109,47 @@ func (u *upstreamFixture) reset() {
 	u.mu.Unlock()
 }
 
-// newMirror serves a mirror of ups (ns -> upstream) from dir.
-func newMirror(t *testing.T, dir string, ups map[string]*upstreamFixture, tune func(*registry.Mirror)) (*registry.Mirror, *httptest.Server) {
+// newMirror serves a cache of ups (ns -> upstream) from dir.
+func newMirror(t *testing.T, dir string, ups map[string]*upstreamFixture, tune func(*mirror.Config)) (*mirror.Cache, *httptest.Server) {
 	t.Helper()
-	cfg := map[string]registry.Upstream{}
+	cfg := mirror.Config{Upstreams: map[string]mirror.Upstream{}, Log: testLogger(t)}
 	for ns, u := range ups {
-		cfg[ns] = registry.Upstream{URL: u.ts.URL}
-	}
-	m, err := registry.NewMirror(dir, cfg)
-	if err != nil {
-		t.Fatal(err)
+		cfg.Upstreams[ns] = mirror.Upstream{URL: u.ts.URL}
 	}
 	if tune != nil {
-		tune(m)
+		tune(&cfg)
+	}
+	m, err := mirror.Open(dir, cfg)
+	if err != nil {
+		t.Fatal(err)
 	}
 	ts := httptest.NewServer(m)
 	t.Cleanup(func() { ts.Close(); m.Close() })
 	return m, ts
 }
 
-// pullAll reads ref through c and every blob, verified, returning the
+// clientFor returns a client for repo on ts with fast retries.
+func clientFor(t testing.TB, ts *httptest.Server, repo string) *registry.Client {
+	t.Helper()
+	u, err := url.Parse(ts.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return (&registry.Registry{Scheme: "http", Host: u.Host, GetBackOff: fastBackOff}).Repository(repo)
+}
+
+func fastBackOff() backoff.BackOff {
+	return backoff.WithMaxRetries(backoff.NewConstantBackOff(5*time.Millisecond), 5)
+}
+
+func serve(t testing.TB, h http.Handler) *httptest.Server {
+	t.Helper()
+	ts := httptest.NewServer(h)
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+// mirrorPull reads ref through c and every blob, verified, returning the
 // first error.
 func mirrorPull(ctx context.Context, c *registry.Client, ref string) (oci.Ref, error) {
 	got, err := c.Read(ctx, ref)
@@ -119,10 +174,10 @@ func mirrorPull(ctx context.Context, c *registry.Client, ref string) (oci.Ref, e
 	return got, nil
 }
 
-func TestMirrorPullThroughAndWarm(t *testing.T) {
+func TestPullThroughAndWarm(t *testing.T) {
 	up := newUpstream(t, 300_000, 20_000)
 	dir := t.TempDir()
-	_, ms := newMirror(t, dir, map[string]*upstreamFixture{"": up}, nil)
+	m, ms := newMirror(t, dir, map[string]*upstreamFixture{"": up}, nil)
 	c := clientFor(t, ms, "team/app")
 	got, err := mirrorPull(context.Background(), c, "v1")
 	if err != nil {
@@ -145,7 +200,9 @@ func TestMirrorPullThroughAndWarm(t *testing.T) {
 	if n := up.count("", "/v2/"); n != 0 {
 		t.Errorf("warm pull: %d upstream requests, want 0: %v", n, up.seen)
 	}
-	// The store is an OCI layout holding the tag by its full name.
+	// The store is an OCI layout holding the tag by its full name (written
+	// within a second, and at Close).
+	m.Close()
 	l, err := oci.OpenLayout(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -156,12 +213,12 @@ func TestMirrorPullThroughAndWarm(t *testing.T) {
 	}
 }
 
-// TestMirrorCoalescesConcurrentPulls: N clients pull one image at once
+// TestCoalescesConcurrentPulls: N clients pull one image at once
 // through a cold mirror; the upstream serves each blob once, and every
 // client gets verified content. The upstream drips the big layer so the
 // clients overlap with the fetch in flight and stream from it as it grows.
 // OCIPULL_MIRROR_PROOF=1 runs the full size: 16 clients x 256 MiB.
-func TestMirrorCoalescesConcurrentPulls(t *testing.T) {
+func TestCoalescesConcurrentPulls(t *testing.T) {
 	clients, size := 16, 8<<20
 	if os.Getenv("OCIPULL_MIRROR_PROOF") != "" {
 		size = 256 << 20
@@ -199,9 +256,9 @@ func TestMirrorCoalescesConcurrentPulls(t *testing.T) {
 	}
 }
 
-// TestMirrorCutMidBlob: the upstream cuts the big layer mid-way while
+// TestCutMidBlob: the upstream cuts the big layer mid-way while
 // clients stream it; all complete, with one fetch plus resumes.
-func TestMirrorCutMidBlob(t *testing.T) {
+func TestCutMidBlob(t *testing.T) {
 	up := newUpstream(t, 2<<20)
 	big := up.img.Layers()[0]
 	up.inj.Add(faults.Rule{Method: "GET", Path: string(big.Digest), Times: 1, Fault: faults.CutAfter(700_000)})
@@ -226,9 +283,9 @@ func TestMirrorCutMidBlob(t *testing.T) {
 	}
 }
 
-// TestMirrorCorruptUpstream: wrong bytes from upstream are never stored,
+// TestCorruptUpstream: wrong bytes from upstream are never stored,
 // every stream is cut, and the next request fetches afresh.
-func TestMirrorCorruptUpstream(t *testing.T) {
+func TestCorruptUpstream(t *testing.T) {
 	up := newUpstream(t, 1<<20)
 	big := up.img.Layers()[0]
 	up.inj.Add(faults.Rule{Method: "GET", Path: string(big.Digest), Times: 1, Fault: faults.Corrupt()})
@@ -256,12 +313,12 @@ func TestMirrorCorruptUpstream(t *testing.T) {
 	}
 }
 
-// TestMirrorUpstreamDown: with the upstream gone, stored content and
+// TestUpstreamDown: with the upstream gone, stored content and
 // stale tags are served (marked with Warning); uncached content is a
 // clear 5xx.
-func TestMirrorUpstreamDown(t *testing.T) {
+func TestUpstreamDown(t *testing.T) {
 	up := newUpstream(t, 50_000)
-	_, ms := newMirror(t, t.TempDir(), map[string]*upstreamFixture{"": up}, func(m *registry.Mirror) { m.TagTTL = time.Millisecond })
+	_, ms := newMirror(t, t.TempDir(), map[string]*upstreamFixture{"": up}, func(c *mirror.Config) { c.TagTTL = time.Millisecond })
 	if _, err := mirrorPull(context.Background(), clientFor(t, ms, "team/app"), "v1"); err != nil {
 		t.Fatal(err)
 	}
@@ -289,8 +346,8 @@ func TestMirrorUpstreamDown(t *testing.T) {
 	}
 }
 
-// TestMirrorUpstream404PassesThrough: an unknown tag upstream is a 404.
-func TestMirrorUpstream404PassesThrough(t *testing.T) {
+// TestUpstream404PassesThrough: an unknown tag upstream is a 404.
+func TestUpstream404PassesThrough(t *testing.T) {
 	up := newUpstream(t, 1000)
 	_, ms := newMirror(t, t.TempDir(), map[string]*upstreamFixture{"": up}, nil)
 	_, err := clientFor(t, ms, "team/app").Read(context.Background(), "nope")
@@ -299,10 +356,10 @@ func TestMirrorUpstream404PassesThrough(t *testing.T) {
 	}
 }
 
-// TestMirrorNamespaces: ns selects the upstream, a path prefix does for
+// TestNamespaces: ns selects the upstream, a path prefix does for
 // clients that cannot send ns, docker.io names normalise, and an
 // unconfigured ns is a 404 with no upstream traffic.
-func TestMirrorNamespaces(t *testing.T) {
+func TestNamespaces(t *testing.T) {
 	a, b := newUpstream(t, 1000), newUpstream(t, 2000)
 	hub := newUpstream(t, 3000)
 	// Docker Hub's official images live under library/.
@@ -342,21 +399,25 @@ func TestMirrorNamespaces(t *testing.T) {
 	}
 }
 
-// TestMirrorAuth: the mirror's clients authenticate with its ServerAuth;
+// TestAuth: the mirror's clients authenticate with its ServerAuth;
 // their Authorization never reaches the upstream, and upstream
 // credentials never reach them.
-func TestMirrorAuth(t *testing.T) {
+func TestAuth(t *testing.T) {
 	up := newUpstream(t, 1000)
 	upAuth := &registry.ServerAuth{Users: map[string]registry.ServerUser{"mirror": {Password: "up-secret", Repositories: []string{"*"}}}}
 	srv := registry.NewServer()
 	srv.Auth = upAuth
 	mustAdd(t, srv, "team/app", "v1", up.img)
 	up.inj.Next = srv
-	m, err := registry.NewMirror(t.TempDir(), map[string]registry.Upstream{"": {URL: up.ts.URL, Credentials: registry.StaticCredentials("mirror", "up-secret")}})
+	// Grants name the repository with its upstream.
+	upHost := strings.TrimPrefix(up.ts.URL, "http://")
+	m, err := mirror.Open(t.TempDir(), mirror.Config{
+		Upstreams: map[string]mirror.Upstream{"": {URL: up.ts.URL, Credentials: registry.StaticCredentials("mirror", "up-secret")}},
+		Auth:      &registry.ServerAuth{Users: map[string]registry.ServerUser{"client": {Password: "client-secret", Repositories: []string{upHost + "/team/app"}}}},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Auth = &registry.ServerAuth{Users: map[string]registry.ServerUser{"client": {Password: "client-secret", Repositories: []string{"team/app"}}}}
 	var leaked atomic.Bool
 	ms := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := httptest.NewRecorder()
@@ -394,12 +455,12 @@ func TestMirrorAuth(t *testing.T) {
 	}
 }
 
-// TestMirrorEviction: past MaxSize the least recently served content goes
+// TestEviction: past MaxSize the least recently served content goes
 // and is fetched again on demand.
-func TestMirrorEviction(t *testing.T) {
+func TestEviction(t *testing.T) {
 	up := newUpstream(t, 400_000, 400_000, 400_000)
 	dir := t.TempDir()
-	_, ms := newMirror(t, dir, map[string]*upstreamFixture{"": up}, func(m *registry.Mirror) { m.MaxSize = 900_000 })
+	_, ms := newMirror(t, dir, map[string]*upstreamFixture{"": up}, func(c *mirror.Config) { c.MaxSize = 900_000 })
 	if _, err := mirrorPull(context.Background(), clientFor(t, ms, "team/app"), "v1"); err != nil {
 		t.Fatal(err)
 	}
@@ -425,10 +486,10 @@ func TestMirrorEviction(t *testing.T) {
 	}
 }
 
-// TestMirrorRestartResumesPartial: a partial fetch left by a killed
+// TestRestartResumesPartial: a partial fetch left by a killed
 // mirror is resumed with a Range request and verified as a whole; a
 // garbled one is never served and is fetched afresh.
-func TestMirrorRestartResumesPartial(t *testing.T) {
+func TestRestartResumesPartial(t *testing.T) {
 	up := newUpstream(t, 1<<20)
 	big := up.img.Layers()[0]
 	content, err := up.img.ReadBlob(context.Background(), big, 2<<20)
@@ -480,9 +541,9 @@ func TestMirrorRestartResumesPartial(t *testing.T) {
 	}
 }
 
-// TestMirrorsShareStore: two mirrors on one store directory fetch a blob
+// TestTwoCachesShareStore: two mirrors on one store directory fetch a blob
 // once: the second streams the first one's growing partial file.
-func TestMirrorsShareStore(t *testing.T) {
+func TestTwoCachesShareStore(t *testing.T) {
 	up := newUpstream(t, 4<<20)
 	big := up.img.Layers()[0]
 	up.inj.Add(faults.Rule{Path: string(big.Digest), Fault: faults.Drip(0, 512<<10, 20*time.Millisecond)})
@@ -514,8 +575,8 @@ func TestMirrorsShareStore(t *testing.T) {
 	}
 }
 
-// TestMirrorRangeOfFlight: a Range request joins the fetch in flight.
-func TestMirrorRangeOfFlight(t *testing.T) {
+// TestRangeOfFlight: a Range request joins the fetch in flight.
+func TestRangeOfFlight(t *testing.T) {
 	up := newUpstream(t, 1<<20)
 	big := up.img.Layers()[0]
 	content, _ := up.img.ReadBlob(context.Background(), big, 2<<20)
@@ -567,9 +628,9 @@ func mirrorMetrics(t *testing.T, ms *httptest.Server) map[string]int64 {
 	return out
 }
 
-// TestMirrorMetricsCount: the /metrics counters say what happened: a cold
+// TestMetricsCount: the /metrics counters say what happened: a cold
 // pull is misses and upstream traffic, a warm one hits only.
-func TestMirrorMetricsCount(t *testing.T) {
+func TestMetricsCount(t *testing.T) {
 	up := newUpstream(t, 3000, 5000)
 	_, ms := newMirror(t, t.TempDir(), map[string]*upstreamFixture{"": up}, nil)
 	var blobBytes int64
@@ -604,4 +665,16 @@ func TestMirrorMetricsCount(t *testing.T) {
 	if warm["ocipull_mirror_hits_total"] < 4 || warm["ocipull_mirror_served_bytes_total"] < cold["ocipull_mirror_served_bytes_total"]+blobBytes {
 		t.Errorf("warm pull: hits %d, served %d → %d", warm["ocipull_mirror_hits_total"], cold["ocipull_mirror_served_bytes_total"], warm["ocipull_mirror_served_bytes_total"])
 	}
+}
+
+// testLogger sends the cache's log to the test's.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
 }

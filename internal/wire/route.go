@@ -1,4 +1,4 @@
-package registry
+package wire
 
 import (
 	"net/url"
@@ -6,8 +6,7 @@ import (
 	"strings"
 )
 
-// Registry URLs, built and parsed in one place for the client and the
-// server (distribution-spec, "Endpoints"):
+// Registry URLs (distribution-spec, "Endpoints"):
 //
 //	/v2/                                   the API root
 //	/v2/<name>/manifests/<reference>       a manifest by tag or digest
@@ -19,27 +18,28 @@ import (
 // Names, tags and digests are validated before a path is built, so none
 // needs escaping; query values are escaped.
 
-// Endpoint kinds.
+// Endpoint kinds, as they appear in paths.
 const (
-	kindManifests = "manifests"
-	kindBlobs     = "blobs"
-	kindReferrers = "referrers"
-	kindTags      = "tags"
+	Manifests = "manifests"
+	Blobs     = "blobs"
+	Referrers = "referrers"
+	Tags      = "tags"
 )
 
-const catalogPath = "/v2/_catalog"
+// CatalogPath is the repository list.
+const CatalogPath = "/v2/_catalog"
 
-// apiPath is /v2/<name>/<kind>/<reference> (kindTags: /v2/<name>/tags/list).
-func apiPath(name, kind, reference string) string {
-	if kind == kindTags {
+// Path is /v2/<name>/<kind>/<reference> (Tags: /v2/<name>/tags/list).
+func Path(name, kind, reference string) string {
+	if kind == Tags {
 		return "/v2/" + name + "/tags/list"
 	}
 	return "/v2/" + name + "/" + kind + "/" + reference
 }
 
-// pageQuery is the query of a paginated list: n (when positive) and last
+// PageQuery is the query of a paginated list: n (when positive) and last
 // (when not empty).
-func pageQuery(n int, last string) string {
+func PageQuery(n int, last string) string {
 	var q []string
 	if n > 0 {
 		q = append(q, "n="+strconv.Itoa(n))
@@ -50,48 +50,48 @@ func pageQuery(n int, last string) string {
 	return strings.Join(q, "&")
 }
 
-// route is a parsed API path.
-type route struct {
-	name, kind, reference string
+// Route is a parsed API path: the repository name, the kind of endpoint
+// and its reference (a tag or digest; empty for Tags).
+type Route struct {
+	Name, Kind, Reference string
 }
 
-// parseRoute splits an API path into the repository name, the kind of
-// endpoint and its reference. The name is everything between /v2/ and the
-// last two segments, so a name may itself contain "manifests" or "blobs"
-// components. The name is not validated here.
-func parseRoute(path string) (route, bool) {
+// ParseRoute splits an API path into a Route. The name is everything
+// between /v2/ and the last two segments, so a name may itself contain
+// "manifests" or "blobs". Nothing is validated but the shape.
+func ParseRoute(path string) (Route, bool) {
 	rest, found := strings.CutPrefix(path, "/v2/")
 	if !found {
-		return route{}, false
+		return Route{}, false
 	}
 	if n, found := strings.CutSuffix(rest, "/tags/list"); found {
-		return route{n, kindTags, ""}, n != ""
+		return Route{n, Tags, ""}, n != ""
 	}
 	i := strings.LastIndexByte(rest, '/')
 	if i <= 0 || i == len(rest)-1 {
-		return route{}, false
+		return Route{}, false
 	}
 	j := strings.LastIndexByte(rest[:i], '/')
 	if j <= 0 {
-		return route{}, false
+		return Route{}, false
 	}
 	switch kind := rest[j+1 : i]; kind {
-	case kindManifests, kindBlobs, kindReferrers:
-		return route{rest[:j], kind, rest[i+1:]}, true
+	case Manifests, Blobs, Referrers:
+		return Route{rest[:j], kind, rest[i+1:]}, true
 	}
-	return route{}, false
+	return Route{}, false
 }
 
 // Token scopes (Docker registry token authentication, "Scope"):
 // "repository:<name>:<actions>" and "registry:catalog:*".
-const catalogScope = "registry:catalog:*"
+const CatalogScope = "registry:catalog:*"
 
-// pullScope is the scope a pull from repository needs.
-func pullScope(repository string) string { return "repository:" + repository + ":pull" }
+// PullScope is the scope a pull from repository needs.
+func PullScope(repository string) string { return "repository:" + repository + ":pull" }
 
-// parseScope splits one scope into its resource type, name and actions.
+// ParseScope splits one scope into its resource type, name and actions.
 // The name may contain colons (a registry host with a port).
-func parseScope(s string) (typ, name string, actions []string, ok bool) {
+func ParseScope(s string) (typ, name string, actions []string, ok bool) {
 	first := strings.IndexByte(s, ':')
 	last := strings.LastIndexByte(s, ':')
 	if first < 0 || last == first {

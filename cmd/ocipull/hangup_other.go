@@ -1,0 +1,6 @@
+//go:build !unix
+
+package main
+
+// ignoreHangup: there is no SIGHUP here.
+func ignoreHangup() {}

@@ -1,0 +1,379 @@
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ocipull/registry/internal/wire"
+	"github.com/ocipull/registry/oci"
+)
+
+// serveBlob answers a blob request for t: from the store when t's
+// upstream repository is known to hold the blob (see trust), else from a
+// fetch for t (started by this request or joined).
+func (c *Cache) serveBlob(w *wire.Recorder, r *http.Request, t target, reference string) outcome {
+	if !wire.ValidDigest(reference) {
+		wire.WriteError(w, http.StatusBadRequest, wire.CodeDigestInvalid, "invalid digest")
+		return outcome{kind: Refused}
+	}
+	ctx, d := r.Context(), digest.Digest(reference)
+	k := t.blob(d)
+	if info, err := c.store.StatBlob(ctx, d); err == nil {
+		stale, err := c.confirm(ctx, t, k)
+		if err != nil {
+			return c.fail(w, "blob", err)
+		}
+		o, served := c.serveStoredBlob(w, r, v1.Descriptor{MediaType: "application/octet-stream", Digest: d, Size: info.Size}, stale, true)
+		if served {
+			return o
+		}
+		// Not what its name says (removed), or gone since: fetch it.
+	}
+	if ok, cause := t.up.breaker.down(); ok {
+		return c.fail(w, "blob", &errDown{cause})
+	}
+	desc, err := c.blobDescriptor(ctx, t, k)
+	if err != nil {
+		c.upstreamFailed(t.up, err)
+		return c.fail(w, "blob", err)
+	}
+	rng, ok := wire.ParseRange(r.Header.Get("Range"), desc.Size)
+	if !ok {
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", desc.Size))
+		wire.WriteError(w, http.StatusRequestedRangeNotSatisfiable, wire.CodeSizeInvalid, "range not satisfiable")
+		return outcome{kind: Refused}
+	}
+	if r.Method == http.MethodHead {
+		// Confirmed upstream (known, or by the HEAD just made): answer
+		// without fetching.
+		wire.WriteBlobHeaders(w, d, desc.Size, rng)
+		return outcome{kind: Passed}
+	}
+	f, joined, err := c.startFlight(t, desc, clientAddr(r))
+	if err != nil {
+		return c.fail(w, "blob", err)
+	}
+	defer f.leave()
+	kind := Miss
+	if joined {
+		kind = Coalesced
+	}
+	err = c.streamFlight(ctx, w, f, rng)
+	switch {
+	case err == nil:
+		return outcome{kind: kind}
+	case errors.Is(err, errLanded):
+		if o, served := c.serveStoredBlob(w, r, desc, false, false); served {
+			return outcome{kind, o.cause}
+		}
+		return c.fail(w, "blob", fmt.Errorf("%w: the blob landed and then could not be read", errStore))
+	}
+	return c.fail(w, "blob", err)
+}
+
+// confirm decides whether stored content k may be served for t's
+// repository: yes when known there; else one HEAD upstream decides
+// (coalesced; a yes is remembered); when the upstream is down, content a
+// manifest of the repository names is served stale, anything else is an
+// error.
+func (c *Cache) confirm(ctx context.Context, t target, k blobKey) (stale bool, err error) {
+	if c.trust.isKnown(k) {
+		return false, nil
+	}
+	_, named := c.trust.namedSize(k)
+	if down, cause := t.up.breaker.down(); down {
+		if named {
+			return true, nil
+		}
+		return false, &errDown{cause}
+	}
+	_, _, err = c.confirms.do(ctx, c.ctx, k, func(ctx context.Context) (struct{}, error) {
+		ctx, cancel := context.WithTimeout(ctx, t.up.timeout)
+		defer cancel()
+		desc, err := t.client().StatBlob(ctx, k.d)
+		if err != nil {
+			c.upstreamFailed(t.up, err)
+			return struct{}{}, err
+		}
+		t.up.breaker.succeeded()
+		c.trust.add(k)
+		c.trust.nameAll(k.up, k.repo, []v1.Descriptor{desc})
+		return struct{}{}, nil
+	})
+	if err != nil && named && isDown(err) {
+		return true, nil
+	}
+	return false, err
+}
+
+// blobDescriptor is the descriptor of a blob to fetch for t: its size as
+// a manifest of t's repository gave it, or as a HEAD upstream says (which
+// also confirms the repository holds it).
+func (c *Cache) blobDescriptor(ctx context.Context, t target, k blobKey) (v1.Descriptor, error) {
+	if n, ok := c.trust.namedSize(k); ok {
+		return v1.Descriptor{MediaType: "application/octet-stream", Digest: k.d, Size: n}, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, t.up.timeout)
+	defer cancel()
+	desc, err := t.client().StatBlob(ctx, k.d)
+	if err != nil {
+		return desc, err
+	}
+	t.up.breaker.succeeded()
+	c.trust.add(k)
+	c.trust.nameAll(k.up, k.repo, []v1.Descriptor{desc})
+	return desc, nil
+}
+
+// serveStoredBlob answers from the store, the content verified before its
+// first byte (once per unchanged file). It reports false, having written
+// nothing, when the store cannot serve it: gone, or proven wrong (then
+// removed: the one case where the cache deletes content).
+func (c *Cache) serveStoredBlob(w *wire.Recorder, r *http.Request, desc v1.Descriptor, stale, count bool) (outcome, bool) {
+	ctx := r.Context()
+	rng, ok := wire.ParseRange(r.Header.Get("Range"), desc.Size)
+	if !ok {
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", desc.Size))
+		wire.WriteError(w, http.StatusRequestedRangeNotSatisfiable, wire.CodeSizeInvalid, "range not satisfiable")
+		return outcome{kind: Refused}, true
+	}
+	c.acct.hold(desc.Digest)
+	defer c.acct.release(desc.Digest)
+	first := rng.First
+	if desc.Size == 0 {
+		first = 0
+	}
+	rc, err := c.store.BlobAt(ctx, desc, first)
+	if err != nil {
+		switch {
+		case errors.Is(err, oci.ErrNotFound):
+			return outcome{}, false
+		case (errors.Is(err, oci.ErrDigestMismatch) || errors.Is(err, oci.ErrSizeMismatch)) && ctx.Err() == nil:
+			c.log.Error("stored blob does not match its digest; removing it", "digest", string(desc.Digest), "cause", safe(err.Error()))
+			if rerr := c.store.RemoveBlob(c.ctx, desc.Digest); rerr == nil {
+				c.acct.forget(desc.Digest)
+			}
+			return outcome{}, false
+		}
+		return c.fail(w, "blob", fmt.Errorf("%w: %w", errStore, err)), true
+	}
+	defer rc.Close()
+	c.acct.touch(ctx, desc.Digest, desc.Size)
+	kind := Hit
+	switch {
+	case stale:
+		kind = Stale
+		c.stats.stale.Add(1)
+		w.Header()["Warning"] = []string{staleWarning}
+	case count:
+		c.stats.hits.Add(1)
+	}
+	wire.WriteBlobHeaders(w, desc.Digest, desc.Size, rng)
+	if r.Method == http.MethodHead || desc.Size == 0 {
+		return outcome{kind: kind}, true
+	}
+	if err := c.copyOut(w, rc, rng.Len()); err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	return outcome{kind: kind}, true
+}
+
+// staleWarning marks answers served from the store because the upstream
+// could not be asked (RFC 9111 section 5.5, warn-code 110).
+const staleWarning = `110 - "Response is Stale"`
+
+// copyChunk is how much of a stored blob goes out per write deadline.
+const copyChunk = 4 << 20
+
+// copyOut copies n bytes from src to the client in chunks, each with the
+// write deadline (a client that accepts nothing for WriteTimeout is cut).
+// Through the recorder, a file reaches sendfile(2).
+func (c *Cache) copyOut(w *wire.Recorder, src io.Reader, n int64) error {
+	rc := http.NewResponseController(w)
+	for n > 0 {
+		rc.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
+		chunk := min(n, copyChunk)
+		// Counted before it goes out, so that a client that has the
+		// bytes finds them counted.
+		c.stats.servedBytes.Add(chunk)
+		k, err := io.CopyN(w, src, chunk)
+		c.stats.servedBytes.Add(k - chunk)
+		n -= k
+		if err != nil {
+			return err
+		}
+	}
+	rc.SetWriteDeadline(time.Time{})
+	return nil
+}
+
+// followPoll is how often a follower whose fetch waits for another
+// process's landing looks at that landing's file.
+const followPoll = 50 * time.Millisecond
+
+// streamFlight answers a GET for f's blob (rng of it) from the landing in
+// flight: bytes go out as they land, and the last byte of the answer is
+// held until the fetch is verified; when it fails, the connection is
+// aborted, so the client never sees a clean end of wrong content. The
+// response starts only once bytes have landed: a fetch that fails before
+// (an upstream 404) is answered as that failure (the error returned,
+// nothing written). errLanded means the blob landed before this request
+// read any of it: serve it from the store.
+func (c *Cache) streamFlight(ctx context.Context, w *wire.Recorder, f *flight, rng wire.ByteRange) error {
+	var g Growing
+	defer func() {
+		if g != nil {
+			g.Close()
+		}
+	}()
+	own := false // g is the landing our fetch writes
+	sent := false
+	pos, end := rng.First, rng.Last+1
+	buf := make([]byte, 32<<10)
+	rc := http.NewResponseController(w)
+	abort := func() { panic(http.ErrAbortHandler) }
+	if pos >= end {
+		// Nothing to stream (an empty blob): answer once it verified.
+		for st := f.state(); !st.done; st = f.state() {
+			if !c.waitFlight(ctx, st) {
+				abort()
+			}
+		}
+		if st := f.state(); st.err != nil {
+			return st.err
+		}
+		return errLanded
+	}
+	for pos < end {
+		st := f.state()
+		if st.done && st.err != nil {
+			if !sent {
+				return st.err
+			}
+			abort()
+		}
+		if st.done && (g == nil || !own) {
+			if !sent {
+				return errLanded
+			}
+			// Verified and stored: the rest from the store.
+			rc2, err := c.store.BlobAt(ctx, f.desc, pos)
+			if err != nil {
+				abort()
+			}
+			err = c.copyOut(w, rc2, end-pos)
+			rc2.Close()
+			if err != nil {
+				abort()
+			}
+			return nil
+		}
+		if g == nil {
+			gg, err := c.store.FollowBlob(ctx, f.desc.Digest)
+			if err != nil {
+				if !c.waitFlight(ctx, st) {
+					abort()
+				}
+				continue
+			}
+			g, own = gg, false
+		}
+		avail, complete := int64(0), st.done
+		if st.started && !own {
+			// Our fetch has begun landing: make sure g is its file.
+			if _, state, _ := g.Progress(); state == oci.Abandoned {
+				g.Close()
+				g = nil
+				if sent {
+					abort() // what went out came from an abandoned file
+				}
+				continue
+			}
+			own = true
+		}
+		switch {
+		case st.done:
+			avail = f.desc.Size
+		case own:
+			avail = st.landed
+		default:
+			// Our fetch waits for another process's landing: follow it.
+			n, state, _ := g.Progress()
+			switch state {
+			case oci.Landing:
+				avail = n
+			case oci.Landed:
+				avail, complete = f.desc.Size, true
+			default:
+				g.Close()
+				g = nil
+				if sent {
+					abort()
+				}
+				if !c.waitFlight(ctx, st) {
+					abort()
+				}
+				continue
+			}
+		}
+		limit := min(avail, end)
+		if limit == end && !complete {
+			limit = end - 1 // the last byte waits for verification
+		}
+		if limit <= pos {
+			if !c.waitFlight(ctx, st) {
+				abort()
+			}
+			continue
+		}
+		if !sent {
+			wire.WriteBlobHeaders(w, f.desc.Digest, f.desc.Size, rng)
+			sent = true
+		}
+		n := min(int64(len(buf)), limit-pos)
+		k, rerr := g.ReadAt(buf[:n], pos)
+		if k > 0 {
+			rc.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
+			c.stats.servedBytes.Add(int64(k))
+			if _, werr := w.Write(buf[:k]); werr != nil {
+				abort()
+			}
+			pos += int64(k)
+			rc.Flush()
+		}
+		if rerr != nil && rerr != io.EOF {
+			abort()
+		}
+	}
+	if !sent {
+		wire.WriteBlobHeaders(w, f.desc.Digest, f.desc.Size, rng)
+	}
+	rc.SetWriteDeadline(time.Time{})
+	return nil
+}
+
+// waitFlight waits for the flight to change (or, while it waits for
+// another process's landing, for the next look at it); false when the
+// request ended.
+func (c *Cache) waitFlight(ctx context.Context, st flightState) bool {
+	var poll <-chan time.Time
+	if !st.started && !st.done {
+		t := time.NewTimer(followPoll)
+		defer t.Stop()
+		poll = t.C
+	}
+	select {
+	case <-st.changed:
+	case <-poll:
+	case <-ctx.Done():
+		return false
+	}
+	return true
+}

@@ -1,0 +1,121 @@
+package mirror
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/ocipull/registry/internal/wire"
+)
+
+// ServeHTTP implements http.Handler: the pull and discovery API (GET and
+// HEAD of /v2/, manifests, blobs, tags and referrers), the token endpoint
+// when Auth is set, and /metrics. Every request is logged once, with its
+// outcome and the cause of any failure.
+func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := wire.NewRecorder(w)
+	var o outcome
+	var t target
+	defer func() {
+		p := recover()
+		switch {
+		case p == http.ErrAbortHandler:
+			o.kind = Aborted
+			c.stats.aborted.Add(1)
+		case p != nil:
+			c.stats.panics.Add(1)
+			c.log.Error("panic while serving", "method", r.Method, "path", safe(r.URL.Path),
+				"panic", safe(fmt.Sprint(p)), "stack", string(debug.Stack()))
+			o = outcome{Aborted, fmt.Errorf("internal error")}
+			c.stats.aborted.Add(1)
+		}
+		c.logRequest(r, rec, t, o, time.Since(start))
+		if p != nil {
+			// Cut the connection: whatever was written is not a whole
+			// answer.
+			panic(http.ErrAbortHandler)
+		}
+	}()
+	o, t = c.serve(rec, r)
+}
+
+func (c *Cache) logRequest(r *http.Request, rec *wire.Recorder, t target, o outcome, d time.Duration) {
+	attrs := []any{"method", r.Method, "path", safe(r.URL.RequestURI()), "status", rec.Status, "bytes", rec.Bytes,
+		"duration", d.Round(time.Millisecond), "client", clientAddr(r), "outcome", string(o.kind)}
+	if rec.User != "" {
+		attrs = append(attrs, "user", safe(rec.User))
+	}
+	if t.up != nil {
+		attrs = append(attrs, "upstream", t.up.name)
+	}
+	if o.cause != nil {
+		attrs = append(attrs, "cause", safe(o.cause.Error()))
+	}
+	c.log.Info("request", attrs...)
+}
+
+// clientAddr is the client's IP address (the per-client fetch cap's key).
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func (c *Cache) serve(w *wire.Recorder, r *http.Request) (outcome, target) {
+	auth := c.cfg.Auth
+	switch {
+	case r.URL.Path == "/metrics":
+		c.serveMetrics(w)
+		return outcome{kind: Hit}, target{}
+	case auth != nil && r.URL.Path == auth.TokenPath():
+		auth.ServeToken(w, r)
+		return outcome{kind: Passed}, target{}
+	}
+	rt, ok := wire.Preamble(w, r)
+	if !ok {
+		return outcome{kind: Refused}, target{}
+	}
+	switch rt.Kind {
+	case wire.Root:
+		if auth.Authorize(w, r, "") {
+			wire.WriteEmptyJSON(w, r)
+			return outcome{kind: Hit}, target{}
+		}
+		return outcome{kind: Refused}, target{}
+	case wire.Catalog:
+		wire.WriteError(w, http.StatusNotFound, wire.CodeUnsupported, "the catalog is not served by this cache")
+		return outcome{kind: Refused}, target{}
+	}
+	t, err := c.route(r.URL.Query().Get("ns"), rt.Name)
+	if err != nil {
+		// Authenticate first, so that an anonymous caller learns nothing
+		// of the configuration.
+		if !auth.Authorize(w, r, "") {
+			return outcome{kind: Refused}, target{}
+		}
+		if err == errNoUpstream {
+			wire.WriteError(w, http.StatusNotFound, wire.CodeNameUnknown, "no such upstream is configured")
+		} else {
+			wire.WriteError(w, http.StatusBadRequest, wire.CodeNameInvalid, "invalid repository name")
+		}
+		return outcome{Refused, err}, target{}
+	}
+	if !auth.Authorize(w, r, t.scope()) {
+		return outcome{kind: Refused}, t
+	}
+	switch rt.Kind {
+	case wire.Manifests:
+		return c.serveManifest(w, r, t, rt.Reference), t
+	case wire.Blobs:
+		return c.serveBlob(w, r, t, rt.Reference), t
+	case wire.Tags:
+		return c.serveTags(w, r, t), t
+	default:
+		return c.serveReferrers(w, r, t, rt.Reference), t
+	}
+}
