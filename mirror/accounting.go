@@ -95,7 +95,7 @@ func (a *accounting) reserve(ctx context.Context, n int64) {
 	over := a.c.cfg.MaxSize > 0 && a.size > a.c.cfg.MaxSize
 	a.mu.Unlock()
 	if over {
-		a.evict(ctx)
+		a.evict(ctx, 0)
 	}
 }
 
@@ -172,11 +172,12 @@ func (a *accounting) forget(d digest.Digest) {
 // within this time).
 const abandonedAge = time.Hour
 
-// evict brings the store within MaxSize: abandoned landings older than
+// evict brings the store within MaxSize, and frees at least free bytes
+// more (a landing that met a full disk): abandoned landings older than
 // abandonedAge go first, then the least recently used content not held
 // by this process. Evicted manifests lose their tags in index.json.
-func (a *accounting) evict(ctx context.Context) {
-	if a.c.cfg.MaxSize <= 0 {
+func (a *accounting) evict(ctx context.Context, free int64) {
+	if a.c.cfg.MaxSize <= 0 && free <= 0 {
 		return
 	}
 	a.evicting.Lock()
@@ -198,7 +199,10 @@ func (a *accounting) evict(ctx context.Context) {
 			cands = append(cands, cand{info.Digest, info.Size, info.ModTime, info.Partial})
 		}
 		a.mu.Lock()
-		over := total + a.reserved - a.c.cfg.MaxSize
+		over := free
+		if a.c.cfg.MaxSize > 0 {
+			over = max(over, total+a.reserved-a.c.cfg.MaxSize)
+		}
 		held := map[digest.Digest]bool{}
 		for d, e := range a.items {
 			if e.inUse > 0 {

@@ -260,7 +260,7 @@ func (c *Cache) newUpstream(key string, cfg Upstream) (*upstream, error) {
 		Scheme: u.Scheme, Host: u.Host, Credentials: cfg.Credentials, Transport: cfg.Transport,
 		TLSConfig: cfg.TLSConfig, DialTimeout: dial, UserAgent: "ocipull-mirror",
 		GetBackOff: upstreamBackOff, StallTimeout: up.timeout, RangeParallelism: ranges,
-		Trace: c.stats.traceUpstream,
+		Trace: c.traceUpstream,
 	}
 	if ep, err := registry.ParseEndpoint(cfg.URL); err != nil || ep.Host != u.Host {
 		return nil, fmt.Errorf("mirror: upstream %q: invalid host", safe(key))

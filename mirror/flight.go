@@ -205,7 +205,7 @@ func (c *Cache) land(ctx context.Context, t target, f *flight) error {
 	err := c.store.WriteBlob(ctx, src, desc, progress)
 	if errors.Is(err, syscall.ENOSPC) && ctx.Err() == nil {
 		c.log.Warn("store full while landing; evicting and trying again", "digest", string(desc.Digest))
-		c.acct.evict(ctx)
+		c.acct.evict(ctx, desc.Size)
 		err = c.store.WriteBlob(ctx, src, desc, progress)
 	}
 	switch {
@@ -213,8 +213,10 @@ func (c *Cache) land(ctx context.Context, t target, f *flight) error {
 		c.acct.landed(desc.Digest, desc.Size, desc.Size)
 		c.trust.add(f.key)
 		t.up.breaker.succeeded()
-		if c.cfg.MaxSize > 0 && c.acct.storedBytes() > c.cfg.MaxSize {
-			c.acct.evict(ctx)
+		if c.cfg.MaxSize > 0 {
+			// From a fresh listing of the store: other processes
+			// sharing it land content this one has not counted.
+			c.acct.evict(ctx, 0)
 		}
 		return nil
 	case errors.Is(err, oci.ErrDigestMismatch) || errors.Is(err, oci.ErrSizeMismatch):

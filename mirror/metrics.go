@@ -1,11 +1,14 @@
 package mirror
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/ocipull/registry"
 )
@@ -21,8 +24,17 @@ type stats struct {
 }
 
 // traceUpstream counts every HTTP request sent upstream (token requests
-// and resumes included) and the body bytes read.
-func (s *stats) traceUpstream(t registry.RequestTrace) {
+// and resumes included) and the body bytes read, and logs it at debug
+// level.
+func (c *Cache) traceUpstream(t registry.RequestTrace) {
+	s := &c.stats
+	if c.log.Enabled(context.Background(), slog.LevelDebug) {
+		attrs := []any{"method", t.Method, "url", safe(t.URL), "status", t.Status, "bytes", t.Bytes, "duration", t.Duration.Round(time.Millisecond)}
+		if t.Err != nil {
+			attrs = append(attrs, "cause", safe(t.Err.Error()))
+		}
+		c.log.Debug("upstream request", attrs...)
+	}
 	s.upstreamRequests.Add(1)
 	s.upstreamBytes.Add(t.Bytes)
 	switch t.Method {
