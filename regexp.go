@@ -3,56 +3,27 @@ package registry
 import (
 	"fmt"
 	"net"
-	"regexp"
 	"strings"
 
+	"github.com/ocipull/registry/internal/wire"
 	"github.com/ocipull/registry/oci"
 	"github.com/opencontainers/go-digest"
 )
 
-// The grammars of the OCI Distribution Specification v1.1 ("Pulling
-// manifests", the <name> and <reference> rules) and of the OCI Image Format
-// Specification's descriptor digests, as small building blocks.
-const (
-	// alphanumeric is one run of lower-case letters and digits.
-	alphanumeric = `[a-z0-9]+`
-	// separator joins alphanumeric runs inside a path component.
-	separator = `(?:[._]|__|[-]+)`
-	// pathComponent is alphanumeric runs joined by separators.
-	pathComponent = alphanumeric + `(?:` + separator + alphanumeric + `)*`
-	// repository is one or more path components joined by slashes.
-	repository = pathComponent + `(?:/` + pathComponent + `)*`
-	// tag is up to 128 characters, the first not a period or dash.
-	tag = `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`
-)
-
-func anchored(s string) string { return `^` + s + `$` }
-
-// The grammars, each anchored: they match a whole string or nothing.
-// (Digests are checked by validateDigest, by hand.)
-var (
-	// repositoryRegexp matches a repository name such as "library/ubuntu".
-	// Names are also limited to 255 characters (maxRepositoryLength).
-	repositoryRegexp = regexp.MustCompile(anchored(repository))
-	// tagRegexp matches a tag such as "v1.2.3".
-	tagRegexp = regexp.MustCompile(anchored(tag))
-)
-
-// maxRepositoryLength caps a repository name, as clients commonly cap
-// host plus name at 255 characters (distribution-spec, "Pulling manifests").
-const maxRepositoryLength = 255
+// The grammars live in internal/wire (the server and the cache check the
+// same rules); these wrap them with typed, actionable errors.
 
 func validateRepository(repo string) error {
-	if len(repo) > maxRepositoryLength || !repositoryRegexp.MatchString(repo) {
+	if !wire.ValidRepository(repo) {
 		return fmt.Errorf("%w: repository %q: must match %s and be at most %d characters",
-			ErrInvalidReference, printable(repo, 80), "[a-z0-9]+((.|_|__|-+)[a-z0-9]+)*(/...)*", maxRepositoryLength)
+			ErrInvalidReference, printable(repo, 80), wire.RepositoryGrammar, wire.MaxRepositoryLength)
 	}
 	return nil
 }
 
 func validateTag(tag string) error {
-	if !tagRegexp.MatchString(tag) {
-		return fmt.Errorf("%w: tag %q: must match %s", ErrInvalidReference, printable(tag, 80), tagRegexp)
+	if !wire.ValidTag(tag) {
+		return fmt.Errorf("%w: tag %q: must match %s", ErrInvalidReference, printable(tag, 80), wire.TagRegexp)
 	}
 	return nil
 }

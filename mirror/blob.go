@@ -11,6 +11,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/ocipull/registry"
 	"github.com/ocipull/registry/internal/wire"
 	"github.com/ocipull/registry/oci"
 )
@@ -26,7 +27,7 @@ func (c *Cache) serveBlob(w *wire.Recorder, r *http.Request, t target, reference
 	ctx, d := r.Context(), digest.Digest(reference)
 	k := t.blob(d)
 	if info, err := c.store.StatBlob(ctx, d); err == nil {
-		stale, err := c.confirm(ctx, t, k)
+		stale, err := c.confirm(ctx, t, k, headBlob(d))
 		if err != nil {
 			return c.fail(w, "blob", err)
 		}
@@ -79,11 +80,11 @@ func (c *Cache) serveBlob(w *wire.Recorder, r *http.Request, t target, reference
 }
 
 // confirm decides whether stored content k may be served for t's
-// repository: yes when known there; else one HEAD upstream decides
-// (coalesced; a yes is remembered); when the upstream is down, content a
-// manifest of the repository names is served stale, anything else is an
-// error.
-func (c *Cache) confirm(ctx context.Context, t target, k blobKey) (stale bool, err error) {
+// repository: yes when known there; else head (one HEAD upstream,
+// coalesced) decides, and a yes is remembered; when the upstream is down,
+// content a manifest of the repository names is served stale, anything
+// else is an error.
+func (c *Cache) confirm(ctx context.Context, t target, k blobKey, head func(context.Context, *registry.Client) error) (stale bool, err error) {
 	if c.trust.isKnown(k) {
 		return false, nil
 	}
@@ -97,20 +98,33 @@ func (c *Cache) confirm(ctx context.Context, t target, k blobKey) (stale bool, e
 	_, _, err = c.confirms.do(ctx, c.ctx, k, func(ctx context.Context) (struct{}, error) {
 		ctx, cancel := context.WithTimeout(ctx, t.up.timeout)
 		defer cancel()
-		desc, err := t.client().StatBlob(ctx, k.d)
-		if err != nil {
+		if err := head(ctx, t.client()); err != nil {
 			c.upstreamFailed(t.up, err)
 			return struct{}{}, err
 		}
 		t.up.breaker.succeeded()
 		c.trust.add(k)
-		c.trust.nameAll(k.up, k.repo, []v1.Descriptor{desc})
 		return struct{}{}, nil
 	})
 	if err != nil && named && isDown(err) {
 		return true, nil
 	}
 	return false, err
+}
+
+// headBlob and headManifest are confirm's HEADs.
+func headBlob(d digest.Digest) func(context.Context, *registry.Client) error {
+	return func(ctx context.Context, c *registry.Client) error {
+		_, err := c.StatBlob(ctx, d)
+		return err
+	}
+}
+
+func headManifest(d digest.Digest) func(context.Context, *registry.Client) error {
+	return func(ctx context.Context, c *registry.Client) error {
+		_, err := c.Resolve(ctx, string(d))
+		return err
+	}
 }
 
 // blobDescriptor is the descriptor of a blob to fetch for t: its size as

@@ -88,7 +88,7 @@ func (c *Cache) nameChildren(t target, ref oci.Ref) {
 func (c *Cache) manifestByDigest(ctx context.Context, t target, d digest.Digest) (manifestResult, outcome, error) {
 	k := t.blob(d)
 	if m, ref, ok := c.storedManifest(ctx, d); ok {
-		stale, err := c.confirmManifest(ctx, t, k)
+		stale, err := c.confirm(ctx, t, k, headManifest(d))
 		if err == nil {
 			c.nameChildren(t, ref)
 			c.acct.touch(ctx, d, m.desc.Size)
@@ -135,36 +135,6 @@ func (c *Cache) manifestByDigest(ctx context.Context, t target, d digest.Digest)
 		return m, outcome{kind: Coalesced}, err
 	}
 	return m, outcome{kind: Miss}, err
-}
-
-// confirmManifest is confirm for a stored manifest: a HEAD of the
-// manifest by digest decides.
-func (c *Cache) confirmManifest(ctx context.Context, t target, k blobKey) (stale bool, err error) {
-	if c.trust.isKnown(k) {
-		return false, nil
-	}
-	_, named := c.trust.namedSize(k)
-	if down, cause := t.up.breaker.down(); down {
-		if named {
-			return true, nil
-		}
-		return false, &errDown{cause}
-	}
-	_, _, err = c.confirms.do(ctx, c.ctx, k, func(ctx context.Context) (struct{}, error) {
-		ctx, cancel := context.WithTimeout(ctx, t.up.timeout)
-		defer cancel()
-		if _, err := t.client().Resolve(ctx, string(k.d)); err != nil {
-			c.upstreamFailed(t.up, err)
-			return struct{}{}, err
-		}
-		t.up.breaker.succeeded()
-		c.trust.add(k)
-		return struct{}{}, nil
-	})
-	if err != nil && named && isDown(err) {
-		return true, nil
-	}
-	return false, err
 }
 
 // manifestByTag serves a tag: from the store while younger than TagTTL;

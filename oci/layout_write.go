@@ -201,48 +201,35 @@ const annotationImageName = "io.containerd.image.name"
 // replaces an entry with the same tag whose image name is the same or
 // absent, and keeps every other.
 func (l *Layout) addToIndex(ctx context.Context, desc v1.Descriptor, tag, imageName string, extra map[string]string) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	// Other processes update index.json under a lock on the directory.
-	dir, err := os.Open(l.dir)
-	if err != nil {
-		return fmt.Errorf("layout %s: %w", l.dir, err)
-	}
-	defer dir.Close()
-	if err := lockFile(ctx, dir, nil); err != nil {
-		return fmt.Errorf("layout %s: lock: %w", l.dir, err)
-	}
-	idx, err := l.Index()
-	if err != nil {
-		return err
-	}
-	entry := v1.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size, ArtifactType: desc.ArtifactType}
-	kept := idx.Manifests[:0]
-	for _, d := range idx.Manifests {
-		name, image := d.Annotations[v1.AnnotationRefName], d.Annotations[annotationImageName]
-		sameImage := image == "" || image == imageName
-		if tag != "" && name == tag && sameImage {
-			continue
+	return l.UpdateIndex(ctx, func(idx *v1.Index) error {
+		entry := v1.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size, ArtifactType: desc.ArtifactType}
+		kept := idx.Manifests[:0]
+		for _, d := range idx.Manifests {
+			name, image := d.Annotations[v1.AnnotationRefName], d.Annotations[annotationImageName]
+			sameImage := image == "" || image == imageName
+			if tag != "" && name == tag && sameImage {
+				continue
+			}
+			if tag == "" && name == "" && d.Digest == desc.Digest && sameImage {
+				continue
+			}
+			kept = append(kept, d)
 		}
-		if tag == "" && name == "" && d.Digest == desc.Digest && sameImage {
-			continue
+		if tag != "" || imageName != "" || len(extra) > 0 {
+			entry.Annotations = map[string]string{}
+			for k, v := range extra {
+				entry.Annotations[k] = v
+			}
+			if tag != "" {
+				entry.Annotations[v1.AnnotationRefName] = tag
+			}
+			if imageName != "" {
+				entry.Annotations[annotationImageName] = imageName
+			}
 		}
-		kept = append(kept, d)
-	}
-	if tag != "" || imageName != "" || len(extra) > 0 {
-		entry.Annotations = map[string]string{}
-		for k, v := range extra {
-			entry.Annotations[k] = v
-		}
-		if tag != "" {
-			entry.Annotations[v1.AnnotationRefName] = tag
-		}
-		if imageName != "" {
-			entry.Annotations[annotationImageName] = imageName
-		}
-	}
-	idx.Manifests = append(kept, entry)
-	return l.writeIndex(idx)
+		idx.Manifests = append(kept, entry)
+		return nil
+	})
 }
 
 // hasVerified reports whether path holds exactly the content desc names.
