@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -38,6 +39,14 @@ import (
 // issuer.
 func tokenRegistry(t testing.TB) (*httptest.Server, *tokenIssuer) {
 	t.Helper()
+	rr, ti, _ := tokenRegistryCounting(t)
+	return rr, ti
+}
+
+// tokenRegistryCounting is tokenRegistry, also counting the connections
+// clients open to it.
+func tokenRegistryCounting(t testing.TB) (*httptest.Server, *tokenIssuer, *atomic.Int64) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +54,14 @@ func tokenRegistry(t testing.TB) (*httptest.Server, *tokenIssuer) {
 	ti := &tokenIssuer{key: key, user: "tok", pass: "tok-pw", issuer: "interop-issuer", kid: "interop-key", service: "interop-registry"}
 	mux := http.NewServeMux()
 	mux.Handle("/token", ti)
-	rr := httptest.NewServer(mux)
+	conns := &atomic.Int64{}
+	rr := httptest.NewUnstartedServer(mux)
+	rr.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	rr.Start()
 	t.Cleanup(rr.Close)
 	jwksPath := filepath.Join(t.TempDir(), "jwks.json")
 	if err := os.WriteFile(jwksPath, ti.jwks(), 0o600); err != nil {
@@ -59,7 +75,7 @@ func tokenRegistry(t testing.TB) (*httptest.Server, *tokenIssuer) {
 		"realm": rr.URL + "/token", "service": ti.service, "issuer": ti.issuer, "jwks": jwksPath,
 	}}
 	mux.Handle("/", handlers.NewApp(context.Background(), cfg))
-	return rr, ti
+	return rr, ti, conns
 }
 
 // countingHandler counts blob GETs and body bytes by path.

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -32,6 +33,20 @@ type tokenIssuer struct {
 	service        string
 	requests       atomic.Int64
 	anonymousPulls bool
+
+	mu     sync.Mutex
+	scopes map[string]int // token requests per scope set asked for
+}
+
+// scopeCounts returns how many token requests asked for each scope set.
+func (ti *tokenIssuer) scopeCounts() map[string]int {
+	ti.mu.Lock()
+	defer ti.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range ti.scopes {
+		out[k] = v
+	}
+	return out
 }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
@@ -52,6 +67,12 @@ func (ti *tokenIssuer) jwks() []byte {
 
 func (ti *tokenIssuer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ti.requests.Add(1)
+	ti.mu.Lock()
+	if ti.scopes == nil {
+		ti.scopes = map[string]int{}
+	}
+	ti.scopes[strings.Join(r.URL.Query()["scope"], " ")]++
+	ti.mu.Unlock()
 	u, p, ok := r.BasicAuth()
 	if ok && (u != ti.user || p != ti.pass) || !ok && !ti.anonymousPulls {
 		http.Error(w, `{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}`, http.StatusUnauthorized)

@@ -94,6 +94,9 @@ type Upstream struct {
 	// NoRanges turns ranged fetching off (for registries that meter
 	// requests): each blob is one stream.
 	NoRanges bool
+	// MaxConns caps the connections to the upstream, shared by every
+	// repository fetched from it (ignored with Transport). Zero means 16.
+	MaxConns int
 }
 
 // Cache is a pull-through cache (see the package documentation). Make one
@@ -256,10 +259,14 @@ func (c *Cache) newUpstream(key string, cfg Upstream) (*upstream, error) {
 	if cfg.NoRanges {
 		ranges = 1
 	}
+	conns := cfg.MaxConns
+	if conns <= 0 {
+		conns = 16
+	}
 	up.reg = &registry.Registry{
 		Scheme: u.Scheme, Host: u.Host, Credentials: cfg.Credentials, Transport: cfg.Transport,
 		TLSConfig: cfg.TLSConfig, DialTimeout: dial, UserAgent: "ocipull-mirror",
-		GetBackOff: upstreamBackOff, StallTimeout: up.timeout, RangeParallelism: ranges,
+		GetBackOff: upstreamBackOff, StallTimeout: up.timeout, RangeParallelism: ranges, MaxConnsPerHost: conns,
 		Trace: c.traceUpstream,
 	}
 	if ep, err := registry.ParseEndpoint(cfg.URL); err != nil || ep.Host != u.Host {
