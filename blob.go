@@ -59,16 +59,80 @@ func (s clientSource) BlobAt(ctx context.Context, desc v1.Descriptor, offset int
 		return nil, fmt.Errorf("blob %s: %w: offset %d, size %d", desc.Digest, oci.ErrInvalidDescriptor, offset, desc.Size)
 	}
 	var rc io.ReadCloser
+	var on *transport
 	err := s.c.reg.onEndpoints(ctx, CapabilityPull, func(t *transport) error {
 		if t.mirror && t.wasBad(desc.Digest) {
 			return fmt.Errorf("blob %s: mirror %s served bytes that did not verify before: %w", desc.Digest, t.host, oci.ErrDigestMismatch)
 		}
 		var err error
 		rc, err = s.openOn(ctx, t, desc, offset)
+		on = t
 		return err
 	})
-	return rc, err
+	if err != nil || !on.mirror {
+		return rc, err
+	}
+	// A mirror's stream that breaks for good mid-blob goes on from the
+	// endpoints after it.
+	var rest []*transport
+	ts := s.c.reg.route(CapabilityPull)
+	for i, t := range ts {
+		if t == on {
+			rest = ts[i+1:]
+		}
+	}
+	return &fallbackStream{s: s, ctx: ctx, desc: desc, cur: rc, on: on, pos: offset, rest: rest}, nil
 }
+
+// fallbackStream is a blob stream opened on a mirror: when the mirror's
+// stream fails for good (its own resumptions exhausted, the mirror gone),
+// it opens the rest of the blob, from the offset reached, on the next
+// endpoint that has it, the registry last. The bytes are verified as a
+// whole by the reader above; a mirror's wrong bytes are not fallen past
+// (they fail the read, and the mirror is passed over next time).
+type fallbackStream struct {
+	s    clientSource
+	ctx  context.Context
+	desc v1.Descriptor
+	cur  io.ReadCloser
+	on   *transport
+	pos  int64
+	rest []*transport
+}
+
+func (f *fallbackStream) Read(p []byte) (int, error) {
+	n, err := f.cur.Read(p)
+	f.pos += int64(n)
+	if err == nil || err == io.EOF || f.ctx.Err() != nil || len(f.rest) == 0 ||
+		errors.Is(err, oci.ErrDigestMismatch) || errors.Is(err, oci.ErrSizeMismatch) {
+		return n, err
+	}
+	first := err
+	for len(f.rest) > 0 {
+		t := f.rest[0]
+		f.rest = f.rest[1:]
+		if t.mirror && t.wasBad(f.desc.Digest) {
+			continue
+		}
+		next, oerr := f.s.openOn(f.ctx, t, f.desc, f.pos)
+		if oerr != nil {
+			continue
+		}
+		f.cur.Close()
+		f.cur, f.on = next, t
+		return n, nil
+	}
+	return n, first
+}
+
+// VerifyFailed passes the news on to the stream that served the bytes.
+func (f *fallbackStream) VerifyFailed() {
+	if v, ok := f.cur.(oci.VerifyFailedNotifier); ok {
+		v.VerifyFailed()
+	}
+}
+
+func (f *fallbackStream) Close() error { return f.cur.Close() }
 
 // openOn opens the blob on one endpoint. The first request is made now, so
 // that a missing blob or a refused request is reported by the open (and

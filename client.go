@@ -129,7 +129,9 @@ type Registry struct {
 	// mirror, so a mirror that is down costs one connection attempt), the
 	// registry last; the error of the last endpoint names the earlier
 	// failures. A blob stream stays on the endpoint that opened it: a
-	// mirror that breaks mid-stream is resumed, and one that serves wrong
+	// mirror that breaks mid-stream is resumed there, and when it cannot
+	// be (the mirror died), the rest of the blob comes from the next
+	// endpoint, from the offset reached; one that serves wrong
 	// bytes fails the read (every byte is verified; the bytes were
 	// delivered) and is passed over for that blob from then on, so a
 	// second read, as [oci.Layout.Write] makes, gets it elsewhere. Listings (tags,

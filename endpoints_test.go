@@ -484,3 +484,38 @@ func TestMirrorWrongBlobBytesPassedOver(t *testing.T) {
 		t.Errorf("registry saw %v, want only the blob the mirror garbled", ms.regSeen.all())
 	}
 }
+
+// A mirror that dies mid-blob: the stream goes on from the registry at
+// the offset reached (cache item 18: `ocipull pull --mirror` failed
+// instead), and the whole blob is verified.
+func TestMirrorDyingMidBlobFallsThroughToRegistry(t *testing.T) {
+	ms := newMirrorSetup(t, nil)
+	layer := ms.img.Layers()[3]
+	// The first blob GET is cut after 2,000 bytes; every later request
+	// to the mirror for it (its resumption) gets 503.
+	ms.mirrorFaults.Add(faults.Rule{Method: "GET", Path: string(layer.Digest), Nth: 1, Fault: faults.CutAfter(2000)})
+	ms.mirrorFaults.Add(faults.Rule{Method: "GET", Path: string(layer.Digest), Fault: faults.Status(503, "")})
+	ep, err := registry.ParseEndpoint(ms.mirror.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ms.client(ep)
+	ctx := context.Background()
+	ref, err := c.Read(ctx, "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := oci.CreateLayout(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Write(ctx, "v1", ref, nil); err != nil {
+		t.Fatalf("pull with the mirror dying mid-blob: %v", err)
+	}
+	if n := ms.regSeen.count(string(layer.Digest)); n != 1 {
+		t.Errorf("the registry saw %d requests for the layer, want 1 (the rest of it)", n)
+	}
+	if n := ms.regSeen.count("/manifests/"); n != 0 {
+		t.Errorf("the registry saw %d manifest requests, want 0", n)
+	}
+}

@@ -416,7 +416,7 @@ func (s *resumedStream) Close() error { return s.remote.Close() }
 // VerifyReader) when all the bytes came from it: with a prefix from disk,
 // the fault may be the disk's.
 func (s *resumedStream) VerifyFailed() {
-	if r, ok := s.remote.(interface{ VerifyFailed() }); ok && s.prefix == 0 {
+	if r, ok := s.remote.(VerifyFailedNotifier); ok && s.prefix == 0 {
 		r.VerifyFailed()
 	}
 }

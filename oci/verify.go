@@ -116,9 +116,9 @@ func ValidateDescriptor(d v1.Descriptor) error {
 // VerifyReader implements [io.WriterTo] with a 1 MiB buffer, so io.Copy from
 // it runs at the speed of the network and the hash, not of a 32 KiB buffer.
 //
-// A stream that has a VerifyFailed() method is told when its bytes hash to
-// another digest (a registry Client passes over the mirror that served
-// them from then on).
+// A stream that implements [VerifyFailedNotifier] is told when its bytes
+// hash to another digest (a registry Client passes over the mirror that
+// served them from then on).
 type VerifyReader struct {
 	r    io.Reader
 	c    io.Closer
@@ -126,6 +126,14 @@ type VerifyReader struct {
 	h    hash.Hash
 	n    int64
 	err  error
+}
+
+// VerifyFailedNotifier is implemented by a stream that wants to know that
+// the bytes it yielded did not match the digest they were read for: a
+// [VerifyReader] calls VerifyFailed once, when it finds the mismatch (not
+// for a short or long body). Streams that wrap another pass it on.
+type VerifyFailedNotifier interface {
+	VerifyFailed()
 }
 
 // NewVerifyReader wraps rc, which should yield the content desc names. Close
@@ -199,7 +207,7 @@ func (v *VerifyReader) finish() error {
 	got := digest.NewDigestFromBytes(v.desc.Digest.Algorithm(), v.h.Sum(nil))
 	if got != v.desc.Digest {
 		v.err = fmt.Errorf("blob %s: %w: content hashes to %s", v.desc.Digest, ErrDigestMismatch, got)
-		if s, ok := v.c.(interface{ VerifyFailed() }); ok {
+		if s, ok := v.c.(VerifyFailedNotifier); ok {
 			s.VerifyFailed()
 		}
 		return v.err
