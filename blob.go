@@ -26,6 +26,9 @@ type clientSource struct{ c *Client }
 // Manifest implements oci.Source: the manifest is fetched by digest;
 // oci.LoadRef verifies it against the descriptor (digest, size, media type).
 func (s clientSource) Manifest(ctx context.Context, desc v1.Descriptor) ([]byte, error) {
+	if _, err := s.c.start(); err != nil {
+		return nil, err
+	}
 	if err := validateDigest(string(desc.Digest)); err != nil {
 		return nil, err
 	}
@@ -52,6 +55,9 @@ func (s clientSource) Blob(ctx context.Context, desc v1.Descriptor) (io.ReadClos
 
 // BlobAt implements oci.RangeSource: the stream starts at offset.
 func (s clientSource) BlobAt(ctx context.Context, desc v1.Descriptor, offset int64) (io.ReadCloser, error) {
+	if _, err := s.c.start(); err != nil {
+		return nil, err
+	}
 	if err := validateDigest(string(desc.Digest)); err != nil {
 		return nil, err
 	}

@@ -528,3 +528,22 @@ func TestConcurrentReads(t *testing.T) {
 		}
 	}
 }
+
+// A Client's Source used before any other call (as a cache's first fetch
+// after a restart may) works: the registry handle starts itself.
+func TestSourceFirstUse(t *testing.T) {
+	img := newImage(t, oci.NewMemory(), linuxAMD64, 1000)
+	srv := registry.NewServer()
+	mustAdd(t, srv, "team/app", "v1", img)
+	ts := serve(t, srv)
+	c := clientFor(t, ts, "team/app")
+	rc, err := c.Source().Blob(context.Background(), img.Layers()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Close()
+	bad := (&registry.Registry{Host: "bad host"}).Repository("team/app")
+	if _, err := bad.Source().Manifest(context.Background(), img.Descriptor()); !errors.Is(err, registry.ErrInvalidReference) {
+		t.Errorf("an invalid host: %v, want ErrInvalidReference", err)
+	}
+}

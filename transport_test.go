@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -43,50 +44,73 @@ func TestTokenRequestsBoundedByRetries(t *testing.T) {
 
 // TestTokenWaiterSurvivesFetcherCancel: goroutine B waits on a token
 // fetch that goroutine A started; A's context ends mid-fetch; B, whose
-// context is live, still gets its manifest.
+// context is live, still gets its manifest. In a synctest bubble over an
+// in-memory transport, so that "B is waiting" is a fact (synctest.Wait),
+// not a sleep.
 func TestTokenWaiterSurvivesFetcherCancel(t *testing.T) {
-	auth := defaultAuth()
-	auth.TokenLifetime = time.Second
-	_, inj, clientFor := authFixture(t, auth)
-	release := make(chan struct{})
-	var armed atomic.Bool
-	var slowOnce sync.Once
-	inj.Add(faults.Rule{Path: "/token", Fault: faults.FaultFunc(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
-		first := false
-		if armed.Load() {
-			slowOnce.Do(func() { first = true })
-		}
-		if first {
-			select { // the first token request hangs until A gives up
-			case <-release:
-			case <-r.Context().Done():
+	synctest.Test(t, func(t *testing.T) {
+		img := newImage(t, oci.NewMemory(), linuxAMD64, 100)
+		s := registry.NewServer()
+		s.Auth = &registry.ServerAuth{Anonymous: []string{"*"}}
+		mustAdd(t, s, "pub/img", "v1", img)
+		mustAdd(t, s, "pub/other", "v1", img)
+		inj := &faults.Injector{Next: s}
+		arrived, release := make(chan struct{}), make(chan struct{})
+		var armed atomic.Bool
+		var slowOnce sync.Once
+		inj.Add(faults.Rule{Path: "/token", Fault: faults.FaultFunc(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+			first := false
+			if armed.Load() {
+				slowOnce.Do(func() { first = true })
 			}
+			if first {
+				close(arrived)
+				select { // the first token request hangs until A gives up
+				case <-release:
+				case <-r.Context().Done():
+				}
+			}
+			next.ServeHTTP(w, r)
+		})})
+		reg := &registry.Registry{Scheme: "http", Host: "registry.example", Transport: inMemory{inj}, GetBackOff: fastBackOff}
+		// Learn the challenge on one repository, so that both goroutines
+		// go straight to the token of another (a scope not cached yet).
+		if _, err := reg.Repository("pub/img").Resolve(context.Background(), "v1"); err != nil {
+			t.Fatal(err)
 		}
-		next.ServeHTTP(w, r)
-	})})
-	c := clientFor("pub/img")
-	// Learn the challenge, so both goroutines go straight to the token;
-	// with a one-second token lifetime the next fetch comes soon.
-	if _, err := c.Resolve(context.Background(), "v1"); err != nil {
-		t.Fatal(err)
+		armed.Store(true)
+		c := reg.Repository("pub/other")
+		ctxA, cancelA := context.WithCancel(context.Background())
+		errA := make(chan error, 1)
+		go func() { _, err := c.Read(ctxA, "v1"); errA <- err }()
+		<-arrived
+		errB := make(chan error, 1)
+		go func() { _, err := c.Read(context.Background(), "v1"); errB <- err }()
+		synctest.Wait() // B is blocked: waiting on A's fetch
+		cancelA()
+		if err := <-errA; !errors.Is(err, context.Canceled) {
+			t.Fatalf("A: got %v, want context.Canceled (the test did not cancel mid-fetch)", err)
+		}
+		close(release)
+		if err := <-errB; err != nil {
+			t.Fatalf("B failed with the fetcher's cancellation: %v", err)
+		}
+	})
+}
+
+// inMemory is a RoundTripper that serves each request with a handler, to
+// completion, without a network (for tests in a synctest bubble).
+type inMemory struct{ h http.Handler }
+
+func (m inMemory) RoundTrip(r *http.Request) (*http.Response, error) {
+	rec := httptest.NewRecorder()
+	m.h.ServeHTTP(rec, r)
+	if err := r.Context().Err(); err != nil {
+		return nil, err // as a real transport: the caller gave up
 	}
-	armed.Store(true)
-	time.Sleep(1100 * time.Millisecond) // the cached token is stale now
-	ctxA, cancelA := context.WithCancel(context.Background())
-	errA := make(chan error, 1)
-	go func() { _, err := c.Read(ctxA, "v1"); errA <- err }()
-	time.Sleep(50 * time.Millisecond)
-	errB := make(chan error, 1)
-	go func() { _, err := c.Read(context.Background(), "v1"); errB <- err }()
-	time.Sleep(50 * time.Millisecond)
-	cancelA()
-	close(release)
-	if err := <-errA; !errors.Is(err, context.Canceled) {
-		t.Fatalf("A: got %v, want context.Canceled (the test did not cancel mid-fetch)", err)
-	}
-	if err := <-errB; err != nil {
-		t.Fatalf("B failed with the fetcher's cancellation: %v", err)
-	}
+	resp := rec.Result()
+	resp.Request = r
+	return resp, nil
 }
 
 // fallbackRegistry is a plain-HTTP loopback registry reached through a

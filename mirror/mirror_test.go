@@ -318,12 +318,11 @@ func TestCorruptUpstream(t *testing.T) {
 // clear 5xx.
 func TestUpstreamDown(t *testing.T) {
 	up := newUpstream(t, 50_000)
-	_, ms := newMirror(t, t.TempDir(), map[string]*upstreamFixture{"": up}, func(c *mirror.Config) { c.TagTTL = time.Millisecond })
+	_, ms := newMirror(t, t.TempDir(), map[string]*upstreamFixture{"": up}, func(c *mirror.Config) { c.TagTTL = time.Nanosecond })
 	if _, err := mirrorPull(context.Background(), clientFor(t, ms, "team/app"), "v1"); err != nil {
 		t.Fatal(err)
 	}
 	up.ts.Close()
-	time.Sleep(5 * time.Millisecond)
 	c := clientFor(t, ms, "team/app")
 	if _, err := mirrorPull(context.Background(), c, "v1"); err != nil {
 		t.Fatalf("stale pull with the upstream down: %v", err)
@@ -553,15 +552,20 @@ func TestTwoCachesShareStore(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
 	for i, ms := range []*httptest.Server{m1, m2} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			time.Sleep(time.Duration(i) * 50 * time.Millisecond)
+		if i == 1 {
+			// The second starts once the first is landing the big
+			// layer, so that it must follow the first's landing.
+			waitFor(t, "the first landing", func() bool {
+				st, err := os.Stat(blobPath(dir, big.Digest) + ".partial")
+				return err == nil && st.Size() > 0
+			})
+		}
+		wg.Go(func() {
 			c := clientFor(t, ms, "team/app")
 			c.Registry().StallTimeout = 10 * time.Second
 			_, err := mirrorPull(context.Background(), c, "v1")
 			errs <- err
-		}()
+		})
 	}
 	wg.Wait()
 	close(errs)
@@ -575,32 +579,71 @@ func TestTwoCachesShareStore(t *testing.T) {
 	}
 }
 
-// TestRangeOfFlight: a Range request joins the fetch in flight.
+// TestRangeOfFlight: a Range request joins the fetch in flight (the
+// coalesced counter says it did, and the upstream sees one GET).
 func TestRangeOfFlight(t *testing.T) {
 	up := newUpstream(t, 1<<20)
 	big := up.img.Layers()[0]
 	content, _ := up.img.ReadBlob(context.Background(), big, 2<<20)
-	up.inj.Add(faults.Rule{Path: string(big.Digest), Fault: faults.Drip(0, 128<<10, 10*time.Millisecond)})
-	_, ms := newMirror(t, t.TempDir(), map[string]*upstreamFixture{"": up}, nil)
-	go http.Get(ms.URL + "/v2/team/app/blobs/" + string(big.Digest))
-	time.Sleep(20 * time.Millisecond)
-	req, _ := http.NewRequest("GET", ms.URL+"/v2/team/app/blobs/"+string(big.Digest), nil)
-	req.Header.Set("Range", "bytes=1000-1999")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	// The upstream sends 100 kB and then waits for the gate: the fetch is
+	// still in flight when the Range request comes.
+	gate := make(chan struct{})
+	up.inj.Add(faults.Rule{Path: string(big.Digest), Fault: faults.FaultFunc(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		next.ServeHTTP(&gatedWriter{ResponseWriter: w, after: 100_000, gate: gate}, r)
+	})})
+	dir := t.TempDir()
+	_, ms := newMirror(t, dir, map[string]*upstreamFixture{"": up}, nil)
+	rawGet(t, ms, "GET", "/v2/team/app/manifests/v1")
+	first := make(chan error, 1)
+	go func() {
+		_, _, body, err := rawGet(t, ms, "GET", "/v2/team/app/blobs/"+string(big.Digest))
+		if err == nil && digest.FromBytes(body) != big.Digest {
+			err = errors.New("wrong bytes")
+		}
+		first <- err
+	}()
+	waitFor(t, "the fetch to be landing", func() bool {
+		st, err := os.Stat(blobPath(dir, big.Digest) + ".partial")
+		return err == nil && st.Size() > 0
+	})
+	// The Range request joins the fetch held at the gate (the counter
+	// says so), and completes once the fetch is verified: the last byte of
+	// any answer waits for that.
+	type result struct {
+		resp *http.Response
+		body []byte
+		err  error
 	}
-	b, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil || resp.StatusCode != http.StatusPartialContent || !bytes.Equal(b, content[1000:2000]) {
-		t.Errorf("range: status %d, %d bytes, err %v", resp.StatusCode, len(b), err)
+	ranged := make(chan result, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", ms.URL+"/v2/team/app/blobs/"+string(big.Digest), nil)
+		req.Header.Set("Range", "bytes=1000-1999")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			ranged <- result{err: err}
+			return
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		ranged <- result{resp, b, err}
+	}()
+	waitFor(t, "the range request to join the fetch", func() bool { return metric(t, ms, "ocipull_mirror_coalesced_total") == 1 })
+	close(gate)
+	got := <-ranged
+	if got.err != nil || got.resp.StatusCode != http.StatusPartialContent || !bytes.Equal(got.body, content[1000:2000]) {
+		t.Fatalf("range: %v", got.err)
 	}
-	if got := resp.Header.Get("Content-Range"); got != "bytes 1000-1999/"+strconv.Itoa(len(content)) {
-		t.Errorf("Content-Range %q", got)
+	if cr := got.resp.Header.Get("Content-Range"); cr != "bytes 1000-1999/"+strconv.Itoa(len(content)) {
+		t.Errorf("Content-Range %q", cr)
 	}
-	time.Sleep(300 * time.Millisecond)
+	if err := <-first; err != nil {
+		t.Fatalf("the full GET: %v", err)
+	}
 	if n := up.count("GET", string(big.Digest)); n != 1 {
 		t.Errorf("%d upstream GETs, want 1", n)
+	}
+	if n := metric(t, ms, "ocipull_mirror_coalesced_total"); n != 1 {
+		t.Errorf("coalesced_total %d, want 1 (the range joined the fetch)", n)
 	}
 }
 
@@ -677,4 +720,34 @@ type testWriter struct{ t testing.TB }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// gatedWriter passes the first after bytes of a body, then waits for gate.
+type gatedWriter struct {
+	http.ResponseWriter
+	after, n int64
+	gate     chan struct{}
+}
+
+func (g *gatedWriter) Write(p []byte) (int, error) {
+	if g.n+int64(len(p)) > g.after {
+		if g.n < g.after {
+			k, err := g.ResponseWriter.Write(p[:g.after-g.n])
+			g.n += int64(k)
+			if err != nil {
+				return k, err
+			}
+			if f, ok := g.ResponseWriter.(http.Flusher); ok {
+				f.Flush()
+			}
+			<-g.gate
+			m, err := g.ResponseWriter.Write(p[k:])
+			g.n += int64(m)
+			return k + m, err
+		}
+		<-g.gate
+	}
+	k, err := g.ResponseWriter.Write(p)
+	g.n += int64(k)
+	return k, err
 }

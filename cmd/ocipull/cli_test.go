@@ -536,7 +536,12 @@ func TestInterruptExitCodes(t *testing.T) {
 		go func() {
 			done <- run(ctx, []string{"pull", f.host + "/app/x:v1", t.TempDir()}, nil, &out, &errb)
 		}()
-		time.Sleep(300 * time.Millisecond)
+		// Interrupted once the pull is stalled on a blob.
+		for deadline := time.Now().Add(time.Minute); f.inj.RequestsTo("/blobs/") == 0; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the pull never reached a blob")
+			}
+		}
 		cancel(interrupted{sig})
 		if code := <-done; code != want || !strings.Contains(errb.String(), "run the same command to resume") || strings.Contains(errb.String(), "context canceled") {
 			t.Errorf("%v: exit %d, %q", sig, code, errb.String())
