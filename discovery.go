@@ -93,18 +93,6 @@ func headDescriptor(resp *http.Response) v1.Descriptor {
 	return v1.Descriptor{MediaType: mt, Digest: d, Size: resp.ContentLength}
 }
 
-// Exists reports whether reference (a tag or a digest) names a manifest,
-// with [Client.Resolve]. Not found — a 404 for the manifest or for the
-// whole repository — is (false, nil); every other failure (unauthorized,
-// network, protocol) is returned as the error, with false.
-func (c *Client) Exists(ctx context.Context, reference string) (bool, error) {
-	_, err := c.Resolve(ctx, reference)
-	if errors.Is(err, ErrNotFound) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
 // ReadPlatform reads the image for platform that reference names (as
 // [Client.Read] does): an index selects its best-matching child
 // ([oci.Index.SelectPlatform]), a plain image is checked against the

@@ -44,14 +44,14 @@ func TestResolveAndExists(t *testing.T) {
 		ref  string
 		want bool
 	}{{"img", true}, {"nope", false}, {string(f.img.Digest()), true}, {string(oci.NewMemory().Add("x", []byte("x")).Digest), false}} {
-		ok, err := f.c.Exists(ctx, tc.ref)
-		if err != nil || ok != tc.want {
-			t.Errorf("Exists(%s): got %v, %v; want %v", tc.ref, ok, err, tc.want)
+		_, err := f.c.Resolve(ctx, tc.ref)
+		if ok := err == nil; ok != tc.want || err != nil && !errors.Is(err, registry.ErrNotFound) {
+			t.Errorf("Resolve(%s): got %v; want found %v", tc.ref, err, tc.want)
 		}
 	}
 	f.inj.Add(faults.Rule{Fault: faults.Status(401, "")})
-	if _, err := f.c.Exists(ctx, "img"); !errors.Is(err, registry.ErrUnauthorized) {
-		t.Errorf("Exists with 401: got %v, want ErrUnauthorized", err)
+	if _, err := f.c.Resolve(ctx, "img"); !errors.Is(err, registry.ErrUnauthorized) || errors.Is(err, registry.ErrNotFound) {
+		t.Errorf("Resolve with 401: got %v, want ErrUnauthorized", err)
 	}
 }
 
@@ -352,11 +352,11 @@ func TestLoopbackSchemeFallback(t *testing.T) {
 	})
 }
 
-func TestExistsUnknownRepository(t *testing.T) {
+// An unknown repository is ErrNotFound (what Exists used to say as false).
+func TestResolveUnknownRepository(t *testing.T) {
 	f := newFixture(t)
 	c := clientFor(t, serve(t, f.srv), "no/such/repo")
-	ok, err := c.Exists(context.Background(), "v1")
-	if ok || err != nil {
-		t.Errorf("got %v, %v; want false, nil", ok, err)
+	if _, err := c.Resolve(context.Background(), "v1"); !errors.Is(err, registry.ErrNotFound) {
+		t.Errorf("got %v; want ErrNotFound", err)
 	}
 }

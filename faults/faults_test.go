@@ -167,7 +167,7 @@ func TestThrottleAndLatency(t *testing.T) {
 		min   time.Duration
 	}{
 		"throttle 1 MB/s": {faults.Throttle(1 << 20), 150 * time.Millisecond}, // 200 KiB, the first slice free
-		"latency 100ms":   {faults.Latency(100 * time.Millisecond), 100 * time.Millisecond},
+		"latency 100ms":   {faults.Stall(100 * time.Millisecond), 100 * time.Millisecond},
 	} {
 		t.Run(name, func(t *testing.T) {
 			inj := &faults.Injector{Next: h}

@@ -43,7 +43,8 @@ func Drip(after, n int64, every time.Duration) Fault {
 }
 
 // Stall sends nothing at all, not even headers, for d (or until the client
-// goes away), then serves the request normally.
+// goes away), then serves the request normally: a stalled server, or, for
+// every request, a link's latency.
 func Stall(d time.Duration) Fault {
 	return FaultFunc(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
 		t := time.NewTimer(d)
@@ -185,9 +186,3 @@ func Throttle(bytesPerSecond int64) Fault {
 		next.ServeHTTP(tw, r)
 	})
 }
-
-// Latency delays each response by d before it is served: with httptest
-// on loopback, a request then takes about d longer than it would, as over
-// a link with d of round-trip time. It is [Stall] under the name a link
-// model uses.
-func Latency(d time.Duration) Fault { return Stall(d) }

@@ -80,7 +80,7 @@ func newCappedLink(b *testing.B, upstream string, size int64, latency time.Durat
 	})}
 	if latency > 0 {
 		inj.Add(faults.Rule{Fault: faults.FaultFunc(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
-			faults.Latency(latency).Serve(w, r, throttled(rate, next))
+			faults.Stall(latency).Serve(w, r, throttled(rate, next))
 		})})
 	} else if rate > 0 {
 		inj.Add(faults.Rule{Fault: faults.FaultFunc(func(w http.ResponseWriter, r *http.Request, next http.Handler) {

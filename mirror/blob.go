@@ -22,7 +22,7 @@ import (
 func (c *Cache) serveBlob(w *wire.Recorder, r *http.Request, t target, reference string) outcome {
 	if !wire.ValidDigest(reference) {
 		wire.WriteError(w, http.StatusBadRequest, wire.CodeDigestInvalid, "invalid digest")
-		return outcome{kind: Refused}
+		return outcome{kind: outRefused}
 	}
 	ctx, d := r.Context(), digest.Digest(reference)
 	k := t.blob(d)
@@ -49,22 +49,22 @@ func (c *Cache) serveBlob(w *wire.Recorder, r *http.Request, t target, reference
 	if !ok {
 		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", desc.Size))
 		wire.WriteError(w, http.StatusRequestedRangeNotSatisfiable, wire.CodeSizeInvalid, "range not satisfiable")
-		return outcome{kind: Refused}
+		return outcome{kind: outRefused}
 	}
 	if r.Method == http.MethodHead {
 		// Confirmed upstream (known, or by the HEAD just made): answer
 		// without fetching.
 		wire.WriteBlobHeaders(w, d, desc.Size, rng)
-		return outcome{kind: Passed}
+		return outcome{kind: outPassed}
 	}
 	f, joined, err := c.startFlight(t, desc, clientAddr(r))
 	if err != nil {
 		return c.fail(w, "blob", err)
 	}
 	defer f.leave()
-	kind := Miss
+	kind := outMiss
 	if joined {
-		kind = Coalesced
+		kind = outCoalesced
 	}
 	err = c.streamFlight(ctx, w, f, rng)
 	switch {
@@ -156,7 +156,7 @@ func (c *Cache) serveStoredBlob(w *wire.Recorder, r *http.Request, desc v1.Descr
 	if !ok {
 		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", desc.Size))
 		wire.WriteError(w, http.StatusRequestedRangeNotSatisfiable, wire.CodeSizeInvalid, "range not satisfiable")
-		return outcome{kind: Refused}, true
+		return outcome{kind: outRefused}, true
 	}
 	c.acct.hold(desc.Digest)
 	defer c.acct.release(desc.Digest)
@@ -180,10 +180,10 @@ func (c *Cache) serveStoredBlob(w *wire.Recorder, r *http.Request, desc v1.Descr
 	}
 	defer rc.Close()
 	c.acct.touch(ctx, desc.Digest, desc.Size)
-	kind := Hit
+	kind := outHit
 	switch {
 	case stale:
-		kind = Stale
+		kind = outStale
 		c.stats.stale.Add(1)
 		w.Header()["Warning"] = []string{staleWarning}
 	case count:

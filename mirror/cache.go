@@ -42,7 +42,7 @@ type Config struct {
 	// "repository:docker.io/library/alpine:pull" (the upstream's registry
 	// name, then the repository).
 	Auth *registry.ServerAuth
-	// Log, when not nil, gets one record per request (see [Outcome]) and
+	// Log, when not nil, gets one record per request (with its outcome: hit, miss, coalesced, stale, passed, failed, refused or aborted) and
 	// one per failure of the cache's own work.
 	Log *slog.Logger
 	// MaxFetches caps the blob fetches running upstream at once; a request

@@ -32,7 +32,7 @@ func (c *Cache) cachedList(ctx context.Context, up *upstream, key string, fetch 
 	e, age, have := c.listCache.peek(key)
 	if have && age < c.cfg.ListTTL {
 		c.stats.hits.Add(1)
-		return e, outcome{kind: Hit}, nil
+		return e, outcome{kind: outHit}, nil
 	}
 	if _, _, gone := c.negative.get("l\x00" + key); gone {
 		return nil, outcome{}, registry.ErrNameUnknown
@@ -40,7 +40,7 @@ func (c *Cache) cachedList(ctx context.Context, up *upstream, key string, fetch 
 	staleOr := func(err error) (*listEntry, outcome, error) {
 		if have && isDown(err) {
 			c.stats.stale.Add(1)
-			return e, outcome{Stale, err}, nil
+			return e, outcome{outStale, err}, nil
 		}
 		return nil, outcome{}, err
 	}
@@ -67,9 +67,9 @@ func (c *Cache) cachedList(ctx context.Context, up *upstream, key string, fetch 
 		}
 		return staleOr(err)
 	}
-	kind := Miss
+	kind := outMiss
 	if joined {
-		kind = Coalesced
+		kind = outCoalesced
 	}
 	return got, outcome{kind: kind}, nil
 }
@@ -82,7 +82,7 @@ func (c *Cache) serveTags(w *wire.Recorder, r *http.Request, t target) outcome {
 	if err != nil {
 		return c.fail(w, "tags", err)
 	}
-	if o.kind == Stale {
+	if o.kind == outStale {
 		w.Header()["Warning"] = []string{staleWarning}
 	}
 	// The list is named as the client asked for it.
@@ -96,12 +96,12 @@ func (c *Cache) serveTags(w *wire.Recorder, r *http.Request, t target) outcome {
 func (c *Cache) serveReferrers(w *wire.Recorder, r *http.Request, t target, reference string) outcome {
 	if !wire.ValidDigest(reference) {
 		wire.WriteError(w, http.StatusBadRequest, wire.CodeDigestInvalid, "invalid digest")
-		return outcome{kind: Refused}
+		return outcome{kind: outRefused}
 	}
 	filter := r.URL.Query().Get("artifactType")
 	if len(filter) > 255 {
 		wire.WriteError(w, http.StatusBadRequest, wire.CodeUnsupported, "artifactType too long")
-		return outcome{kind: Refused}
+		return outcome{kind: outRefused}
 	}
 	// Kept per subject (unfiltered) and filtered here, so that a client
 	// cycling artifactType values costs one entry, not one each.
@@ -113,7 +113,7 @@ func (c *Cache) serveReferrers(w *wire.Recorder, r *http.Request, t target, refe
 	if err != nil {
 		return c.fail(w, "referrers", err)
 	}
-	if o.kind == Stale {
+	if o.kind == outStale {
 		w.Header()["Warning"] = []string{staleWarning}
 	}
 	idx := e.index

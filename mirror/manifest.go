@@ -32,20 +32,20 @@ func (c *Cache) serveManifest(w *wire.Recorder, r *http.Request, t target, refer
 	if strings.Contains(reference, ":") {
 		if !wire.ValidDigest(reference) {
 			wire.WriteError(w, http.StatusBadRequest, wire.CodeDigestInvalid, "invalid digest")
-			return outcome{kind: Refused}
+			return outcome{kind: outRefused}
 		}
 		m, o, err = c.manifestByDigest(ctx, t, digest.Digest(reference))
 	} else {
 		if !wire.ValidTag(reference) {
 			wire.WriteError(w, http.StatusBadRequest, wire.CodeNameInvalid, "invalid tag")
-			return outcome{kind: Refused}
+			return outcome{kind: outRefused}
 		}
 		m, o, err = c.manifestByTag(ctx, t, reference)
 	}
 	if err != nil {
 		return c.fail(w, "manifest", err)
 	}
-	if o.kind == Stale {
+	if o.kind == outStale {
 		w.Header()["Warning"] = []string{staleWarning}
 		c.stats.stale.Add(1)
 	}
@@ -93,10 +93,10 @@ func (c *Cache) manifestByDigest(ctx context.Context, t target, d digest.Digest)
 			c.nameChildren(t, ref)
 			c.acct.touch(ctx, d, m.desc.Size)
 			if stale {
-				return m, outcome{kind: Stale}, nil
+				return m, outcome{kind: outStale}, nil
 			}
 			c.stats.hits.Add(1)
-			return m, outcome{kind: Hit}, nil
+			return m, outcome{kind: outHit}, nil
 		}
 		if !isDown(err) {
 			return m, outcome{}, err
@@ -132,9 +132,9 @@ func (c *Cache) manifestByDigest(ctx context.Context, t target, d digest.Digest)
 	})
 	if joined {
 		c.stats.coalesced.Add(1)
-		return m, outcome{kind: Coalesced}, err
+		return m, outcome{kind: outCoalesced}, err
 	}
-	return m, outcome{kind: Miss}, err
+	return m, outcome{kind: outMiss}, err
 }
 
 // manifestByTag serves a tag: from the store while younger than TagTTL;
@@ -148,7 +148,7 @@ func (c *Cache) manifestByTag(ctx context.Context, t target, tag string) (manife
 		if m, _, ok := c.storedManifest(ctx, e.desc.Digest); ok {
 			c.stats.hits.Add(1)
 			c.acct.touch(ctx, e.desc.Digest, m.desc.Size)
-			return m, outcome{kind: Hit}, nil
+			return m, outcome{kind: outHit}, nil
 		}
 	}
 	negKey := "t\x00" + t.up.key + "\x00" + t.repo + "\x00" + tag
@@ -158,7 +158,7 @@ func (c *Cache) manifestByTag(ctx context.Context, t target, tag string) (manife
 	stale := func(cause error) (manifestResult, outcome, error) {
 		if have {
 			if m, _, ok := c.storedManifest(ctx, e.desc.Digest); ok {
-				return m, outcome{Stale, cause}, nil
+				return m, outcome{outStale, cause}, nil
 			}
 		}
 		return manifestResult{}, outcome{}, cause

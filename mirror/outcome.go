@@ -13,23 +13,23 @@ import (
 	"github.com/ocipull/registry/oci"
 )
 
-// Outcome is what the cache did for one request, as logged.
-type Outcome string
+// outcomeKind is what the cache did for one request, as logged.
+type outcomeKind string
 
 const (
-	Hit       Outcome = "hit"       // answered from the store
-	Miss      Outcome = "miss"      // fetched upstream for this request
-	Coalesced Outcome = "coalesced" // joined a fetch another request started
-	Stale     Outcome = "stale"     // answered from the store, the upstream down
-	Passed    Outcome = "passed"    // an upstream answer passed on (a 404, a HEAD)
-	Failed    Outcome = "failed"    // an error answer; the cause is logged
-	Refused   Outcome = "refused"   // refused by the cache itself (auth, a cap, a bad request)
-	Aborted   Outcome = "aborted"   // the response was cut before its end
+	outHit       outcomeKind = "hit"       // answered from the store
+	outMiss      outcomeKind = "miss"      // fetched upstream for this request
+	outCoalesced outcomeKind = "coalesced" // joined a fetch another request started
+	outStale     outcomeKind = "stale"     // answered from the store, the upstream down
+	outPassed    outcomeKind = "passed"    // an upstream answer passed on (a 404, a HEAD)
+	outFailed    outcomeKind = "failed"    // an error answer; the cause is logged
+	outRefused   outcomeKind = "refused"   // refused by the cache itself (auth, a cap, a bad request)
+	outAborted   outcomeKind = "aborted"   // the response was cut before its end
 )
 
 // outcome is a handler's report: what happened and, for a failure, why.
 type outcome struct {
-	kind  Outcome
+	kind  outcomeKind
 	cause error
 }
 
@@ -88,7 +88,7 @@ func (c *Cache) fail(w http.ResponseWriter, kind string, err error) outcome {
 			code, msg = wire.CodeBlobUnknown, "blob unknown"
 		}
 		wire.WriteError(w, http.StatusNotFound, code, msg)
-		return outcome{Passed, err}
+		return outcome{outPassed, err}
 	case errors.Is(err, registry.ErrUnauthorized), errors.Is(err, registry.ErrDenied):
 		wire.WriteError(w, http.StatusForbidden, wire.CodeDenied,
 			"the upstream denied the cache access to this repository (it may not exist)")
@@ -96,12 +96,12 @@ func (c *Cache) fail(w http.ResponseWriter, kind string, err error) outcome {
 		c.stats.refused.Add(1)
 		w.Header().Set("Retry-After", "1")
 		wire.WriteError(w, http.StatusTooManyRequests, wire.CodeTooManyRequests, "too many fetches started by this client")
-		return outcome{Refused, err}
+		return outcome{outRefused, err}
 	case errors.Is(err, errBusy):
 		c.stats.refused.Add(1)
 		w.Header().Set("Retry-After", "1")
 		wire.WriteError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "the cache is busy; retry shortly")
-		return outcome{Refused, err}
+		return outcome{outRefused, err}
 	case errors.As(err, &down):
 		w.Header().Set("Retry-After", "5")
 		wire.WriteError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "the upstream is unavailable and the cache does not hold this "+kind)
@@ -118,7 +118,7 @@ func (c *Cache) fail(w http.ResponseWriter, kind string, err error) outcome {
 	default:
 		wire.WriteError(w, http.StatusBadGateway, wire.CodeUnavailable, "the upstream request failed")
 	}
-	return outcome{Failed, err}
+	return outcome{outFailed, err}
 }
 
 // errStore wraps failures of the cache's own store.

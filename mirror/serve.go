@@ -23,13 +23,13 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p := recover()
 		switch {
 		case p == http.ErrAbortHandler:
-			o.kind = Aborted
+			o.kind = outAborted
 			c.stats.aborted.Add(1)
 		case p != nil:
 			c.stats.panics.Add(1)
 			c.log.Error("panic while serving", "method", r.Method, "path", safe(r.URL.Path),
 				"panic", safe(fmt.Sprint(p)), "stack", string(debug.Stack()))
-			o = outcome{Aborted, fmt.Errorf("internal error")}
+			o = outcome{outAborted, fmt.Errorf("internal error")}
 			c.stats.aborted.Add(1)
 		}
 		c.logRequest(r, rec, t, o, time.Since(start))
@@ -71,42 +71,42 @@ func (c *Cache) serve(w *wire.Recorder, r *http.Request) (outcome, target) {
 	switch {
 	case r.URL.Path == "/metrics":
 		c.serveMetrics(w)
-		return outcome{kind: Hit}, target{}
+		return outcome{kind: outHit}, target{}
 	case auth != nil && r.URL.Path == auth.TokenPath():
 		auth.ServeToken(w, r)
-		return outcome{kind: Passed}, target{}
+		return outcome{kind: outPassed}, target{}
 	}
 	rt, ok := wire.Preamble(w, r)
 	if !ok {
-		return outcome{kind: Refused}, target{}
+		return outcome{kind: outRefused}, target{}
 	}
 	switch rt.Kind {
 	case wire.Root:
 		if auth.Authorize(w, r, "") {
 			wire.WriteEmptyJSON(w, r)
-			return outcome{kind: Hit}, target{}
+			return outcome{kind: outHit}, target{}
 		}
-		return outcome{kind: Refused}, target{}
+		return outcome{kind: outRefused}, target{}
 	case wire.Catalog:
 		wire.WriteError(w, http.StatusNotFound, wire.CodeUnsupported, "the catalog is not served by this cache")
-		return outcome{kind: Refused}, target{}
+		return outcome{kind: outRefused}, target{}
 	}
 	t, err := c.route(r.URL.Query().Get("ns"), rt.Name)
 	if err != nil {
 		// Authenticate first, so that an anonymous caller learns nothing
 		// of the configuration.
 		if !auth.Authorize(w, r, "") {
-			return outcome{kind: Refused}, target{}
+			return outcome{kind: outRefused}, target{}
 		}
 		if err == errNoUpstream {
 			wire.WriteError(w, http.StatusNotFound, wire.CodeNameUnknown, "no such upstream is configured")
 		} else {
 			wire.WriteError(w, http.StatusBadRequest, wire.CodeNameInvalid, "invalid repository name")
 		}
-		return outcome{Refused, err}, target{}
+		return outcome{outRefused, err}, target{}
 	}
 	if !auth.Authorize(w, r, t.scope()) {
-		return outcome{kind: Refused}, t
+		return outcome{kind: outRefused}, t
 	}
 	switch rt.Kind {
 	case wire.Manifests:
