@@ -32,6 +32,7 @@ import (
 	"github.com/ocipull/registry/faults"
 	"github.com/ocipull/registry/mirror"
 	"github.com/ocipull/registry/oci"
+	"github.com/ocipull/registry/ocitest"
 )
 
 // rawGet GETs path on ts and returns the status, headers and body (the
@@ -822,3 +823,64 @@ func TestHostileSharedCapEviction(t *testing.T) {
 }
 
 var specsV2 = specs.Versioned{SchemaVersion: 2}
+
+// Item 11: after an ordinary pull of one platform of an index, the cache
+// directory named the index in index.json without its other children,
+// and `ocipull serve` (which loads every manifest a tag names) refused
+// it. Now a tag is recorded once its manifests are all stored.
+func TestHostileCacheDirIsAlwaysServable(t *testing.T) {
+	idx, err := ocitest.Build(ocitest.Spec{Seed: 9, Platforms: ocitest.Platforms("linux/amd64", "linux/arm64")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := ocitest.NewRegistry(t, nil, map[string]oci.Ref{"team/app:v1": idx})
+	dir := t.TempDir()
+	m, err := mirror.Open(dir, mirror.Config{Upstreams: map[string]mirror.Upstream{"": {URL: up.HTTP.URL}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := serve(t, m)
+	c := clientFor(t, ms, "team/app")
+	servable := func(want int) {
+		t.Helper()
+		l, err := oci.OpenLayout(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ix, err := l.Index()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ix.Manifests) != want {
+			t.Fatalf("index.json names %d manifests, want %d", len(ix.Manifests), want)
+		}
+		srv := registry.NewServer()
+		for _, d := range ix.Manifests {
+			ref, err := oci.LoadRef(context.Background(), l, d)
+			if err == nil {
+				err = srv.AddRef("x/y", "", ref)
+			}
+			if err != nil {
+				t.Fatalf("the cache directory is not servable: %v", err)
+			}
+		}
+	}
+	if _, err := c.ReadPlatform(context.Background(), "v1", ocitest.Platforms("linux/amd64")[0]); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	servable(0) // the index, one child of two: not recorded
+	m, err = mirror.Open(dir, mirror.Config{Upstreams: map[string]mirror.Upstream{"": {URL: up.HTTP.URL}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms2 := serve(t, m)
+	c = clientFor(t, ms2, "team/app")
+	for _, p := range ocitest.Platforms("linux/amd64", "linux/arm64") {
+		if _, err := c.ReadPlatform(context.Background(), "v1", p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.Close()
+	servable(1) // both children stored: the tag is recorded
+}

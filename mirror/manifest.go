@@ -127,6 +127,7 @@ func (c *Cache) manifestByDigest(ctx context.Context, t target, d digest.Digest)
 			c.log.Warn("storing a manifest failed", "digest", string(d), "cause", safe(err.Error()))
 		} else {
 			c.acct.landed(d, desc.Size, 0)
+			c.tags.manifestStored()
 		}
 		return m, nil
 	})

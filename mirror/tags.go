@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ocipull/registry/oci"
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -29,11 +30,12 @@ type tagEntry struct {
 // whose manifests are stored: a new tag costs one map update, and a burst
 // of them one write. A tag lost in a crash is resolved again.
 type tagStore struct {
-	c     *Cache
-	mem   *lru[tagKey, tagEntry]
-	kick  chan struct{}
-	done  chan struct{}
-	dirty atomic.Bool
+	c       *Cache
+	mem     *lru[tagKey, tagEntry]
+	kick    chan struct{}
+	done    chan struct{}
+	dirty   atomic.Bool
+	pending atomic.Bool // tags held back until their manifests are stored
 
 	mu      sync.Mutex
 	dropped map[digest.Digest]bool // evicted manifests whose tags must go
@@ -185,11 +187,16 @@ func (ts *tagStore) write(ctx context.Context) error {
 	dropped, removed := ts.dropped, ts.removed
 	ts.dropped, ts.removed = map[digest.Digest]bool{}, map[string]bool{}
 	ts.mu.Unlock()
+	pending := false
 	for name, desc := range names {
-		if _, err := ts.c.store.StatBlob(ctx, desc.Digest); err != nil {
+		if !ts.complete(ctx, desc.Digest, 0) {
+			// Not (yet) whole in the store: a layout naming it would
+			// claim what it lacks. Recorded once its manifests are.
 			delete(names, name)
+			pending = true
 		}
 	}
+	ts.pending.Store(pending)
 	managed := func(name string) bool {
 		host, _, ok := strings.Cut(name, "/")
 		if !ok {
@@ -234,4 +241,39 @@ func (ts *tagStore) write(ctx context.Context) error {
 		idx.Manifests = kept
 		return nil
 	})
+}
+
+// complete reports whether the manifest d and every manifest under it
+// (an index's children, to 8 levels) are stored and verify: what a tool
+// reading the layout loads when it opens the tag. Blobs are not required
+// (they are fetched again on demand).
+func (ts *tagStore) complete(ctx context.Context, d digest.Digest, depth int) bool {
+	if depth > 8 {
+		return false
+	}
+	raw, err := ts.c.store.Manifest(ctx, v1.Descriptor{Digest: d})
+	if err != nil {
+		return false
+	}
+	mt, _, _ := ts.c.mediaTypes.get(d)
+	ref, err := oci.NewRef(nil, raw, mt, d)
+	if err != nil {
+		return false
+	}
+	if idx, ok := ref.(*oci.Index); ok {
+		for _, child := range idx.Manifests() {
+			if !ts.complete(ctx, child.Digest, depth+1) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// manifestStored is told of each manifest the cache stores: tags held
+// back for want of it may be recorded now.
+func (ts *tagStore) manifestStored() {
+	if ts.pending.Load() {
+		ts.changed()
+	}
 }
