@@ -17,20 +17,16 @@ var directFilesystems = map[uint32]bool{
 	0xF2F52010: true, // F2FS
 }
 
-// openDirect opens path for writing with O_DIRECT, or returns nil where
+// openDirect opens rel for writing with O_DIRECT, or returns nil where
 // direct I/O is not used (see directFilesystems) or the open is refused;
 // the caller then writes through the page cache.
-func openDirect(path string) *os.File {
+func (l *layoutFS) openDirect(rel string) *os.File {
 	var st syscall.Statfs_t
-	if err := syscall.Statfs(path, &st); err != nil || !directFilesystems[uint32(st.Type)] {
+	if err := syscall.Statfs(l.name(rel), &st); err != nil || !directFilesystems[uint32(st.Type)] {
 		return nil
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_DIRECT|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	f, err := l.openNoFollow(rel, os.O_WRONLY|syscall.O_DIRECT, 0)
 	if err != nil {
-		return nil
-	}
-	if checkRegular(f, path) != nil {
-		f.Close()
 		return nil
 	}
 	return f

@@ -21,7 +21,7 @@ func TestOpenDirectOnlyOnKnownFilesystems(t *testing.T) {
 	defer os.RemoveAll(dir)
 	path := filepath.Join(dir, "blob.partial")
 	os.WriteFile(path, nil, 0o644)
-	if f := openDirect(path); f != nil {
+	if f := testDirect(t, path); f != nil {
 		f.Close()
 		t.Error("direct I/O opened on tmpfs")
 	}

@@ -64,7 +64,7 @@ func TestLandPipelinedWithholdsBadEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &landing{f: f, direct: openDirect(path), report: func(BlobProgress) {}}
+	l := &landing{f: f, direct: testDirect(t, path), report: func(BlobProgress) {}}
 	vr, _ := NewVerifyReader(io.NopCloser(bytes.NewReader(lying)), desc)
 	if err := landPipelined(l, vr, func() {}); !errors.Is(err, ErrDigestMismatch) {
 		t.Fatalf("got %v", err)
@@ -86,7 +86,7 @@ func TestLandingFallsBackFromDirect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	direct := openDirect(path)
+	direct := testDirect(t, path)
 	if direct == nil {
 		t.Skip("no direct I/O here")
 	}
@@ -105,4 +105,14 @@ func TestLandingFallsBackFromDirect(t *testing.T) {
 	if !bytes.Equal(got, p) {
 		t.Error("content differs after the fallback")
 	}
+}
+
+// testDirect is openDirect for a path in a test's directory.
+func testDirect(t *testing.T, path string) *os.File {
+	t.Helper()
+	lfs, err := openLayoutFS(filepath.Dir(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lfs.openDirect(filepath.Base(path))
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 
@@ -30,6 +29,7 @@ import (
 // keep every index.json entry.
 type Layout struct {
 	dir string
+	fs  *layoutFS  // every file operation, inside dir only
 	mu  sync.Mutex // serialises index.json updates within the process
 
 	blobMu    sync.Mutex
@@ -44,7 +44,11 @@ const layoutFile = `{"imageLayoutVersion":"1.0.0"}`
 
 // OpenLayout opens an existing layout, checking its oci-layout file.
 func OpenLayout(dir string) (*Layout, error) {
-	b, err := readRegular(filepath.Join(dir, v1.ImageLayoutFile), 4<<10)
+	lfs, err := openLayoutFS(dir)
+	if err != nil {
+		return nil, fmt.Errorf("layout %s: %w", dir, err)
+	}
+	b, err := lfs.readRegular(v1.ImageLayoutFile, 4<<10)
 	if err != nil {
 		return nil, fmt.Errorf("layout %s: %w", dir, err)
 	}
@@ -52,7 +56,7 @@ func OpenLayout(dir string) (*Layout, error) {
 	if err := json.Unmarshal(b, &l); err != nil || l.Version != v1.ImageLayoutVersion {
 		return nil, fmt.Errorf("layout %s: unsupported oci-layout %q", dir, truncate(string(b)))
 	}
-	return &Layout{dir: dir}, nil
+	return &Layout{dir: dir, fs: lfs}, nil
 }
 
 // CreateLayout opens the layout at dir, creating the directory, oci-layout
@@ -61,11 +65,15 @@ func CreateLayout(dir string) (*Layout, error) {
 	if err := os.MkdirAll(dir, layoutDirMode); err != nil {
 		return nil, fmt.Errorf("layout %s: %w", dir, err)
 	}
-	if err := ensureDir(filepath.Join(dir, "blobs")); err != nil {
+	lfs, err := openLayoutFS(dir)
+	if err != nil {
 		return nil, fmt.Errorf("layout %s: %w", dir, err)
 	}
-	if _, err := os.Lstat(filepath.Join(dir, v1.ImageLayoutFile)); errors.Is(err, fs.ErrNotExist) {
-		if err := writeFileAtomic(filepath.Join(dir, v1.ImageLayoutFile), []byte(layoutFile)); err != nil {
+	if err := lfs.ensureDir("blobs"); err != nil {
+		return nil, fmt.Errorf("layout %s: %w", dir, err)
+	}
+	if _, err := lfs.lstat(v1.ImageLayoutFile); errors.Is(err, fs.ErrNotExist) {
+		if err := lfs.writeFileAtomic(v1.ImageLayoutFile, []byte(layoutFile)); err != nil {
 			return nil, fmt.Errorf("layout %s: %w", dir, err)
 		}
 	}
@@ -73,7 +81,7 @@ func CreateLayout(dir string) (*Layout, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Lstat(filepath.Join(dir, "index.json")); errors.Is(err, fs.ErrNotExist) {
+	if _, err := l.fs.lstat("index.json"); errors.Is(err, fs.ErrNotExist) {
 		if err := l.writeIndex(v1.Index{}); err != nil {
 			return nil, err
 		}
@@ -83,13 +91,18 @@ func CreateLayout(dir string) (*Layout, error) {
 
 // BlobPath is where the layout keeps the content d names. d must be valid.
 func (l *Layout) BlobPath(d digest.Digest) string {
-	return filepath.Join(l.dir, "blobs", d.Algorithm().String(), d.Encoded())
+	return l.fs.name(blobRel(d))
+}
+
+// blobRel is BlobPath relative to the layout's directory.
+func blobRel(d digest.Digest) string {
+	return "blobs/" + d.Algorithm().String() + "/" + d.Encoded()
 }
 
 // Index reads the layout's index.json.
 func (l *Layout) Index() (v1.Index, error) {
 	var idx v1.Index
-	b, err := readRegular(filepath.Join(l.dir, "index.json"), MaxManifestSize)
+	b, err := l.fs.readRegular("index.json", MaxManifestSize)
 	if err != nil {
 		return idx, fmt.Errorf("layout %s: %w", l.dir, err)
 	}
@@ -166,7 +179,7 @@ func (l *Layout) Manifest(_ context.Context, desc v1.Descriptor) ([]byte, error)
 	if err := l.checkBlobDir(desc.Digest); err != nil {
 		return nil, err
 	}
-	b, err := readRegular(l.BlobPath(desc.Digest), MaxManifestSize)
+	b, err := l.fs.readRegular(blobRel(desc.Digest), MaxManifestSize)
 	if errors.Is(err, ErrTooLarge) {
 		return nil, fmt.Errorf("manifest %s: %w", desc.Digest, ErrTooLarge)
 	}
@@ -190,7 +203,7 @@ func (l *Layout) Blob(ctx context.Context, desc v1.Descriptor) (io.ReadCloser, e
 	if err := l.checkBlobDir(desc.Digest); err != nil {
 		return nil, err
 	}
-	f, err := openRegular(l.BlobPath(desc.Digest), os.O_RDONLY)
+	f, err := l.fs.openRegular(blobRel(desc.Digest), os.O_RDONLY)
 	if err != nil {
 		return nil, l.notFound(desc, err)
 	}
@@ -204,13 +217,13 @@ func (l *Layout) Blob(ctx context.Context, desc v1.Descriptor) (io.ReadCloser, e
 // checkBlobDir refuses a blobs or blobs/<alg> that is not a real
 // directory inside the layout (a symlink out of it).
 func (l *Layout) checkBlobDir(d digest.Digest) error {
-	for _, p := range []string{filepath.Join(l.dir, "blobs"), filepath.Join(l.dir, "blobs", d.Algorithm().String())} {
-		st, err := os.Lstat(p)
+	for _, p := range []string{"blobs", "blobs/" + d.Algorithm().String()} {
+		st, err := l.fs.lstat(p)
 		if err != nil {
 			return l.notFound(v1.Descriptor{Digest: d}, err)
 		}
 		if !st.IsDir() {
-			return fmt.Errorf("layout %s: %s: %w: want a directory, found %s", l.dir, p, ErrNotRegular, st.Mode().Type())
+			return fmt.Errorf("layout %s: %s: %w: want a directory, found %s", l.dir, l.fs.name(p), ErrNotRegular, st.Mode().Type())
 		}
 	}
 	return nil
@@ -219,10 +232,10 @@ func (l *Layout) checkBlobDir(d digest.Digest) error {
 // blobDir makes sure blobs/<alg> of d is a real directory, creating it
 // (and blobs) when missing.
 func (l *Layout) blobDir(d digest.Digest) error {
-	if err := ensureDir(filepath.Join(l.dir, "blobs")); err != nil {
+	if err := l.fs.ensureDir("blobs"); err != nil {
 		return fmt.Errorf("layout %s: %w", l.dir, err)
 	}
-	if err := ensureDir(filepath.Join(l.dir, "blobs", d.Algorithm().String())); err != nil {
+	if err := l.fs.ensureDir("blobs/" + d.Algorithm().String()); err != nil {
 		return fmt.Errorf("layout %s: %w", l.dir, err)
 	}
 	return nil
@@ -258,36 +271,7 @@ func (l *Layout) writeIndex(idx v1.Index) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(l.dir, "index.json"), append(b, '\n'))
-}
-
-// writeFileAtomic writes b to a temporary file beside path, syncs it and
-// renames it into place.
-func writeFileAtomic(path string, b []byte) error {
-	f, err := createExclusive(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
+	return l.fs.writeFileAtomic("index.json", append(b, '\n'))
 }
 
 // fileStamp identifies one version of a file: what verifyFile remembers.

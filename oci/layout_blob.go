@@ -48,7 +48,7 @@ func (l *Layout) OpenPartial(d digest.Digest) (*os.File, error) {
 	if err := l.checkBlobDir(d); err != nil {
 		return nil, err
 	}
-	return openRegular(l.BlobPath(d)+".partial", os.O_RDONLY)
+	return l.fs.openRegular(blobRel(d)+".partial", os.O_RDONLY)
 }
 
 // SetTag points the index.json entry name (the

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"iter"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -45,7 +44,7 @@ func (l *Layout) StatBlob(_ context.Context, d digest.Digest) (BlobInfo, error) 
 	if err := ValidateDigest(d); err != nil {
 		return BlobInfo{}, err
 	}
-	st, err := os.Lstat(l.BlobPath(d))
+	st, err := l.fs.lstat(blobRel(d))
 	if err != nil {
 		return BlobInfo{}, l.notFound(v1.Descriptor{Digest: d}, err)
 	}
@@ -61,7 +60,7 @@ func (l *Layout) StatBlob(_ context.Context, d digest.Digest) (BlobInfo, error) 
 // skipped; an unreadable directory is yielded as an error, once, last.
 func (l *Layout) Blobs(ctx context.Context) iter.Seq2[BlobInfo, error] {
 	return func(yield func(BlobInfo, error) bool) {
-		algs, err := os.ReadDir(filepath.Join(l.dir, "blobs"))
+		algs, err := l.fs.readDir("blobs")
 		if err != nil {
 			if !errors.Is(err, fs.ErrNotExist) {
 				yield(BlobInfo{}, fmt.Errorf("layout %s: %w", l.dir, err))
@@ -72,7 +71,7 @@ func (l *Layout) Blobs(ctx context.Context) iter.Seq2[BlobInfo, error] {
 			if !a.IsDir() || !digest.Algorithm(a.Name()).Available() {
 				continue
 			}
-			ents, err := os.ReadDir(filepath.Join(l.dir, "blobs", a.Name()))
+			ents, err := l.fs.readDir("blobs/" + a.Name())
 			if err != nil {
 				yield(BlobInfo{}, fmt.Errorf("layout %s: %w", l.dir, err))
 				return
@@ -100,26 +99,19 @@ func (l *Layout) Blobs(ctx context.Context) iter.Seq2[BlobInfo, error] {
 }
 
 // TouchBlob sets the stored content d's modification time to t, so that
-// several processes sharing the layout agree on what was used last. It is
-// done through an [os.Root] on the blob's directory: nothing outside the
-// layout is touched, whatever the directory holds.
+// several processes sharing the layout agree on what was used last.
 func (l *Layout) TouchBlob(_ context.Context, d digest.Digest, t time.Time) error {
 	if err := ValidateDigest(d); err != nil {
 		return err
 	}
-	root, err := os.OpenRoot(filepath.Join(l.dir, "blobs", d.Algorithm().String()))
-	if err != nil {
-		return l.notFound(v1.Descriptor{Digest: d}, err)
-	}
-	defer root.Close()
-	st, err := root.Lstat(d.Encoded())
+	st, err := l.fs.lstat(blobRel(d))
 	if err != nil {
 		return l.notFound(v1.Descriptor{Digest: d}, err)
 	}
 	if !st.Mode().IsRegular() {
 		return fmt.Errorf("layout %s: blob %s: %w", l.dir, d, ErrNotRegular)
 	}
-	return root.Chtimes(d.Encoded(), t, t)
+	return l.fs.root.Chtimes(blobRel(d), t, t)
 }
 
 // RemoveBlob removes the stored content d, waiting (as long as ctx allows)
@@ -136,7 +128,7 @@ func (l *Layout) RemoveBlob(ctx context.Context, d digest.Digest) error {
 	}
 	defer unlock()
 	l.forgetVerified(d)
-	if err := os.Remove(l.BlobPath(d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := l.fs.remove(blobRel(d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("layout %s: %w", l.dir, err)
 	}
 	return nil
@@ -155,8 +147,8 @@ func (l *Layout) RemoveAbandoned(ctx context.Context, d digest.Digest, olderThan
 		return false, err
 	}
 	defer unlock()
-	partial := l.BlobPath(d) + ".partial"
-	f, err := openRegular(partial, os.O_RDWR)
+	partial := blobRel(d) + ".partial"
+	f, err := l.fs.openRegular(partial, os.O_RDWR)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return false, nil
@@ -172,10 +164,10 @@ func (l *Layout) RemoveAbandoned(ctx context.Context, d digest.Digest, olderThan
 	if err != nil || !st.ModTime().Before(olderThan) {
 		return false, err
 	}
-	if named, err := os.Lstat(partial); err != nil || !os.SameFile(st, named) {
+	if named, err := l.fs.lstat(partial); err != nil || !os.SameFile(st, named) {
 		return false, nil
 	}
-	if err := os.Remove(partial); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := l.fs.remove(partial); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return false, err
 	}
 	return true, nil
@@ -186,7 +178,7 @@ func (l *Layout) RemoveAbandoned(ctx context.Context, d digest.Digest, olderThan
 // for work that must not run twice at once across them, such as keeping
 // the store within a size cap. It waits as long as ctx allows.
 func (l *Layout) Exclusive(ctx context.Context, fn func() error) error {
-	f, err := openPartialFile(filepath.Join(l.dir, ".ocipull.lock"))
+	f, err := l.fs.openPartialFile(".ocipull.lock")
 	if err != nil {
 		return fmt.Errorf("layout %s: %w", l.dir, err)
 	}
@@ -234,7 +226,7 @@ func (l *Layout) FollowBlob(_ context.Context, d digest.Digest) (*GrowingBlob, e
 	if err := l.checkBlobDir(d); err != nil {
 		return nil, err
 	}
-	f, err := openRegular(l.BlobPath(d)+".partial", os.O_RDONLY)
+	f, err := l.fs.openRegular(blobRel(d)+".partial", os.O_RDONLY)
 	if err != nil {
 		return nil, l.notFound(v1.Descriptor{Digest: d}, err)
 	}
@@ -254,11 +246,11 @@ func (g *GrowingBlob) Progress() (int64, LandingState, error) {
 	if err != nil {
 		return 0, Abandoned, err
 	}
-	path := g.l.BlobPath(g.d)
-	if named, err := os.Lstat(path); err == nil && os.SameFile(st, named) {
+	path := blobRel(g.d)
+	if named, err := g.l.fs.lstat(path); err == nil && os.SameFile(st, named) {
 		return st.Size(), Landed, nil
 	}
-	named, err := os.Lstat(path + ".partial")
+	named, err := g.l.fs.lstat(path + ".partial")
 	if err != nil || !os.SameFile(st, named) {
 		return st.Size(), Abandoned, nil
 	}
@@ -268,7 +260,7 @@ func (g *GrowingBlob) Progress() (int64, LandingState, error) {
 	}
 	if !held {
 		// Renamed into place between the two looks, or left behind.
-		if named, err := os.Lstat(path); err == nil && os.SameFile(st, named) {
+		if named, err := g.l.fs.lstat(path); err == nil && os.SameFile(st, named) {
 			return st.Size(), Landed, nil
 		}
 		return st.Size(), Abandoned, nil
@@ -285,8 +277,8 @@ func (l *Layout) forgetVerified(d digest.Digest) {
 
 // rememberVerified records that the file at path is d's content, verified
 // (it was just landed and verified): its first serve does not hash it again.
-func (l *Layout) rememberVerified(d digest.Digest, path string) {
-	st, err := os.Lstat(path)
+func (l *Layout) rememberVerified(d digest.Digest, rel string) {
+	st, err := l.fs.lstat(rel)
 	if err != nil || !st.Mode().IsRegular() {
 		return
 	}
@@ -307,7 +299,7 @@ var _ io.ReaderAt = (*GrowingBlob)(nil)
 func (l *Layout) UpdateIndex(ctx context.Context, fn func(idx *v1.Index) error) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	dir, err := os.Open(l.dir)
+	dir, err := l.fs.root.Open(".")
 	if err != nil {
 		return fmt.Errorf("layout %s: %w", l.dir, err)
 	}

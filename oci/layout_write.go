@@ -233,8 +233,8 @@ func (l *Layout) addToIndex(ctx context.Context, desc v1.Descriptor, tag, imageN
 }
 
 // hasVerified reports whether path holds exactly the content desc names.
-func hasVerified(path string, desc v1.Descriptor) bool {
-	f, err := openRegular(path, os.O_RDONLY)
+func (l *Layout) hasVerified(rel string, desc v1.Descriptor) bool {
+	f, err := l.fs.openRegular(rel, os.O_RDONLY)
 	if err != nil {
 		return false
 	}
@@ -258,11 +258,11 @@ func (l *Layout) writeContent(desc v1.Descriptor, b []byte) error {
 	if err := l.blobDir(desc.Digest); err != nil {
 		return err
 	}
-	path := l.BlobPath(desc.Digest)
-	if hasVerified(path, desc) {
+	path := blobRel(desc.Digest)
+	if l.hasVerified(path, desc) {
 		return nil
 	}
-	return writeFileAtomic(path, b)
+	return l.fs.writeFileAtomic(path, b)
 }
 
 // writeBlob lands one blob: skipped when present and verified, else
@@ -296,8 +296,8 @@ func (l *Layout) writeBlob(ctx context.Context, src Source, desc v1.Descriptor, 
 	if err := l.blobDir(desc.Digest); err != nil {
 		return err
 	}
-	path := l.BlobPath(desc.Digest)
-	if hasVerified(path, desc) {
+	path := blobRel(desc.Digest)
+	if l.hasVerified(path, desc) {
 		report(BlobProgress{Complete: desc.Size, Done: true, Skipped: true})
 		return nil
 	}
@@ -320,7 +320,7 @@ func (l *Layout) writeBlob(ctx context.Context, src Source, desc v1.Descriptor, 
 // it and renames it into place; the caller holds the blob's lock. Content
 // that does not verify is removed, so that a second call starts afresh.
 func (l *Layout) landBlob(ctx context.Context, src Source, desc v1.Descriptor, report func(BlobProgress), lo landOptions) error {
-	path := l.BlobPath(desc.Digest)
+	path := blobRel(desc.Digest)
 	partial := path + ".partial"
 	f, landed, err := l.openPartial(ctx, partial, path, desc, func() { report(BlobProgress{Waiting: true}) })
 	if err != nil {
@@ -340,14 +340,14 @@ func (l *Layout) landBlob(ctx context.Context, src Source, desc v1.Descriptor, r
 		return err
 	}
 	defer vr.Close()
-	if err := landVerified(land, vr, partial, lo, abort); err != nil {
+	if err := l.landVerified(land, vr, partial, lo, abort); err != nil {
 		land.close()
 		if errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrSizeMismatch) {
-			os.Remove(partial)
+			l.fs.remove(partial)
 		}
 		return err
 	}
-	if err := placeLanded(land, partial, path); err != nil {
+	if err := l.placeLanded(land, partial, path); err != nil {
 		return err
 	}
 	l.rememberVerified(desc.Digest, path)
@@ -423,13 +423,13 @@ func (s *resumedStream) VerifyFailed() {
 
 // landVerified writes vr's verified content through land: pipelined for
 // a large blob when a pipeline slot is free, else on this goroutine.
-func landVerified(land *landing, vr *VerifyReader, partial string, lo landOptions, abort func()) error {
+func (l *Layout) landVerified(land *landing, vr *VerifyReader, partial string, lo landOptions, abort func()) error {
 	if vr.desc.Size >= pipelineMinSize {
 		select {
 		case lo.pipelines <- struct{}{}:
 			defer func() { <-lo.pipelines }()
 			if !lo.buffered {
-				land.direct = openDirect(partial)
+				land.direct = l.fs.openDirect(partial)
 			}
 			return landPipelined(land, vr, abort)
 		default:
@@ -443,9 +443,9 @@ func landVerified(land *landing, vr *VerifyReader, partial string, lo landOption
 // fsync: a blob is renamed into place only once verified, and a blob that
 // a crash left short or garbled under its final name is found by the next
 // Write, which re-hashes what is present before skipping it.
-func placeLanded(land *landing, partial, path string) error {
+func (l *Layout) placeLanded(land *landing, partial, path string) error {
 	if renameWhileLocked {
-		if err := os.Rename(partial, path); err != nil {
+		if err := l.fs.rename(partial, path); err != nil {
 			land.close()
 			return err
 		}
@@ -454,7 +454,7 @@ func placeLanded(land *landing, partial, path string) error {
 	if err := land.close(); err != nil {
 		return err
 	}
-	return os.Rename(partial, path)
+	return l.fs.rename(partial, path)
 }
 
 // lockBlob makes the writers of this Layout value land d one at a time:
@@ -498,7 +498,7 @@ func (l *Layout) openPartial(ctx context.Context, partial, path string, desc v1.
 		if attempt == 100 {
 			return nil, false, fmt.Errorf("layout %s: %s keeps being replaced by other writers", l.dir, filepath.Base(partial))
 		}
-		f, err := openPartialFile(partial)
+		f, err := l.fs.openPartialFile(partial)
 		if err != nil {
 			return nil, false, fmt.Errorf("layout %s: %w", l.dir, err)
 		}
@@ -507,20 +507,20 @@ func (l *Layout) openPartial(ctx context.Context, partial, path string, desc v1.
 			return nil, false, fmt.Errorf("layout %s: lock %s: %w", l.dir, filepath.Base(partial), err)
 		}
 		held, herr := f.Stat()
-		named, nerr := os.Lstat(partial)
+		named, nerr := l.fs.lstat(partial)
 		if herr == nil && nerr == nil && os.SameFile(held, named) {
-			if hasVerified(path, desc) {
+			if l.hasVerified(path, desc) {
 				// Landed while we waited, and this .partial is one we
 				// just created (or a leftover): ours to remove, under
 				// its lock.
-				os.Remove(partial)
+				l.fs.remove(partial)
 				f.Close()
 				return nil, true, nil
 			}
 			return f, false, nil
 		}
 		f.Close()
-		if hasVerified(path, desc) {
+		if l.hasVerified(path, desc) {
 			return nil, true, nil
 		}
 	}
