@@ -73,6 +73,9 @@ func (t *tree) applyImage(ctx context.Context, img *oci.Image) error {
 		if err != nil {
 			return fmt.Errorf("layer %d (%s): %w", i, desc.Digest, err)
 		}
+		if t.opts != nil && t.opts.Progress != nil {
+			t.opts.Progress(i+1, len(img.Layers()))
+		}
 	}
 	return nil
 }

@@ -29,6 +29,9 @@ type Options struct {
 	// Note, when not nil, is told of each entry skipped or changed (a
 	// device skipped, setuid cleared, an extended attribute not set).
 	Note func(path, what string)
+	// Progress, when not nil, is told after each layer is applied and
+	// verified: how many of how many.
+	Progress func(done, total int)
 }
 
 // Choice is an option's yes or no; its zero value is the default the
