@@ -28,7 +28,8 @@ const (
 // cleaned path (the memory bound: one header per path), and their files
 // under root. Every change on disk goes through root.
 type tree struct {
-	root    *os.Root
+	root    *os.Root // Unpack's target; nil for Flatten
+	spool   *spool   // Flatten's content store; nil for Unpack
 	opts    *Options
 	headers map[string]*tar.Header
 	entries int // entries read, all layers
@@ -46,6 +47,46 @@ type tree struct {
 
 func newTree(root *os.Root, opts *Options, devices bool) *tree {
 	return &tree{root: root, opts: opts, headers: map[string]*tar.Header{}, devices: devices}
+}
+
+// The tree's file operations: on disk through the root (Unpack), or in
+// the spool (Flatten: contents appended to one file, nothing else on
+// disk).
+
+func (t *tree) mkdir(name string) error {
+	if t.spool != nil {
+		return nil
+	}
+	if err := t.root.Mkdir(name, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return nil
+}
+
+func (t *tree) symlink(target, name string) error {
+	if t.spool != nil {
+		return nil
+	}
+	return t.root.Symlink(target, name)
+}
+
+func (t *tree) link(target, name string) error {
+	if t.spool != nil {
+		t.spool.files[name] = t.spool.files[target]
+		return nil
+	}
+	return t.root.Link(target, name)
+}
+
+func (t *tree) removeAllAt(name string) error {
+	if t.spool != nil {
+		delete(t.spool.files, name)
+		return nil
+	}
+	if err := t.root.RemoveAll(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // applyImage applies every layer of img in order.
@@ -168,7 +209,7 @@ func (t *tree) apply(hdr *tar.Header, r io.Reader) error {
 			if err := t.removeAt(name); err != nil {
 				return err
 			}
-			if err := t.root.Mkdir(name, 0o700); err != nil {
+			if err := t.mkdir(name); err != nil {
 				return err
 			}
 		}
@@ -183,7 +224,7 @@ func (t *tree) apply(hdr *tar.Header, r io.Reader) error {
 		if err := t.removeAt(name); err != nil {
 			return err
 		}
-		if err := t.root.Symlink(hdr.Linkname, name); err != nil {
+		if err := t.symlink(hdr.Linkname, name); err != nil {
 			return err
 		}
 	case tar.TypeLink:
@@ -201,7 +242,7 @@ func (t *tree) apply(hdr *tar.Header, r io.Reader) error {
 		if err := t.removeAt(name); err != nil {
 			return err
 		}
-		if err := t.root.Link(target, name); err != nil {
+		if err := t.link(target, name); err != nil {
 			return err
 		}
 	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
@@ -263,7 +304,7 @@ func (t *tree) parents(name string) error {
 				return err
 			}
 		}
-		if err := t.root.Mkdir(d, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		if err := t.mkdir(d); err != nil {
 			return err
 		}
 		t.headers[d] = &tar.Header{Typeflag: tar.TypeDir, Name: d, Mode: 0o755}
@@ -282,10 +323,7 @@ func (t *tree) removeAt(name string) error {
 		t.forgetBelow(name, nil)
 	}
 	delete(t.headers, name)
-	if err := t.root.RemoveAll(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return nil
+	return t.removeAllAt(name)
 }
 
 // forgetBelow drops the headers below dir, except those keep says.
@@ -297,6 +335,9 @@ func (t *tree) forgetBelow(dir string, keep map[string]bool) {
 	for p := range t.headers {
 		if strings.HasPrefix(p, prefix) && !keep[p] {
 			delete(t.headers, p)
+			if t.spool != nil {
+				delete(t.spool.files, p)
+			}
 		}
 	}
 }
@@ -353,9 +394,15 @@ func (t *tree) opaque(dir string) error {
 // until the final modes are set). A body shorter than its header says is
 // an error (the tar reader's).
 func (t *tree) writeFile(name string, r io.Reader, size int64) error {
-	f, err := t.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
+	var f io.WriteCloser
+	if t.spool != nil {
+		f = t.spool.create(name)
+	} else {
+		file, err := t.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return err
+		}
+		f = file
 	}
 	var before int64
 	if t.consumed != nil {

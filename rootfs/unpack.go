@@ -69,9 +69,9 @@ func (t *tree) finish() error {
 	setuid := t.opts != nil && t.opts.Setuid == Yes
 	for _, p := range paths {
 		h := t.headers[p]
-		if h.Typeflag == tar.TypeLink {
-			continue // the target's inode carries the metadata
-		}
+		// A hardlink's own header sets its inode's metadata too, as
+		// containerd's applier does: the inode ends with the metadata of
+		// the last of its names here.
 		if own {
 			chown := t.root.Chown
 			if h.Typeflag == tar.TypeSymlink {
