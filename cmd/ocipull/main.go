@@ -127,6 +127,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stdout, version())
 		return 0
 	}
+	args = commandFirst(args)
 	c := lookup(args[0])
 	if c == nil {
 		fmt.Fprintf(stderr, "ocipull: unknown command %q (run \"ocipull help\" for the commands)\n", safe(args[0]))
@@ -147,6 +148,22 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = body(ctx)
 	}
 	return report(ctx, c.name, err, stderr)
+}
+
+// commandFirst lets flags come before the command too, as the README
+// says they go anywhere: "ocipull -v digest REF" is "ocipull digest -v
+// REF". The command is the first argument that names one.
+func commandFirst(args []string) []string {
+	if !strings.HasPrefix(args[0], "-") {
+		return args
+	}
+	for i, a := range args {
+		if lookup(a) != nil {
+			out := append([]string{a}, args[:i]...)
+			return append(out, args[i+1:]...)
+		}
+	}
+	return args
 }
 
 // flags makes the command's flag set, with the flags of every command.

@@ -470,3 +470,18 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// Flags before the command work as after it (newcomer item 3).
+func TestFlagsBeforeCommand(t *testing.T) {
+	f := newFixture(t, nil)
+	for _, args := range [][]string{
+		{"-v", "digest", f.host + "/app/x:v1"},
+		{"--plain-http", "digest", f.host + "/app/x:v1"},
+		{"--timeout", "30s", "digest", f.host + "/app/x:v1"},
+	} {
+		code, out, errs := runCmd(t, "", args...)
+		if code != 0 || !strings.Contains(out, string(f.idx.Digest())) {
+			t.Errorf("%q: exit %d, %q, %s", args, code, out, errs)
+		}
+	}
+}
