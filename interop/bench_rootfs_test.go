@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/metrics"
 	"sync"
 	"testing"
@@ -78,9 +79,13 @@ func newRootfsFixture(b *testing.B, files int, bytesTotal int64) *rootfsFixture 
 }
 
 // peakHeap runs fn while sampling the heap every 5 ms and returns its
-// peak (bytes in live and unswept heap objects).
+// peak growth over the heap at the start (bytes in live and unswept heap
+// objects): what fn itself held, not the fixture's layers.
 func peakHeap(fn func() error) (uint64, error) {
+	runtime.GC()
 	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	base := s[0].Value.Uint64()
 	var peak uint64
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -100,7 +105,10 @@ func peakHeap(fn func() error) (uint64, error) {
 	err := fn()
 	close(done)
 	wg.Wait()
-	return peak, err
+	if peak < base {
+		return 0, err
+	}
+	return peak - base, err
 }
 
 // BenchmarkRootfs: our Flatten against crane export (go-containerregistry

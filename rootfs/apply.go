@@ -43,6 +43,8 @@ type tree struct {
 	// consumed is how many bytes of the layer's tar stream were read: a
 	// file can hold no more than came in (no sparse expansion).
 	consumed func() int64
+	// buf is the one copy buffer of every file's content.
+	buf []byte
 }
 
 func newTree(root *os.Root, opts *Options, devices bool) *tree {
@@ -412,7 +414,10 @@ func (t *tree) writeFile(name string, r io.Reader, size int64) error {
 		// in (checked per chunk, so a lie costs at most one chunk).
 		r = &inflowCheck{r: r, start: before, consumed: t.consumed}
 	}
-	n, err := io.Copy(f, io.LimitReader(r, size))
+	if t.buf == nil {
+		t.buf = make([]byte, 256<<10)
+	}
+	n, err := io.CopyBuffer(onlyWriter{f}, io.LimitReader(r, size), t.buf)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -439,3 +444,9 @@ func (c *inflowCheck) Read(p []byte) (int, error) {
 	}
 	return k, err
 }
+
+// onlyWriter hides a writer's ReadFrom, so that io.CopyBuffer uses the
+// tree's buffer instead of allocating one per file.
+type onlyWriter struct{ w io.Writer }
+
+func (o onlyWriter) Write(p []byte) (int, error) { return o.w.Write(p) }

@@ -124,7 +124,10 @@ func (t *tree) writeTar(ctx context.Context, w io.Writer) error {
 			return err
 		}
 		if content != nil {
-			if _, err := io.Copy(tw, io.NewSectionReader(t.spool.f, content.off, content.size)); err != nil {
+			if t.buf == nil {
+				t.buf = make([]byte, 256<<10)
+			}
+			if _, err := io.CopyBuffer(onlyWriter{tw}, io.NewSectionReader(t.spool.f, content.off, content.size), t.buf); err != nil {
 				return err
 			}
 		}
