@@ -67,6 +67,15 @@ func (c *Client) resolveOn(ctx context.Context, t *transport, reference, fetchBy
 		}
 		return nil
 	})
+	var ce *ClientError
+	if errors.As(err, &ce) && ce.StatusCode == http.StatusNotFound && len(ce.Errors) == 0 {
+		// A HEAD's 404 has no body to say what is unknown (the
+		// repository, or the tag or digest in it): one GET does.
+		if _, _, gerr := c.fetchManifest(ctx, t, fetchBy); gerr != nil && errors.Is(gerr, ErrNotFound) {
+			return v1.Descriptor{}, gerr
+		}
+		return desc, err
+	}
 	if err != nil || desc.Digest != "" {
 		return desc, err
 	}

@@ -281,9 +281,11 @@ func hint(cmd string, err error) string {
 	case errors.Is(err, registry.ErrTooManyRequests):
 		return " (the registry is rate-limiting this client: wait for the reset, or log in for a higher limit)"
 	case errors.Is(err, registry.ErrNameUnknown):
-		return " (check the repository name)"
+		return " (the registry does not know this repository: check the repository name)"
+	case errors.Is(err, registry.ErrManifestUnknown) && cmd != "tags" && (strings.Contains(msg, "@sha") || strings.Contains(msg, "/manifests/sha")):
+		return " (no manifest with this digest in the repository: check the digest)"
 	case errors.Is(err, registry.ErrManifestUnknown) && cmd != "tags":
-		return " (check the tag: \"ocipull tags REPOSITORY\" lists them)"
+		return " (the repository has no such tag: \"ocipull tags REPOSITORY\" lists them)"
 	}
 	var unknownCA x509.UnknownAuthorityError
 	var wrongHost x509.HostnameError

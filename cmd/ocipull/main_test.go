@@ -485,3 +485,31 @@ func TestFlagsBeforeCommand(t *testing.T) {
 		}
 	}
 }
+
+// An empty --password-stdin is refused, not sent (newcomer item 8).
+func TestEmptyPasswordStdinRefused(t *testing.T) {
+	f := newFixture(t, nil)
+	code, _, errs := runCmd(t, "\n", "digest", "-u", "bob", "--password-stdin", f.host+"/app/x:v1")
+	if code != 2 || !strings.Contains(errs, "no password") {
+		t.Errorf("exit %d: %s", code, errs)
+	}
+	if n := f.inj.RequestsTo("/v2/"); n != 0 {
+		t.Errorf("%d requests sent with an empty password", n)
+	}
+}
+
+// 404s say which of repository, tag or digest is unknown, even for a
+// HEAD-only resolve (newcomer item 5).
+func TestNotFoundSaysWhat(t *testing.T) {
+	f := newFixture(t, nil)
+	for _, tc := range []struct{ ref, want string }{
+		{f.host + "/no/such:v1", "does not know this repository"},
+		{f.host + "/app/x:nope", "no such tag"},
+		{f.host + "/app/x@sha256:" + strings.Repeat("0", 64), "check the digest"},
+	} {
+		code, _, errs := runCmd(t, "", "digest", tc.ref)
+		if code != 1 || !strings.Contains(errs, tc.want) {
+			t.Errorf("%s: exit %d: %s; want %q", tc.ref, code, errs, tc.want)
+		}
+	}
+}

@@ -213,7 +213,11 @@ func credentialsFrom(username string, passwordStdin bool, stdin io.Reader) (regi
 		if err != nil && err != io.EOF {
 			return nil, fmt.Errorf("reading the password from standard input: %w", err)
 		}
-		return registry.StaticCredentials(username, strings.TrimRight(line, "\r\n")), nil
+		password := strings.TrimRight(line, "\r\n")
+		if password == "" {
+			return nil, usageErr("--password-stdin: standard input held no password")
+		}
+		return registry.StaticCredentials(username, password), nil
 	case username != "":
 		return nil, usageErr("--username needs --password-stdin")
 	}
