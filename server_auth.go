@@ -335,6 +335,7 @@ func (a *ServerAuth) ServeToken(w http.ResponseWriter, r *http.Request) {
 		wire.WriteError(w, http.StatusMethodNotAllowed, wire.CodeUnsupported, "method not allowed")
 		return
 	}
+	wire.NoteUser(w, user)
 	now := time.Now()
 	g := grant{User: user, Scopes: []string{}, Expires: now.Add(a.lifetime()).UnixMilli()}
 	for _, s := range scopes {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ocipull/registry"
 	"github.com/ocipull/registry/oci"
+	"github.com/ocipull/registry/ocitest"
 )
 
 func get(t *testing.T, h http.Handler, method, path string, hdr map[string]string) *http.Response {
@@ -283,5 +284,28 @@ func TestServerPageSizeZero(t *testing.T) {
 		if resp.StatusCode != 200 || resp.Header.Get("Link") != "" || !strings.Contains(string(body), want) {
 			t.Errorf("%s: %d %q %s", path, resp.StatusCode, resp.Header.Get("Link"), body)
 		}
+	}
+}
+
+// A recorded /token request names the user who logged in (newcomer
+// item 7: RecordedRequest.User was empty for them).
+func TestRecordedTokenRequestNamesUser(t *testing.T) {
+	img := newImage(t, oci.NewMemory(), linuxAMD64, 10)
+	reg := ocitest.NewRegistry(t, &registry.ServerAuth{Users: map[string]registry.ServerUser{"alice": {Password: "pw", Repositories: []string{"*"}}}},
+		map[string]oci.Ref{"team/app:v1": img})
+	if _, err := reg.Client("team/app", "alice", "pw").Read(context.Background(), "v1"); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range reg.Requests() {
+		if r.Path == "/token" {
+			found = true
+			if r.User != "alice" {
+				t.Errorf("/token recorded with user %q, want alice", r.User)
+			}
+		}
+	}
+	if !found {
+		t.Fatal("no /token request recorded")
 	}
 }
