@@ -269,7 +269,7 @@ func TestParseReference(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r.Host != tc.host || r.Repository != tc.repo || r.Tag != tc.tag || r.Digest != tc.dg {
+			if r.Host != tc.host || r.Repository != tc.repo || r.Tag != tc.tag || string(r.Digest) != tc.dg {
 				t.Errorf("got %+v", r)
 			}
 		})

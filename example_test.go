@@ -116,7 +116,7 @@ func ExampleClient_Read_toLayout() {
 	pinned := string(img.Digest()) // what the build file records
 
 	ref, _ := registry.ParseReference(ts.Listener.Addr().String() + "/example/app@" + pinned)
-	got, err := ref.Client().Read(context.Background(), ref.Digest)
+	got, err := ref.Client().Read(context.Background(), ref.TagOrDigest())
 	if err != nil {
 		panic(err)
 	}

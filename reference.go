@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/ocipull/registry/internal/wire"
 )
 
@@ -19,7 +21,7 @@ type Reference struct {
 	// Tag is the tag, or empty when only a digest was given.
 	Tag string
 	// Digest is the digest, or empty.
-	Digest string
+	Digest digest.Digest
 }
 
 // ParseReference parses a reference as users type it:
@@ -47,9 +49,9 @@ func ParseReference(s string) (Reference, error) {
 		return bad("a reference has no scheme; write host/name:tag")
 	}
 	if i := strings.IndexByte(s, '@'); i >= 0 {
-		r.Digest = s[i+1:]
+		r.Digest = digest.Digest(s[i+1:])
 		s = s[:i]
-		if err := validateDigest(r.Digest); err != nil {
+		if err := validateDigest(string(r.Digest)); err != nil {
 			return bad("invalid digest")
 		}
 	}
@@ -96,7 +98,7 @@ func (r Reference) String() string {
 		s += ":" + r.Tag
 	}
 	if r.Digest != "" {
-		s += "@" + r.Digest
+		s += "@" + string(r.Digest)
 	}
 	return s
 }
@@ -106,9 +108,9 @@ func (r Reference) String() string {
 // tag, the digest, or tag@digest.
 func (r Reference) TagOrDigest() string {
 	if r.Tag != "" && r.Digest != "" {
-		return r.Tag + "@" + r.Digest
+		return r.Tag + "@" + string(r.Digest)
 	}
-	return r.Tag + r.Digest
+	return r.Tag + string(r.Digest)
 }
 
 // Registry returns a new [Registry] for the reference's host. For

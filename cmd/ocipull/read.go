@@ -155,7 +155,7 @@ var blobCommand = &command{
 				return err
 			}
 			mctx, cancel := rf.metadataContext(ctx)
-			desc, err := c.StatBlob(mctx, digest.Digest(ref.Digest))
+			desc, err := c.StatBlob(mctx, ref.Digest)
 			cancel()
 			if err != nil {
 				return err
@@ -283,7 +283,7 @@ var referrersCommand = &command{
 			defer cancel()
 			var refs []v1.Descriptor
 			if t.client != nil {
-				subject := digest.Digest(t.ref.Digest)
+				subject := t.ref.Digest
 				if subject == "" {
 					d, err := t.client.Resolve(ctx, t.ref.TagOrDigest())
 					if err != nil {
