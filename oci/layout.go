@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -37,7 +38,9 @@ type Layout struct {
 	pipelines chan struct{}                   // WriteBlob's pipelined landings
 
 	verifiedMu sync.Mutex
-	verified   map[digest.Digest]fileStamp // files Blob verified, as they were then
+	verified   map[digest.Digest]fileStamp     // files Blob verified, as they were then
+	verifying  map[digest.Digest]chan struct{} // hashes under way; closed when done
+	hashes     atomic.Int64                    // whole-file hashes made (for tests)
 }
 
 const layoutFile = `{"imageLayoutVersion":"1.0.0"}`
@@ -297,12 +300,42 @@ func (l *Layout) verifyFile(ctx context.Context, f *os.File, desc v1.Descriptor)
 		return fmt.Errorf("layout %s: blob %s: %w: %d bytes on disk, descriptor says %d", l.dir, desc.Digest, ErrSizeMismatch, st.Size(), desc.Size)
 	}
 	stamp := stampOf(st)
-	l.verifiedMu.Lock()
-	ok := l.verified[desc.Digest] == stamp
-	l.verifiedMu.Unlock()
-	if ok {
-		return nil
+	for {
+		l.verifiedMu.Lock()
+		if l.verified[desc.Digest] == stamp {
+			l.verifiedMu.Unlock()
+			return nil
+		}
+		if busy := l.verifying[desc.Digest]; busy != nil {
+			// Another request hashes this blob now: wait for its answer
+			// instead of hashing it once more.
+			l.verifiedMu.Unlock()
+			select {
+			case <-busy:
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if l.verifying == nil {
+			l.verifying = map[digest.Digest]chan struct{}{}
+		}
+		done := make(chan struct{})
+		l.verifying[desc.Digest] = done
+		l.verifiedMu.Unlock()
+		err := l.hashFile(ctx, f, desc, stamp)
+		l.verifiedMu.Lock()
+		delete(l.verifying, desc.Digest)
+		l.verifiedMu.Unlock()
+		close(done)
+		return err
 	}
+}
+
+// hashFile hashes f against desc and, when it matches, remembers stamp as
+// verified; f is left at offset 0.
+func (l *Layout) hashFile(ctx context.Context, f *os.File, desc v1.Descriptor, stamp fileStamp) error {
+	l.hashes.Add(1)
 	vr, err := NewVerifyReader(io.NopCloser(&ctxReader{ctx: ctx, r: f}), desc)
 	if err != nil {
 		return err
