@@ -1,19 +1,19 @@
 // Package registry is the pull side of the OCI Distribution Specification
-// v1.1: a [Client] that reads manifests and blobs from a registry and
-// verifies every byte, a [Server] that serves refs from memory,
-// spec-exact, for tests, and a [Mirror], the pull-through cache built
-// from the two over an OCI layout store. All share the data model of
-// package [github.com/ocipull/registry/oci].
+// v1.1, as a client and a test server: a [Registry] (one registry origin:
+// its connections, endpoints, tokens and settings) with light per-repository
+// [Client] handles that read manifests and blobs and verify every byte, and
+// a [Server] that serves refs from memory, spec-exact, for tests. Both share
+// the data model of package [github.com/ocipull/registry/oci].
 //
 // The client negotiates Bearer tokens and Basic authentication from
 // WWW-Authenticate challenges ([CredentialSource], [DockerConfig]), retries
 // transient failures with a backoff/v4 policy honouring Retry-After, resumes
-// broken blob downloads with Range requests, and returns lazy refs: the
-// manifest is read and verified at once, child manifests and blobs only
-// when asked for, each under the context of the call that asks. One
-// unexported HTTP layer under the client holds the one retry loop, the
-// registry origin's scheme, the token cache and the stall watchdog.
-// [ParseReference] turns what users type into a client.
+// broken blob downloads with Range requests, falls through its mirrors
+// ([Endpoint], [Registry.LoadHostsDir] for containerd's hosts.toml and
+// Docker's certs.d), and returns lazy refs: the manifest is read and
+// verified at once, child manifests and blobs only when asked for, each
+// under the context of the call that asks. [ParseReference] turns what
+// users type into a [Registry] and a [Client].
 //
 // Failures are typed: HTTP failures are [*ClientError], matched with
 // [errors.Is] against [ErrNotFound], [ErrManifestUnknown], [ErrUnauthorized],
@@ -22,6 +22,9 @@
 // sentinels ([oci.ErrDigestMismatch], [oci.ErrTooLarge], ...).
 // [ErrNotFound] is [oci.ErrNotFound]: one sentinel for "not there".
 //
-// Package [github.com/ocipull/registry/faults] wraps a Server with network
-// and registry faults for testing clients against them.
+// The other products: package [github.com/ocipull/registry/mirror] is the
+// pull-through cache; [github.com/ocipull/registry/rootfs] makes an image's
+// root filesystem; [github.com/ocipull/registry/ocitest] builds content and
+// registries for tests in one call; [github.com/ocipull/registry/faults]
+// wraps a Server with network and registry faults.
 package registry
