@@ -90,17 +90,26 @@ func TestUsageErrorsOnceAndHelpOnStdout(t *testing.T) {
 }
 
 func TestCompletionScripts(t *testing.T) {
-	for _, shell := range []string{"bash", "zsh"} {
+	for _, shell := range []string{"bash", "zsh", "fish", "powershell"} {
 		code, out, errs := runCmd(t, "", "completion", shell)
 		if code != 0 {
 			t.Fatalf("completion %s: exit %d %s", shell, code, errs)
 		}
-		for _, want := range []string{"manifest", "referrers", "--platform", "--artifact-type", "-q"} {
+		wants := []string{"manifest", "referrers", "--platform", "--artifact-type", "-q"}
+		if shell == "fish" {
+			wants = []string{"manifest", "referrers", "-l platform", "-l artifact-type", "-s q"}
+		}
+		for _, want := range wants {
 			if !strings.Contains(out, want) {
 				t.Errorf("%s script lacks %q", shell, want)
 			}
 		}
-		if path, err := exec.LookPath(shell); err == nil {
+		for _, want := range []string{"linux/arm64", "docker-archive", "export"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s script lacks the value or subcommand %q", shell, want)
+			}
+		}
+		if path, err := exec.LookPath(shell); err == nil && (shell == "bash" || shell == "zsh") {
 			cmd := exec.Command(path, "-n")
 			cmd.Stdin = strings.NewReader(out)
 			if msg, err := cmd.CombinedOutput(); err != nil {
@@ -115,9 +124,11 @@ func TestCompletionScripts(t *testing.T) {
 		probe := script.String() + `
 COMP_WORDS=(ocipull pull --plat); COMP_CWORD=2; _ocipull; echo "${COMPREPLY[@]}"
 COMP_WORDS=(ocipull mani); COMP_CWORD=1; _ocipull; echo "${COMPREPLY[@]}"
+COMP_WORDS=(ocipull pull -p linux/ar); COMP_CWORD=3; _ocipull; echo "${COMPREPLY[@]}"
 `
 		out, err := exec.Command(path, "-c", probe).CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "--platform") || !strings.Contains(string(out), "manifest") {
+		if err != nil || !strings.Contains(string(out), "--platform") || !strings.Contains(string(out), "manifest") ||
+			!strings.Contains(string(out), "linux/arm64") {
 			t.Errorf("bash completion: %v %q", err, out)
 		}
 	}
