@@ -49,7 +49,7 @@ func pullArchive(ctx context.Context, c *registry.Client, ref registry.Reference
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	prog := newProgress(e.stdout, po.quiet)
+	prog := newProgress(e.stderr, po.quiet)
 	defer prog.stop()
 	if err := writeDockerArchive(ctx, tmp, img, archiveRepoTag(ref), prog.update); err != nil {
 		return nil, err
@@ -64,11 +64,10 @@ func pullArchive(ctx context.Context, c *registry.Client, ref registry.Reference
 		return nil, err
 	}
 	prog.stop()
-	if po.quiet {
-		fmt.Fprintln(e.stdout, img.Digest())
-	} else {
-		fmt.Fprintf(e.stdout, "pulled %s (%s)\n  digest %s\n  %s into the docker-archive %s\n", ref, oci.PlatformString(p), img.Digest(), prog.summary(), dest)
+	if !po.quiet {
+		fmt.Fprintf(e.stderr, "pulled %s (%s)\n  %s into the docker-archive %s\n", ref, oci.PlatformString(p), prog.summary(), dest)
 	}
+	fmt.Fprintln(e.stdout, img.Digest())
 	return img, nil
 }
 

@@ -351,9 +351,9 @@ func TestPlatformAllAndLists(t *testing.T) {
 	}
 	// The same list again: one HEAD, nothing else.
 	f.inj.Reset()
-	code, out, _ := runCmd(t, "", "pull", "--platform", "linux/amd64,linux/arm/v7", f.host+"/app/x:v1", dir)
-	if code != 0 || !strings.Contains(out, "up to date") || f.inj.Requests() != 1 {
-		t.Errorf("re-pull of a list: exit %d, %d requests: %s", code, f.inj.Requests(), out)
+	code, _, errs = runCmd(t, "", "pull", "--platform", "linux/amd64,linux/arm/v7", f.host+"/app/x:v1", dir)
+	if code != 0 || !strings.Contains(errs, "up to date") || f.inj.Requests() != 1 {
+		t.Errorf("re-pull of a list: exit %d, %d requests: %s", code, f.inj.Requests(), errs)
 	}
 	all := t.TempDir()
 	if code, _, errs := runCmd(t, "", "pull", "-q", "-p", "all", f.host+"/app/x:v1", all); code != 0 {
@@ -400,7 +400,7 @@ func TestRepullIsOneRequest(t *testing.T) {
 		seen = nil
 		mu.Unlock()
 		code, out, errs := runCmd(t, "", "pull", host+"/big/img:v1", dir)
-		if code != 0 || !strings.Contains(out, "up to date") {
+		if code != 0 || !strings.Contains(errs, "up to date") {
 			t.Fatalf("re-pull: exit %d %s %s", code, out, errs)
 		}
 		mu.Lock()
@@ -694,7 +694,7 @@ func TestRepullOnePlatformIsOneRequest(t *testing.T) {
 	}
 	f.inj.Reset()
 	code, out, errs := runCmd(t, "", "pull", "-p", "linux/arm64", f.host+"/app/x:v1", dir)
-	if code != 0 || !strings.Contains(out, "up to date") || f.inj.Requests() != 1 {
+	if code != 0 || !strings.Contains(errs, "up to date") || f.inj.Requests() != 1 {
 		t.Errorf("re-pull of one platform: exit %d, %d requests: %s %s", code, f.inj.Requests(), out, errs)
 	}
 	f.inj.Reset()

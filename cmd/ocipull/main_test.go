@@ -82,9 +82,9 @@ func TestPull(t *testing.T) {
 	}
 	// A rerun of an unchanged image is one HEAD and nothing else.
 	f.inj.Reset()
-	code, out, _ = runCmd(t, "", "pull", f.host+"/app/x:v1", dir)
-	if code != 0 || !strings.Contains(out, "up to date") {
-		t.Errorf("rerun: %d %s", code, out)
+	code, out, errs = runCmd(t, "", "pull", f.host+"/app/x:v1", dir)
+	if code != 0 || !strings.Contains(errs, "up to date") || !strings.Contains(out, string(f.idx.Digest())) {
+		t.Errorf("rerun: %d %s %s", code, out, errs)
 	}
 	if n := f.inj.Requests(); n != 1 {
 		t.Errorf("rerun made %d requests, want 1 (a HEAD)", n)
@@ -98,9 +98,9 @@ func TestPull(t *testing.T) {
 	}
 	os.Remove(l2.BlobPath(img.Layers()[0].Digest))
 	f.inj.Reset()
-	code, out, _ = runCmd(t, "", "pull", f.host+"/app/x:v1", dir)
-	if code != 0 || !strings.Contains(out, "8 already present") {
-		t.Errorf("rerun after a blob was removed: %d %s", code, out)
+	code, _, errs = runCmd(t, "", "pull", f.host+"/app/x:v1", dir)
+	if code != 0 || !strings.Contains(errs, "8 already present") {
+		t.Errorf("rerun after a blob was removed: %d %s", code, errs)
 	}
 	if n := f.inj.RequestsTo("/blobs/"); n != 1 {
 		t.Errorf("rerun fetched %d blobs, want the one removed", n)
@@ -511,5 +511,15 @@ func TestNotFoundSaysWhat(t *testing.T) {
 		if code != 1 || !strings.Contains(errs, tc.want) {
 			t.Errorf("%s: exit %d: %s; want %q", tc.ref, code, errs, tc.want)
 		}
+	}
+}
+
+// pull writes its digest alone on stdout, for scripts; the progress and
+// the summary go to stderr (newcomer item 8).
+func TestPullStdoutIsTheDigest(t *testing.T) {
+	f := newFixture(t, nil)
+	code, out, errs := runCmd(t, "", "pull", f.host+"/app/x:v1", t.TempDir())
+	if code != 0 || out != string(f.idx.Digest())+"\n" || !strings.Contains(errs, "pulled ") {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 }

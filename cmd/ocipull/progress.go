@@ -185,6 +185,9 @@ func (p *progress) redraw() {
 	// resumed prefix, not blobs already present.
 	moved := complete - resumed - present
 	rate := float64(moved) / max(time.Since(p.start).Seconds(), 0.001)
+	if time.Since(p.start) < 2*time.Second {
+		rate = 0 // too early to say: no speed, no time left (it read "9h12m left")
+	}
 	b.WriteString("\x1b[2K")
 	b.WriteString(totalLine(done, len(keys), complete, total, resumed, rate))
 	b.WriteString("\n")

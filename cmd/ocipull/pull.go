@@ -90,8 +90,9 @@ func parsePlatforms(s string) ([]v1.Platform, bool, error) {
 	return ps, false, nil
 }
 
-// pull reads ref and writes it to dest, reporting progress on e.stdout,
-// and returns what it wrote.
+// pull reads ref and writes it to dest, reporting progress and a summary
+// on e.stderr and the digest, alone, on e.stdout; it returns what it
+// wrote.
 func pull(ctx context.Context, c *registry.Client, ref registry.Reference, dest string, po pullOptions, e *env) (oci.Ref, error) {
 	if po.format == "docker-archive" {
 		return pullArchive(ctx, c, ref, dest, po, e)
@@ -101,11 +102,10 @@ func pull(ctx context.Context, c *registry.Client, ref registry.Reference, dest 
 		tag = po.name
 	}
 	if got, ok := upToDate(ctx, c, ref, tag, dest, po); ok {
-		if po.quiet {
-			fmt.Fprintln(e.stdout, got.Digest())
-		} else {
-			fmt.Fprintf(e.stdout, "%s is up to date in %s\n  digest %s\n", ref, dest, got.Digest())
+		if !po.quiet {
+			fmt.Fprintf(e.stderr, "%s is up to date in %s\n", ref, dest)
 		}
+		fmt.Fprintln(e.stdout, got.Digest())
 		return got, nil
 	}
 	top, got, err := readTop(ctx, c, ref, po)
@@ -116,7 +116,7 @@ func pull(ctx context.Context, c *registry.Client, ref registry.Reference, dest 
 	if err != nil {
 		return nil, err
 	}
-	prog := newProgress(e.stdout, po.quiet)
+	prog := newProgress(e.stderr, po.quiet)
 	defer prog.stop()
 	if prog.live && isTerminal(e.stderr) {
 		e.live.Store(prog)
@@ -133,11 +133,10 @@ func pull(ctx context.Context, c *registry.Client, ref registry.Reference, dest 
 		return nil, err
 	}
 	prog.stop()
-	if po.quiet {
-		fmt.Fprintln(e.stdout, got.Digest())
-	} else {
-		fmt.Fprintf(e.stdout, "pulled %s\n  digest %s\n  %s into %s\n", ref, got.Digest(), prog.summary(), dest)
+	if !po.quiet {
+		fmt.Fprintf(e.stderr, "pulled %s\n  %s into %s\n", ref, prog.summary(), dest)
 	}
+	fmt.Fprintln(e.stdout, got.Digest())
 	return got, nil
 }
 
