@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"iter"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"unicode"
@@ -165,42 +165,95 @@ var blobCommand = &command{
 	},
 }
 
-// downloadBlob writes the verified blob to path (a temporary file beside
-// it, renamed when verified) or, when path is empty, to w (spooled through
-// a temporary file first, so that no unverified byte reaches w).
+// downloadBlob writes the verified blob to path or, when path is empty,
+// streams it to w.
+//
+// To a file: the bytes land in path + ".partial", which an interrupted
+// run leaves; the next run resumes it with a Range request (the prefix on
+// disk is read back and hashed with the rest), and only a verified whole
+// is renamed to path. Bytes that do not verify remove the partial file.
+//
+// To w: the bytes go out as they arrive and verify, all but the last read
+// of them, which is held until the whole blob matched its digest (as the
+// pull-through cache does): a consumer never sees the clean end of wrong
+// content, and the command exits 1.
 func downloadBlob(ctx context.Context, c *registry.Client, desc v1.Descriptor, path string, w io.Writer) error {
-	dir := filepath.Dir(path)
 	if path == "" {
-		dir = ""
+		rc, err := c.OpenBlob(ctx, desc)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		_, err = io.Copy(w, rc)
+		return err
 	}
-	tmp, err := os.CreateTemp(dir, ".ocipull-blob-*")
+	partial := path + ".partial"
+	f, err := os.OpenFile(partial, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
-	rc, err := c.OpenBlob(ctx, desc)
+	defer f.Close()
+	st, err := f.Stat()
 	if err != nil {
 		return err
 	}
-	defer rc.Close()
-	if _, err := io.Copy(tmp, rc); err != nil {
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("%s: not a regular file", safe(partial))
+	}
+	have := st.Size()
+	if have >= desc.Size {
+		have = 0 // longer than the blob: not ours to trust
+	}
+	remote, err := c.Source().BlobAt(ctx, desc, have)
+	if err != nil && have > 0 {
+		have = 0 // the registry will not resume: start over
+		remote, err = c.Source().BlobAt(ctx, desc, 0)
+	}
+	if err != nil {
 		return err
 	}
-	if path != "" {
-		if err := tmp.Chmod(0o644); err != nil {
-			return err
-		}
-		if err := tmp.Close(); err != nil {
-			return err
-		}
-		return os.Rename(tmp.Name(), path)
-	}
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+	defer remote.Close()
+	if err := f.Truncate(have); err != nil {
 		return err
 	}
-	_, err = io.Copy(w, tmp)
-	return err
+	landed := &offsetWriter{f: f, off: have}
+	vr, err := oci.NewVerifyReader(io.NopCloser(io.MultiReader(io.NewSectionReader(f, 0, have), io.TeeReader(remote, landed))), desc)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(io.Discard, vr); err != nil {
+		if errors.Is(err, oci.ErrDigestMismatch) || errors.Is(err, oci.ErrSizeMismatch) {
+			f.Close()
+			os.Remove(partial)
+		}
+		return err
+	}
+	if landed.err != nil {
+		return landed.err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(partial, path)
+}
+
+// offsetWriter writes at a moving offset of f, remembering the first error.
+type offsetWriter struct {
+	f   *os.File
+	off int64
+	err error
+}
+
+func (o *offsetWriter) Write(p []byte) (int, error) {
+	if o.err != nil {
+		return len(p), nil
+	}
+	n, err := o.f.WriteAt(p, o.off)
+	o.off += int64(n)
+	if err != nil {
+		o.err = err
+	}
+	return len(p), nil
 }
 
 var tagsCommand = &command{
