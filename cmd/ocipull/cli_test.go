@@ -867,3 +867,12 @@ func TestBlobResumes(t *testing.T) {
 		t.Errorf("the interrupted download's partial file is gone: %v", err)
 	}
 }
+
+// tags --help describes only what tags takes (newcomer item 8: it spoke
+// of an entry NAME argument).
+func TestTagsHelpHasNoName(t *testing.T) {
+	code, out, _ := runCmd(t, "", "tags", "--help")
+	if code != 0 || strings.Contains(out, "names an entry") || !strings.Contains(out, "--layout DIR") {
+		t.Errorf("exit %d:\n%s", code, out)
+	}
+}

@@ -262,7 +262,7 @@ var tagsCommand = &command{
 	examples: []string{"ocipull tags ghcr.io/org/app", "ocipull tags --layout ./app"},
 	define: func(f *flags, e *env) func(context.Context) error {
 		rf := addRemoteFlags(f)
-		layout := layoutFlag(f)
+		layout := f.String("layout", "", "", "list the names in the OCI layout at this `DIR` instead of a registry's tags")
 		return func(ctx context.Context) error {
 			t, ctx, cancel, err := readTarget(ctx, e, rf, *layout)
 			if err != nil {
