@@ -8,8 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-
-	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"sync"
 
 	"github.com/ocipull/registry"
 	"github.com/ocipull/registry/faults"
@@ -17,34 +16,39 @@ import (
 	"github.com/ocipull/registry/ocitest"
 )
 
-// Serve refs from the in-memory registry in a test.
+// Serve refs from the in-memory registry in a test: content from
+// ocitest, one call.
 func ExampleServer() {
-	mem := oci.NewMemory()
-	layer := mem.Add(v1.MediaTypeImageLayer, []byte("layer bytes"))
-	config := mem.Add(v1.MediaTypeImageConfig, []byte(`{"architecture":"amd64","os":"linux"}`))
-	img, _ := mem.NewImage(v1.Manifest{Config: config, Layers: []v1.Descriptor{layer}})
-
+	img, err := ocitest.Build(ocitest.Spec{})
+	if err != nil {
+		panic(err)
+	}
 	srv := registry.NewServer()
-	srv.AddRef("example/app", "v1", img)
+	if err := srv.AddRef("example/app", "v1", img); err != nil {
+		panic(err)
+	}
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
 
 	u, _ := url.Parse(ts.URL)
 	c := (&registry.Registry{Scheme: "http", Host: u.Host}).Repository("example/app")
-	tags, _ := c.Tags(context.Background())
-	fmt.Println(tags)
-	// Output: [v1]
+	tags, err := c.Tags(context.Background())
+	fmt.Println(tags, err)
+	// Output: [v1] <nil>
 }
 
 // Read an image by tag and stream a layer: the manifest is verified when
-// read, the layer while it streams.
+// read, the layer while it streams. What a ref is (an image, an index)
+// is a type switch.
 func ExampleClient_Read() {
+	idx, err := ocitest.Build(ocitest.Spec{Platforms: ocitest.Platforms("linux/amd64", "linux/arm64")})
+	if err != nil {
+		panic(err)
+	}
 	srv := registry.NewServer()
-	mem := oci.NewMemory()
-	layer := mem.Add(v1.MediaTypeImageLayer, []byte("hello from a layer"))
-	config := mem.Add(v1.MediaTypeImageConfig, []byte(`{"architecture":"amd64","os":"linux"}`))
-	img, _ := mem.NewImage(v1.Manifest{Config: config, Layers: []v1.Descriptor{layer}})
-	srv.AddRef("example/app", "v1", img)
+	if err := srv.AddRef("example/app", "v1", idx); err != nil {
+		panic(err)
+	}
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
 
@@ -52,49 +56,49 @@ func ExampleClient_Read() {
 	if err != nil {
 		panic(err)
 	}
-	c := ref.Client() // loopback: HTTPS first, then plain HTTP as this server speaks it
-	got, err := c.Read(context.Background(), ref.TagOrDigest())
+	ctx := context.Background()
+	got, err := ref.Client().Read(ctx, ref.TagOrDigest()) // loopback: HTTPS first, then plain HTTP as this server speaks it
 	if err != nil {
 		panic(err)
 	}
-	image := got.(*oci.Image)
-	rc, err := image.OpenBlob(context.Background(), image.Layers()[0])
+	var image *oci.Image
+	switch r := got.(type) {
+	case *oci.Index:
+		fmt.Println("an index of", len(r.Manifests()), "images")
+		if image, err = oci.ImageForPlatform(ctx, r, ocitest.Platforms("linux/arm64")[0]); err != nil {
+			panic(err)
+		}
+	case *oci.Image:
+		image = r
+	}
+	rc, err := image.OpenBlob(ctx, image.Layers()[0])
 	if err != nil {
 		panic(err)
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(rc) // ends with an error, not io.EOF, on a mismatch
-	if err != nil {
-		panic(err)
-	}
-	fmt.Println(string(b))
-	// Output: hello from a layer
+	n, err := io.Copy(io.Discard, rc) // ends with an error, not io.EOF, on a mismatch
+	fmt.Println(n == image.Layers()[0].Size, err)
+	// Output:
+	// an index of 2 images
+	// true <nil>
 }
 
 // Test a client's authentication against the server's token mode: anonymous
 // pulls are refused for the private repository, the user's credentials work.
 func ExampleServerAuth() {
-	mem := oci.NewMemory()
-	config := mem.Add(v1.MediaTypeImageConfig, []byte(`{"architecture":"amd64","os":"linux"}`))
-	img, _ := mem.NewImage(v1.Manifest{Config: config, Layers: []v1.Descriptor{}})
-
-	srv := registry.NewServer()
-	srv.Auth = &registry.ServerAuth{
-		Users: map[string]registry.ServerUser{"alice": {Password: "s3cret", Repositories: []string{"private/app"}}},
+	img, err := ocitest.Build(ocitest.Spec{})
+	if err != nil {
+		panic(err)
 	}
-	srv.AddRef("private/app", "v1", img)
-	ts := httptest.NewServer(srv)
-	defer ts.Close()
-	u, _ := url.Parse(ts.URL)
+	reg := ocitest.NewRegistry(exampleT{}, &registry.ServerAuth{
+		Users: map[string]registry.ServerUser{"alice": {Password: "s3cret", Repositories: []string{"private/app"}}},
+	}, map[string]oci.Ref{"private/app:v1": img})
+	defer reg.HTTP.Close()
 
-	anonymous := (&registry.Registry{Scheme: "http", Host: u.Host}).Repository("private/app")
-	_, err := anonymous.Read(context.Background(), "v1")
+	_, err = reg.Client("private/app").Read(context.Background(), "v1")
 	fmt.Println("anonymous:", errors.Is(err, registry.ErrUnauthorized))
 
-	alice := (&registry.Registry{Scheme: "http", Host: u.Host,
-		Credentials: registry.StaticCredentials("alice", "s3cret"),
-	}).Repository("private/app")
-	ref, err := alice.Read(context.Background(), "v1")
+	ref, err := reg.Client("private/app", "alice", "s3cret").Read(context.Background(), "v1")
 	fmt.Println("alice:", err == nil && ref.Digest() == img.Digest())
 	// Output:
 	// anonymous: true
@@ -102,20 +106,27 @@ func ExampleServerAuth() {
 }
 
 // Fetch an image by digest into an OCI layout on disk, as a hermetic build
-// does: every blob is verified before it is renamed into place, blobs already
-// present and verified are skipped, and an interrupted write resumes.
+// does, with progress: every blob is verified before it is renamed into
+// place, blobs already present and verified are skipped, and an
+// interrupted write resumes. Progress may be called from several
+// goroutines at once.
 func ExampleClient_Read_toLayout() {
-	mem := oci.NewMemory()
-	layer := mem.Add(v1.MediaTypeImageLayer, []byte("pinned layer"))
-	config := mem.Add(v1.MediaTypeImageConfig, []byte(`{"architecture":"amd64","os":"linux"}`))
-	img, _ := mem.NewImage(v1.Manifest{Config: config, Layers: []v1.Descriptor{layer}})
+	img, err := ocitest.Build(ocitest.Spec{Layers: 3})
+	if err != nil {
+		panic(err)
+	}
 	srv := registry.NewServer()
-	srv.AddRef("example/app", "v1", img)
+	if err := srv.AddRef("example/app", "v1", img); err != nil {
+		panic(err)
+	}
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
 	pinned := string(img.Digest()) // what the build file records
 
-	ref, _ := registry.ParseReference(ts.Listener.Addr().String() + "/example/app@" + pinned)
+	ref, err := registry.ParseReference(ts.Listener.Addr().String() + "/example/app@" + pinned)
+	if err != nil {
+		panic(err)
+	}
 	got, err := ref.Client().Read(context.Background(), ref.TagOrDigest())
 	if err != nil {
 		panic(err)
@@ -126,13 +137,29 @@ func ExampleClient_Read_toLayout() {
 	if err != nil {
 		panic(err)
 	}
-	if err := layout.Write(context.Background(), "app", got, nil); err != nil {
+	var mu sync.Mutex
+	done := 0
+	progress := func(p oci.BlobProgress) {
+		if p.Done {
+			mu.Lock()
+			done++
+			mu.Unlock()
+		}
+	}
+	if err := layout.Write(context.Background(), "app", got, &oci.WriteOptions{Progress: progress}); err != nil {
 		panic(err)
 	}
-	again, _ := layout.Read(context.Background(), "app")
-	fmt.Println(again.Digest() == img.Digest())
-	// Output: true
+	again, err := layout.Read(context.Background(), "app")
+	fmt.Println(again.Digest() == img.Digest(), err, done, "blobs done")
+	// Output: true <nil> 4 blobs done
 }
+
+// exampleT is the part of testing.TB that ocitest needs, for an Example.
+type exampleT struct{}
+
+func (exampleT) Helper()                        {}
+func (exampleT) Fatalf(format string, a ...any) { panic(fmt.Sprintf(format, a...)) }
+func (exampleT) Cleanup(func())                 {}
 
 // A server with token auth and a fault in front: alice pulls a private
 // image through a 503 that the client retries.
