@@ -120,3 +120,22 @@ func main() {}
 		t.Fatalf("the README's Go blocks do not compile: %v\n%s\n--- the program:\n%s", err, out, src.String())
 	}
 }
+
+// The README's first screen does not promise an install that fails: the
+// module is not on a module proxy (newcomer item 1).
+func TestREADMEInstallLine(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := string(readme)
+	if i := strings.Index(first, "## Library tour"); i > 0 {
+		first = first[:i]
+	}
+	if !strings.Contains(first, "go install ./cmd/ocipull") {
+		t.Error("the first screen does not say how to install from the checkout")
+	}
+	if strings.Contains(first, "go install github.com/ocipull/registry/cmd/ocipull@latest`,") {
+		t.Error("the first screen offers go install …@latest as a way to install")
+	}
+}

@@ -205,3 +205,15 @@ func TestArtifactIsAReferrer(t *testing.T) {
 		t.Errorf("referrers: %v %v", refs, err)
 	}
 }
+
+// Client with one credential argument is a mistake, said at once, never a
+// silently anonymous client (newcomer item 7).
+func TestClientWantsUserAndPassword(t *testing.T) {
+	reg := ocitest.NewRegistry(t, nil, nil)
+	defer func() {
+		if recover() == nil {
+			t.Error("Client(repo, user) without a password did not panic")
+		}
+	}()
+	reg.Client("app", "alice")
+}
