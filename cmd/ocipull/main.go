@@ -130,6 +130,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	args = commandFirst(args)
 	c := lookup(args[0])
 	if c == nil {
+		if near := nearestCommand(args[0]); near != "" {
+			fmt.Fprintf(stderr, "ocipull: unknown command %q; did you mean %q? (run \"ocipull help\" for the commands)\n", safe(args[0]), near)
+			return 2
+		}
 		fmt.Fprintf(stderr, "ocipull: unknown command %q (run \"ocipull help\" for the commands)\n", safe(args[0]))
 		return 2
 	}
@@ -148,6 +152,42 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = body(ctx)
 	}
 	return report(ctx, c.name, err, stderr)
+}
+
+// nearestCommand is the command name within two edits of s (a typo such
+// as "pul"), or "" when none is.
+func nearestCommand(s string) string {
+	best, bestD := "", 3
+	for _, c := range commands {
+		if d := editDistance(s, c.name); d < bestD {
+			best, bestD = c.name, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b (short strings).
+func editDistance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return 64
+	}
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 // commandFirst lets flags come before the command too, as the README

@@ -523,3 +523,15 @@ func TestPullStdoutIsTheDigest(t *testing.T) {
 		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 }
+
+// A mistyped command gets a suggestion (newcomer item 5).
+func TestDidYouMean(t *testing.T) {
+	code, _, errs := runCmd(t, "", "pul", "x", "y")
+	if code != 2 || !strings.Contains(errs, `did you mean "pull"`) {
+		t.Errorf("exit %d: %s", code, errs)
+	}
+	code, _, errs = runCmd(t, "", "frobnicate")
+	if code != 2 || strings.Contains(errs, "did you mean") {
+		t.Errorf("exit %d: %s", code, errs)
+	}
+}
