@@ -2,9 +2,12 @@ package mirror
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"runtime/debug"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/ocipull/registry/internal/wire"
@@ -72,6 +75,13 @@ func (c *Cache) serve(w *wire.Recorder, r *http.Request) (outcome, target) {
 	case r.URL.Path == "/metrics":
 		c.serveMetrics(w)
 		return outcome{kind: outHit}, target{}
+	case r.URL.Path == "/healthz":
+		// Liveness: the process answers.
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+		return outcome{kind: outHit}, target{}
+	case r.URL.Path == "/readyz":
+		return c.serveReady(w), target{}
 	case auth != nil && r.URL.Path == auth.TokenPath():
 		auth.ServeToken(w, r)
 		return outcome{kind: outPassed}, target{}
@@ -118,4 +128,33 @@ func (c *Cache) serve(w *wire.Recorder, r *http.Request) (outcome, target) {
 	default:
 		return c.serveReferrers(w, r, t, rt.Reference), t
 	}
+}
+
+// serveReady answers readiness: 200 when the store can be read and at
+// least one upstream is not marked down; else 503 with the reasons, one a
+// line (the upstream's name and the sanitised cause).
+func (c *Cache) serveReady(w http.ResponseWriter) outcome {
+	var problems []string
+	if _, err := c.store.Index(); err != nil {
+		problems = append(problems, "store: unusable")
+		c.log.Warn("readiness: the store cannot be read", "cause", safe(err.Error()))
+	}
+	var downs []string
+	for _, up := range c.upstreams {
+		if down, cause := up.breaker.down(); down {
+			downs = append(downs, "upstream "+up.name+": down ("+cause+")")
+		}
+	}
+	if len(downs) == len(c.upstreams) {
+		sort.Strings(downs)
+		problems = append(problems, downs...)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if len(problems) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, strings.Join(problems, "\n")+"\n")
+		return outcome{kind: outFailed}
+	}
+	io.WriteString(w, "ready\n")
+	return outcome{kind: outHit}
 }

@@ -3,7 +3,9 @@ package mirror_test
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -155,6 +157,51 @@ func TestListTTLInVirtualTime(t *testing.T) {
 		}
 		if n := up.count(list); n != 2 {
 			t.Errorf("%d upstream tag lists, want 2 (one at 0 s, one after 31 s)", n)
+		}
+	})
+}
+
+// TestReadinessInVirtualTime: /healthz always answers; /readyz flips to
+// 503 naming the upstream while it is marked down, and back to 200 once a
+// request finds it up again.
+func TestReadinessInVirtualTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := registry.NewServer()
+		mustAdd(t, srv, "team/app", "v1", newImage(t, oci.NewMemory(), 10))
+		var broken atomic.Bool
+		up := &handlerTransport{h: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if broken.Load() {
+				http.Error(w, "down", http.StatusServiceUnavailable)
+				return
+			}
+			srv.ServeHTTP(w, r)
+		})}
+		c, err := mirror.Open(t.TempDir(), mirror.Config{
+			Upstreams: map[string]mirror.Upstream{"": {URL: "http://upstream.example", Transport: up, DownFor: 10 * time.Second}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if rec := cacheGet(c, "/healthz"); rec.Code != 200 {
+			t.Fatalf("healthz: %d", rec.Code)
+		}
+		if rec := cacheGet(c, "/readyz"); rec.Code != 200 {
+			t.Fatalf("readyz at start: %d %s", rec.Code, rec.Body)
+		}
+		broken.Store(true)
+		cacheGet(c, "/v2/team/app/manifests/v1")
+		rec := cacheGet(c, "/readyz")
+		if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "upstream.example: down") {
+			t.Fatalf("readyz with the upstream down: %d %q", rec.Code, rec.Body)
+		}
+		if rec := cacheGet(c, "/healthz"); rec.Code != 200 {
+			t.Fatalf("healthz with the upstream down: %d", rec.Code)
+		}
+		broken.Store(false)
+		time.Sleep(11 * time.Second)
+		cacheGet(c, "/v2/team/app/manifests/v1")
+		if rec := cacheGet(c, "/readyz"); rec.Code != 200 {
+			t.Fatalf("readyz restored: %d %s", rec.Code, rec.Body)
 		}
 	})
 }
