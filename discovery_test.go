@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -358,5 +359,23 @@ func TestResolveUnknownRepository(t *testing.T) {
 	c := clientFor(t, serve(t, f.srv), "no/such/repo")
 	if _, err := c.Resolve(context.Background(), "v1"); !errors.Is(err, registry.ErrNotFound) {
 		t.Errorf("got %v; want ErrNotFound", err)
+	}
+}
+
+// Docker Hub references print as containerd names them (hermetic item 3).
+func TestReferenceStringContainerdName(t *testing.T) {
+	for in, want := range map[string]string{
+		"alpine:3.20":                         "docker.io/library/alpine:3.20",
+		"docker.io/alpine:3.20":               "docker.io/library/alpine:3.20",
+		"registry-1.docker.io/library/alpine": "docker.io/library/alpine:latest",
+		"ghcr.io/org/app:v1":                  "ghcr.io/org/app:v1",
+	} {
+		r, err := registry.ParseReference(in)
+		if err != nil || r.String() != want {
+			t.Errorf("%s: %q, %v; want %q", in, r.String(), err, want)
+		}
+		if strings.HasPrefix(want, "docker.io/") && r.Host != "registry-1.docker.io" {
+			t.Errorf("%s: Host %q, want registry-1.docker.io (where it is)", in, r.Host)
+		}
 	}
 }

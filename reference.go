@@ -91,9 +91,16 @@ func ParseReference(s string) (Reference, error) {
 	return r, nil
 }
 
-// String formats the reference as host/name[:tag][@digest].
+// String formats the reference as host/name[:tag][@digest], the way
+// containerd names images: Docker Hub's host is "docker.io"
+// ("docker.io/library/alpine:3.20"), where Host says where the registry
+// really is.
 func (r Reference) String() string {
-	s := r.Host + "/" + r.Repository
+	host := r.Host
+	if RegistryName(host) == dockerHubDomain {
+		host = dockerHubDomain
+	}
+	s := host + "/" + r.Repository
 	if r.Tag != "" {
 		s += ":" + r.Tag
 	}

@@ -876,3 +876,27 @@ func TestTagsHelpHasNoName(t *testing.T) {
 		t.Errorf("exit %d:\n%s", code, out)
 	}
 }
+
+// A layout entry recorded under any spelling of a Docker Hub name (as
+// earlier versions wrote registry-1.docker.io/..., as containerd writes
+// docker.io/library/...) is found by every spelling (hermetic item 3).
+func TestLayoutNamesAnySpelling(t *testing.T) {
+	f := newFixture(t, nil)
+	dir := t.TempDir()
+	l, err := oci.CreateLayout(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Write(context.Background(), "3.20", f.idx, &oci.WriteOptions{ImageName: "registry-1.docker.io/library/alpine:3.20"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Write(context.Background(), "3.20", f.idx, &oci.WriteOptions{ImageName: "ghcr.io/other/alpine:3.20"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"alpine:3.20", "docker.io/alpine:3.20", "docker.io/library/alpine:3.20", "registry-1.docker.io/library/alpine:3.20"} {
+		code, out, errs := runCmd(t, "", "digest", "oci:"+dir+":"+name)
+		if code != 0 || strings.TrimSpace(out) != string(f.idx.Digest()) {
+			t.Errorf("%s: exit %d %q %s", name, code, out, errs)
+		}
+	}
+}

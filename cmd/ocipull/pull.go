@@ -174,7 +174,7 @@ func upToDate(ctx context.Context, c *registry.Client, ref registry.Reference, t
 	}
 	var entry v1.Descriptor
 	for _, d := range idx.Manifests {
-		if d.Annotations[annotationImageName] == ref.String() && d.Annotations[v1.AnnotationRefName] == tag &&
+		if canonicalName(d.Annotations[annotationImageName]) == ref.String() && d.Annotations[v1.AnnotationRefName] == tag &&
 			d.Annotations[annotationPlatforms] == po.platformKey() {
 			entry = d
 		}

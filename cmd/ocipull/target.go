@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -107,7 +108,13 @@ func (t *target) read(ctx context.Context) (oci.Ref, error) {
 		return t.client.Read(ctx, t.ref.TagOrDigest())
 	}
 	if t.name != "" {
-		return t.layout.Read(ctx, t.name)
+		ref, err := t.layout.Read(ctx, t.name)
+		if errors.Is(err, oci.ErrNotFound) {
+			if d, ok := findByImageName(t.layout, t.name); ok {
+				return oci.LoadRef(ctx, t.layout, d)
+			}
+		}
+		return ref, err
 	}
 	idx, err := t.layout.Index()
 	if err != nil {
@@ -156,4 +163,34 @@ func (t *target) readPlatform(ctx context.Context, platform string) (oci.Ref, er
 		return ref, err
 	}
 	return oci.ImageForPlatform(ctx, ref, p)
+}
+
+// canonicalName is an image name as containerd records it
+// ("docker.io/library/alpine:3.20" for "alpine:3.20", "docker.io/alpine:3.20"
+// or "registry-1.docker.io/library/alpine:3.20"), or s itself when it is
+// not a reference.
+func canonicalName(s string) string {
+	r, err := registry.ParseReference(s)
+	if err != nil {
+		return s
+	}
+	return r.String()
+}
+
+// findByImageName finds the layout entry whose full image name is name in
+// any of its spellings (short or long, as this and earlier versions and
+// containerd write them).
+func findByImageName(l *oci.Layout, name string) (v1.Descriptor, bool) {
+	idx, err := l.Index()
+	if err != nil {
+		return v1.Descriptor{}, false
+	}
+	want := canonicalName(name)
+	for _, d := range idx.Manifests {
+		if full := d.Annotations[annotationImageName]; full != "" && canonicalName(full) == want {
+			d.Annotations = nil
+			return d, true
+		}
+	}
+	return v1.Descriptor{}, false
 }
