@@ -363,3 +363,28 @@ func TestCatalogTokenAfterRepositoryPull(t *testing.T) {
 		t.Errorf("catalog after a pull: %d requests (%d token), want 2 (1 token, no refused request)", n, tok)
 	}
 }
+
+// ServerAuth.Verify replaces the password check (a password file's hook);
+// Users still say what each may pull.
+func TestServerAuthVerifyHook(t *testing.T) {
+	auth := &registry.ServerAuth{
+		Users:  map[string]registry.ServerUser{"alice": {Repositories: []string{"pub/img"}}},
+		Verify: func(user, password string) bool { return user == "alice" && password == "from-the-file" },
+	}
+	_, _, clientFor := authFixture(t, auth)
+	ok := clientFor("pub/img")
+	ok.Registry().Credentials = registry.StaticCredentials("alice", "from-the-file")
+	if _, err := ok.Read(context.Background(), "v1"); err != nil {
+		t.Errorf("the hook's password: %v", err)
+	}
+	bad := clientFor("pub/img")
+	bad.Registry().Credentials = registry.StaticCredentials("alice", "wrong")
+	if _, err := bad.Read(context.Background(), "v1"); !errors.Is(err, registry.ErrUnauthorized) {
+		t.Errorf("a wrong password: %v, want ErrUnauthorized", err)
+	}
+	other := clientFor("priv/img")
+	other.Registry().Credentials = registry.StaticCredentials("alice", "from-the-file")
+	if _, err := other.Read(context.Background(), "v1"); !errors.Is(err, registry.ErrDenied) {
+		t.Errorf("a repository alice may not pull: %v, want ErrDenied", err)
+	}
+}
