@@ -61,7 +61,8 @@ type ServerAuth struct {
 	// bcrypt, as `ocipull mirror --htpasswd` reads it) or a directory,
 	// so that this package needs no password-hashing dependency. What a
 	// user may pull still comes from Users (a user absent from it may pull
-	// nothing); RefreshToken logins are unaffected. It must be safe for
+	// what the entry "*" grants, or nothing); RefreshToken logins are
+	// unaffected. It must be safe for
 	// concurrent use and take about as long for an unknown user as for a
 	// known one.
 	Verify func(user, password string) bool
@@ -121,7 +122,11 @@ func (a *ServerAuth) lifetime() time.Duration {
 func (a *ServerAuth) allowed(user, scope string) bool {
 	list := a.Anonymous
 	if user != "" {
-		list = a.Users[user].Repositories
+		u, listed := a.Users[user]
+		if !listed && a.Verify != nil {
+			u = a.Users["*"] // users of a password file not listed one by one
+		}
+		list = u.Repositories
 	}
 	if scope == wire.CatalogScope {
 		for _, r := range list {

@@ -2,5 +2,5 @@
 
 package main
 
-// ignoreHangup: there is no SIGHUP here.
-func ignoreHangup() {}
+// onHangup: there is no SIGHUP here.
+func onHangup(func()) (stop func()) { return func() {} }

@@ -85,6 +85,10 @@ var mirrorCommand = &command{
 		username := f.String("username", "u", "", "the upstream `USER`, for the upstream --credentials-for names (default: Docker's config.json, per upstream host)")
 		passwordStdin := f.Bool("password-stdin", "", "read the upstream password from standard input")
 		credsFor := f.String("credentials-for", "", "", "the upstream `NS` that --username is for (default: the only upstream, or the one without NS=)")
+		usersFile := f.String("htpasswd", "", "", "clients log in with the users of this Apache htpasswd `FILE` (bcrypt entries, htpasswd -B); re-read when it changes and on SIGHUP")
+		grants := grantFlags{}
+		f.Var(grants, "grant", "", "with --htpasswd: `USER=REPO[,REPO]` that USER may pull, upstream-qualified (docker.io/library/alpine; * for all); users without one may pull all (repeatable)")
+		anonymous := f.String("anonymous", "", "", "with --htpasswd: `REPOS` (comma-separated, upstream-qualified; * for all) anyone may pull without logging in")
 		return func(ctx context.Context) error {
 			stdin, stdout, stderr := e.stdin, e.stdout, e.stderr
 			if *cache == "" || len(ups) == 0 {
@@ -107,7 +111,24 @@ var mirrorCommand = &command{
 			if err != nil {
 				return err
 			}
-			m, err := mirror.Open(*cache, mirror.Config{Upstreams: ups, TagTTL: *ttl, MaxSize: capBytes, Log: logger})
+			var auth *registry.ServerAuth
+			var users *htpasswd
+			if *usersFile != "" {
+				if users, err = loadHtpasswd(*usersFile, func(msg string) { logger.Warn(msg) }); err != nil {
+					return usageErr("--htpasswd: %v", err)
+				}
+				auth = &registry.ServerAuth{Service: "ocipull-mirror", Verify: users.verify,
+					Users: map[string]registry.ServerUser{"*": {Repositories: []string{"*"}}}}
+				for user, repos := range grants {
+					auth.Users[user] = registry.ServerUser{Repositories: repos}
+				}
+				if *anonymous != "" {
+					auth.Anonymous = strings.Split(*anonymous, ",")
+				}
+			} else if len(grants) > 0 || *anonymous != "" {
+				return usageErr("--grant and --anonymous need --htpasswd")
+			}
+			m, err := mirror.Open(*cache, mirror.Config{Upstreams: ups, TagTTL: *ttl, MaxSize: capBytes, Log: logger, Auth: auth})
 			if err != nil {
 				return err
 			}
@@ -117,8 +138,19 @@ var mirrorCommand = &command{
 				return err
 			}
 			// SIGHUP (a closed terminal, or an operator asking for a
-			// reload) must not end the cache.
-			ignoreHangup()
+			// reload) must not end the cache: it re-reads the users file.
+			stopHangup := onHangup(func() {
+				if users == nil {
+					logger.Info("SIGHUP: nothing to reload")
+					return
+				}
+				if err := users.reload(); err != nil {
+					logger.Warn("SIGHUP: keeping the users read before", "cause", safe(err.Error()))
+					return
+				}
+				logger.Info("SIGHUP: users re-read", "file", safe(*usersFile))
+			})
+			defer stopHangup()
 			return serveUntilDoneWithin(ctx, ln, m, *drain, func() {
 				fmt.Fprintf(stdout, "mirroring %s into %s at %s\n", ups, *cache, url)
 			})
