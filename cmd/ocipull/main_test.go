@@ -409,6 +409,16 @@ func TestServeTLS(t *testing.T) {
 	if err != nil || ref.Digest() != f.idx.Digest() {
 		t.Fatalf("read over TLS: %v", err)
 	}
+	// HTTP/2 on TLS listeners.
+	h2 := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
+	resp, err := h2.Get("https://" + addr + "/v2/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 {
+		t.Errorf("TLS listener spoke %s, want HTTP/2", resp.Proto)
+	}
 	cancel()
 	if code := <-done; code != 0 {
 		t.Errorf("serve exit %d: %s", code, errb.String())
