@@ -65,6 +65,9 @@ type Config struct {
 	// MaxTags caps the tags recorded in the store's index.json; the least
 	// recently used go first. Zero means 10,000.
 	MaxTags int
+	// MetricsOnAdminOnly keeps /metrics off the serving handler (it is
+	// then served by [Cache.Admin] alone, on a listener of its own).
+	MetricsOnAdminOnly bool
 }
 
 // Upstream is a registry a [Cache] fills its store from.

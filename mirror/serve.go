@@ -72,7 +72,7 @@ func clientAddr(r *http.Request) string {
 func (c *Cache) serve(w *wire.Recorder, r *http.Request) (outcome, target) {
 	auth := c.cfg.Auth
 	switch {
-	case r.URL.Path == "/metrics":
+	case r.URL.Path == "/metrics" && !c.cfg.MetricsOnAdminOnly:
 		c.serveMetrics(w)
 		return outcome{kind: outHit}, target{}
 	case r.URL.Path == "/healthz":
@@ -157,4 +157,17 @@ func (c *Cache) serveReady(w http.ResponseWriter) outcome {
 	}
 	io.WriteString(w, "ready\n")
 	return outcome{kind: outHit}
+}
+
+// Admin is the handler for an operator's listener: /metrics, /healthz
+// and /readyz, unauthenticated (bind it where only operators reach it).
+func (c *Cache) Admin() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) { c.serveMetrics(w) })
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) { c.serveReady(w) })
+	return mux
 }

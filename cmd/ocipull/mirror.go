@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -88,6 +91,7 @@ var mirrorCommand = &command{
 		usersFile := f.String("htpasswd", "", "", "clients log in with the users of this Apache htpasswd `FILE` (bcrypt entries, htpasswd -B); re-read when it changes and on SIGHUP")
 		grants := grantFlags{}
 		f.Var(grants, "grant", "", "with --htpasswd: `USER=REPO[,REPO]` that USER may pull, upstream-qualified (docker.io/library/alpine; * for all); users without one may pull all (repeatable)")
+		adminAddr := f.String("admin-addr", "", "", "serve /metrics, /healthz, /readyz and the Go profiler (/debug/pprof/) on this `HOST:PORT`; /metrics then leaves the serving port")
 		anonymous := f.String("anonymous", "", "", "with --htpasswd: `REPOS` (comma-separated, upstream-qualified; * for all) anyone may pull without logging in")
 		return func(ctx context.Context) error {
 			stdin, stdout, stderr := e.stdin, e.stdout, e.stderr
@@ -128,11 +132,19 @@ var mirrorCommand = &command{
 			} else if len(grants) > 0 || *anonymous != "" {
 				return usageErr("--grant and --anonymous need --htpasswd")
 			}
-			m, err := mirror.Open(*cache, mirror.Config{Upstreams: ups, TagTTL: *ttl, MaxSize: capBytes, Log: logger, Auth: auth})
+			m, err := mirror.Open(*cache, mirror.Config{Upstreams: ups, TagTTL: *ttl, MaxSize: capBytes, Log: logger, Auth: auth,
+				MetricsOnAdminOnly: *adminAddr != ""})
 			if err != nil {
 				return err
 			}
 			defer m.Close()
+			if *adminAddr != "" {
+				stop, err := serveAdmin(*adminAddr, m, stdout)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			ln, url, err := listen(*addr, tlsConfig)
 			if err != nil {
 				return err
@@ -254,4 +266,24 @@ func credentialsFrom(username string, passwordStdin bool, stdin io.Reader) (regi
 		return nil, usageErr("--username needs --password-stdin")
 	}
 	return registry.DockerConfig(""), nil
+}
+
+// serveAdmin serves the cache's admin handler and the Go profiler on addr
+// until stop is called.
+func serveAdmin(addr string, m *mirror.Cache, stdout io.Writer) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", m.Admin())
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(ln)
+	fmt.Fprintf(stdout, "admin at http://%s\n", ln.Addr())
+	return func() { hs.Close() }, nil
 }

@@ -194,3 +194,50 @@ func TestMirrorProcessSignalsAndLog(t *testing.T) {
 		t.Errorf("-v logged no upstream request:\n%s", stderr.String())
 	}
 }
+
+// --admin-addr: /metrics, /healthz, /readyz and the profiler on their own
+// listener; /metrics leaves the serving port.
+func TestMirrorAdminListener(t *testing.T) {
+	f := newFixture(t, nil)
+	cmd := exec.Command(os.Args[0], "mirror", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--quiet",
+		"--cache", t.TempDir(), "--upstream", "http://"+f.host)
+	cmd.Env = append(os.Environ(), "OCIPULL_TEST_MAIN=1")
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	r := bufio.NewReader(stdout)
+	var admin, serving string
+	for admin == "" || serving == "" {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("mirror output: %v", err)
+		}
+		if strings.HasPrefix(line, "admin at ") {
+			admin = mirrorAddr(t, strings.TrimSpace(line))
+		} else {
+			serving = mirrorAddr(t, strings.TrimSpace(line))
+		}
+	}
+	status := func(url string) int {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := status("http://" + serving + "/v2/app/x/manifests/v1"); got != 200 {
+		t.Fatalf("pull through the cache: %d", got)
+	}
+	for path, want := range map[string]int{"/metrics": 200, "/healthz": 200, "/readyz": 200, "/debug/pprof/": 200} {
+		if got := status("http://" + admin + path); got != want {
+			t.Errorf("admin %s: %d, want %d", path, got, want)
+		}
+	}
+	if got := status("http://" + serving + "/metrics"); got != 404 {
+		t.Errorf("/metrics on the serving port with an admin listener: %d, want 404", got)
+	}
+}
