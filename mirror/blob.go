@@ -241,136 +241,188 @@ const followPoll = 50 * time.Millisecond
 // nothing written). errLanded means the blob landed before this request
 // read any of it: serve it from the store.
 func (c *Cache) streamFlight(ctx context.Context, w *wire.Recorder, f *flight, rng wire.ByteRange) error {
-	var g Growing
-	defer func() {
-		if g != nil {
-			g.Close()
-		}
-	}()
-	own := false // g is the landing our fetch writes
-	sent := false
-	pos, end := rng.First, rng.Last+1
-	buf := make([]byte, 32<<10)
-	rc := http.NewResponseController(w)
-	abort := func() { panic(http.ErrAbortHandler) }
-	if pos >= end {
-		// Nothing to stream (an empty blob): answer once it verified.
-		for st := f.state(); !st.done; st = f.state() {
-			if !c.waitFlight(ctx, st) {
-				abort()
-			}
-		}
-		if st := f.state(); st.err != nil {
-			return st.err
-		}
-		return errLanded
+	if rng.First >= rng.Last+1 {
+		return c.waitEmpty(ctx, f)
 	}
-	for pos < end {
+	fl := &follower{c: c, ctx: ctx, w: w, f: f, rng: rng, pos: rng.First, end: rng.Last + 1,
+		buf: make([]byte, 32<<10), rc: http.NewResponseController(w)}
+	defer fl.close()
+	for fl.pos < fl.end {
 		st := f.state()
-		if st.done && st.err != nil {
-			if !sent {
-				return st.err
-			}
-			abort()
-		}
-		if st.done && (g == nil || !own) {
-			if !sent {
-				return errLanded
-			}
-			// Verified and stored: the rest from the store.
-			rc2, err := c.store.BlobAt(ctx, f.desc, pos)
-			if err != nil {
-				abort()
-			}
-			err = c.copyOut(w, rc2, end-pos)
-			rc2.Close()
-			if err != nil {
-				abort()
-			}
-			return nil
-		}
-		if g == nil {
-			gg, err := c.store.FollowBlob(ctx, f.desc.Digest)
-			if err != nil {
-				if !c.waitFlight(ctx, st) {
-					abort()
-				}
-				continue
-			}
-			g, own = gg, false
-		}
-		avail, complete := int64(0), st.done
-		if st.started && !own {
-			// Our fetch has begun landing: make sure g is its file.
-			if _, state, _ := g.Progress(); state == oci.Abandoned {
-				g.Close()
-				g = nil
-				if sent {
-					abort() // what went out came from an abandoned file
-				}
-				continue
-			}
-			own = true
-		}
-		switch {
-		case st.done:
-			avail = f.desc.Size
-		case own:
-			avail = st.landed
-		default:
-			// Our fetch waits for another process's landing: follow it.
-			n, state, _ := g.Progress()
-			switch state {
-			case oci.Landing:
-				avail = n
-			case oci.Landed:
-				avail, complete = f.desc.Size, true
-			default:
-				g.Close()
-				g = nil
-				if sent {
-					abort()
-				}
-				if !c.waitFlight(ctx, st) {
-					abort()
-				}
-				continue
+		if st.done {
+			if err, finished := fl.finish(st); finished {
+				return err
 			}
 		}
-		limit := min(avail, end)
-		if limit == end && !complete {
-			limit = end - 1 // the last byte waits for verification
-		}
-		if limit <= pos {
-			if !c.waitFlight(ctx, st) {
-				abort()
-			}
+		limit, ok := fl.available(st)
+		if !ok {
 			continue
 		}
-		if !sent {
-			wire.WriteBlobHeaders(w, f.desc.Digest, f.desc.Size, rng)
-			sent = true
+		if limit <= fl.pos {
+			fl.wait(st)
+			continue
 		}
-		n := min(int64(len(buf)), limit-pos)
-		k, rerr := g.ReadAt(buf[:n], pos)
-		if k > 0 {
-			rc.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
-			c.stats.servedBytes.Add(int64(k))
-			if _, werr := w.Write(buf[:k]); werr != nil {
-				abort()
-			}
-			pos += int64(k)
-			rc.Flush()
-		}
-		if rerr != nil && rerr != io.EOF {
-			abort()
-		}
+		fl.send(limit)
 	}
-	if !sent {
+	if !fl.sent {
 		wire.WriteBlobHeaders(w, f.desc.Digest, f.desc.Size, rng)
 	}
-	rc.SetWriteDeadline(time.Time{})
+	fl.rc.SetWriteDeadline(time.Time{})
 	return nil
+}
+
+// waitEmpty answers a request with nothing to stream (an empty blob) once
+// its fetch verified: errLanded, or the fetch's error.
+func (c *Cache) waitEmpty(ctx context.Context, f *flight) error {
+	for st := f.state(); !st.done; st = f.state() {
+		if !c.waitFlight(ctx, st) {
+			panic(http.ErrAbortHandler)
+		}
+	}
+	if st := f.state(); st.err != nil {
+		return st.err
+	}
+	return errLanded
+}
+
+// follower is one request streaming a flight's landing.
+type follower struct {
+	c    *Cache
+	ctx  context.Context
+	w    *wire.Recorder
+	f    *flight
+	rng  wire.ByteRange
+	rc   *http.ResponseController
+	buf  []byte
+	g    Growing // the landing file followed, or nil
+	own  bool    // g is the landing our fetch writes
+	sent bool    // the response has begun
+	// pos and end: bytes [pos, end) are still to go out.
+	pos, end int64
+}
+
+func (fl *follower) close() {
+	if fl.g != nil {
+		fl.g.Close()
+	}
+}
+
+func (fl *follower) abort() { panic(http.ErrAbortHandler) }
+
+// drop forgets the file followed; what went out of it cannot be trusted,
+// so a response under way is cut.
+func (fl *follower) drop() {
+	fl.g.Close()
+	fl.g = nil
+	if fl.sent {
+		fl.abort()
+	}
+}
+
+// wait waits for the flight to move (or the request to end: cut).
+func (fl *follower) wait(st flightState) {
+	if !fl.c.waitFlight(fl.ctx, st) {
+		fl.abort()
+	}
+}
+
+// finish handles a flight that ended: its error (returned before the
+// response began, else the response cut), or its verified blob, whose
+// rest comes from the store unless our own landing file is followed.
+// finished is false when streaming goes on from our own file.
+func (fl *follower) finish(st flightState) (err error, finished bool) {
+	if st.err != nil {
+		if !fl.sent {
+			return st.err, true
+		}
+		fl.abort()
+	}
+	if fl.g != nil && fl.own {
+		return nil, false
+	}
+	if !fl.sent {
+		return errLanded, true
+	}
+	rest, err := fl.c.store.BlobAt(fl.ctx, fl.f.desc, fl.pos)
+	if err != nil {
+		fl.abort()
+	}
+	err = fl.c.copyOut(fl.w, rest, fl.end-fl.pos)
+	rest.Close()
+	if err != nil {
+		fl.abort()
+	}
+	return nil, true
+}
+
+// available opens the landing when needed and says up to where bytes may
+// go out now (the last byte of the answer waits for verification); ok is
+// false when the caller should look at the flight again.
+func (fl *follower) available(st flightState) (limit int64, ok bool) {
+	if fl.g == nil {
+		g, err := fl.c.store.FollowBlob(fl.ctx, fl.f.desc.Digest)
+		if err != nil {
+			fl.wait(st)
+			return 0, false
+		}
+		fl.g, fl.own = g, false
+	}
+	if st.started && !fl.own {
+		// Our fetch has begun landing: make sure g is its file.
+		if _, state, _ := fl.g.Progress(); state == oci.Abandoned {
+			fl.drop()
+			return 0, false
+		}
+		fl.own = true
+	}
+	avail, complete := int64(0), st.done
+	switch {
+	case st.done:
+		avail = fl.f.desc.Size
+	case fl.own:
+		avail = st.landed
+	default:
+		// Our fetch waits for another process's landing: follow it.
+		n, state, _ := fl.g.Progress()
+		switch state {
+		case oci.Landing:
+			avail = n
+		case oci.Landed:
+			avail, complete = fl.f.desc.Size, true
+		default:
+			fl.drop()
+			fl.wait(st)
+			return 0, false
+		}
+	}
+	limit = min(avail, fl.end)
+	if limit == fl.end && !complete {
+		limit = fl.end - 1
+	}
+	return limit, true
+}
+
+// send writes the next bytes below limit, starting the response if need
+// be, under the write deadline.
+func (fl *follower) send(limit int64) {
+	if !fl.sent {
+		wire.WriteBlobHeaders(fl.w, fl.f.desc.Digest, fl.f.desc.Size, fl.rng)
+		fl.sent = true
+	}
+	n := min(int64(len(fl.buf)), limit-fl.pos)
+	k, rerr := fl.g.ReadAt(fl.buf[:n], fl.pos)
+	if k > 0 {
+		fl.rc.SetWriteDeadline(time.Now().Add(fl.c.cfg.WriteTimeout))
+		fl.c.stats.servedBytes.Add(int64(k))
+		if _, werr := fl.w.Write(fl.buf[:k]); werr != nil {
+			fl.abort()
+		}
+		fl.pos += int64(k)
+		fl.rc.Flush()
+	}
+	if rerr != nil && rerr != io.EOF {
+		fl.abort()
+	}
 }
 
 // waitFlight waits for the flight to change (or, while it waits for

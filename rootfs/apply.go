@@ -205,63 +205,9 @@ func (t *tree) apply(hdr *tar.Header, r io.Reader) error {
 	if err := t.parents(name); err != nil {
 		return err
 	}
-	switch hdr.Typeflag {
-	case tar.TypeDir:
-		if old := t.headers[name]; old == nil || old.Typeflag != tar.TypeDir {
-			if err := t.removeAt(name); err != nil {
-				return err
-			}
-			if err := t.mkdir(name); err != nil {
-				return err
-			}
-		}
-	case tar.TypeReg, tar.TypeRegA:
-		if err := t.removeAt(name); err != nil {
-			return err
-		}
-		if err := t.writeFile(name, r, hdr.Size); err != nil {
-			return err
-		}
-	case tar.TypeSymlink:
-		if err := t.removeAt(name); err != nil {
-			return err
-		}
-		if err := t.symlink(hdr.Linkname, name); err != nil {
-			return err
-		}
-	case tar.TypeLink:
-		target, err := clean(hdr.Linkname)
-		if err != nil {
-			return fmt.Errorf("hardlink target: %w", err)
-		}
-		th := t.headers[target]
-		if target == "" || th == nil || (th.Typeflag != tar.TypeReg && th.Typeflag != tar.TypeRegA && th.Typeflag != tar.TypeLink) {
-			return fmt.Errorf("%w: a hardlink to %q, which is not a file in the image", ErrUnsafeEntry, safetext.String(target, 200))
-		}
-		if target == name {
-			return nil
-		}
-		if err := t.removeAt(name); err != nil {
-			return err
-		}
-		if err := t.link(target, name); err != nil {
-			return err
-		}
-	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
-		if err := t.removeAt(name); err != nil {
-			return err
-		}
-		if t.devices {
-			if err := t.mknod(name, hdr); err != nil {
-				t.opts.note(name, "not created: "+err.Error())
-				return nil // not recorded: it is not there
-			}
-		}
-	case tar.TypeXGlobalHeader:
-		return nil
-	default:
-		t.opts.note(name, fmt.Sprintf("skipped: entry type %q", hdr.Typeflag))
-		return nil
+	record, err := t.place(name, hdr, r)
+	if err != nil || !record {
+		return err
 	}
 	h := *hdr
 	h.Name = name
@@ -271,6 +217,63 @@ func (t *tree) apply(hdr *tar.Header, r io.Reader) error {
 	t.headers[name] = &h
 	t.added[name] = true
 	return nil
+}
+
+// place makes the entry name of hdr's type (removing what was there);
+// record is false for an entry that is not part of the tree (a device not
+// made, a global header, an unknown type).
+func (t *tree) place(name string, hdr *tar.Header, r io.Reader) (record bool, err error) {
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		if old := t.headers[name]; old != nil && old.Typeflag == tar.TypeDir {
+			return true, nil
+		}
+		return true, t.replace(name, func() error { return t.mkdir(name) })
+	case tar.TypeReg, tar.TypeRegA:
+		return true, t.replace(name, func() error { return t.writeFile(name, r, hdr.Size) })
+	case tar.TypeSymlink:
+		return true, t.replace(name, func() error { return t.symlink(hdr.Linkname, name) })
+	case tar.TypeLink:
+		return t.placeLink(name, hdr.Linkname)
+	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		if err := t.removeAt(name); err != nil || !t.devices {
+			return err == nil, err
+		}
+		if err := t.mknod(name, hdr); err != nil {
+			t.opts.note(name, "not created: "+err.Error())
+			return false, nil // not recorded: it is not there
+		}
+		return true, nil
+	case tar.TypeXGlobalHeader:
+		return false, nil
+	}
+	t.opts.note(name, fmt.Sprintf("skipped: entry type %q", hdr.Typeflag))
+	return false, nil
+}
+
+// replace removes what is at name, then makes the new entry.
+func (t *tree) replace(name string, make func() error) error {
+	if err := t.removeAt(name); err != nil {
+		return err
+	}
+	return make()
+}
+
+// placeLink makes name a hardlink to linkname, which must be a file the
+// tree holds.
+func (t *tree) placeLink(name, linkname string) (bool, error) {
+	target, err := clean(linkname)
+	if err != nil {
+		return false, fmt.Errorf("hardlink target: %w", err)
+	}
+	th := t.headers[target]
+	if target == "" || th == nil || (th.Typeflag != tar.TypeReg && th.Typeflag != tar.TypeRegA && th.Typeflag != tar.TypeLink) {
+		return false, fmt.Errorf("%w: a hardlink to %q, which is not a file in the image", ErrUnsafeEntry, safetext.String(target, 200))
+	}
+	if target == name {
+		return false, nil
+	}
+	return true, t.replace(name, func() error { return t.link(target, name) })
 }
 
 // parents makes sure every ancestor of name is a directory: a missing one
