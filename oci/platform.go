@@ -94,12 +94,18 @@ func matchPlatform(want, have v1.Platform) bool { return PlatformRank(want, have
 //   - Windows: with an os.version asked for, the same major, minor and
 //     build, the highest revision first; other OSes ignore os.version.
 //   - Other architectures: the variant asked for, or any when none is.
+//   - After every native candidate, 32-bit images their 64-bit host runs:
+//     386 for amd64, arm v8 down to v5 for arm64.
 //
 // An exact match ranks highest.
 func PlatformRank(want, have v1.Platform) int {
 	w, h := normalize(want), normalize(have)
-	if w.OS != h.OS || w.Architecture != h.Architecture {
+	if w.OS != h.OS {
 		return 0
+	}
+	if w.Architecture != h.Architecture {
+		// 32-bit images run on their 64-bit hosts, after every native one.
+		return compatRank(w, h) * 1_000_000
 	}
 	r := variantRank(w, h)
 	if r == 0 {
@@ -114,6 +120,20 @@ func PlatformRank(want, have v1.Platform) int {
 		return r*1_000_000 + min(rev, 999_999)
 	}
 	return r * 1_000_000
+}
+
+// compatRank ranks a 32-bit image on a 64-bit request, as containerd's
+// matcher does: 386 on amd64, arm v8 down to v5 on arm64; 0 otherwise.
+func compatRank(w, h v1.Platform) int {
+	switch {
+	case w.Architecture == "amd64" && h.Architecture == "386":
+		return 1
+	case w.Architecture == "arm64" && h.Architecture == "arm":
+		if l, ok := variantLevel("arm", h.Variant); ok {
+			return 10 + l // below every arm64 rank (900 and up)
+		}
+	}
+	return 0
 }
 
 // variantRank ranks have's variant for want's, 0 when incompatible.

@@ -40,6 +40,11 @@ func TestSelectPlatformCompatible(t *testing.T) {
 			[]v1.Platform{win("10.0.17763.50"), win("10.0.20348.10"), win("10.0.17763.200")}, 2},
 		{"windows: another build does not run", win("10.0.17763.1"), []v1.Platform{win("10.0.20348.10")}, -1},
 		{"other OS", plat("linux/amd64"), []v1.Platform{plat("windows/amd64")}, -1},
+		{"386 on amd64, after amd64", plat("linux/amd64"), []v1.Platform{plat("linux/386"), plat("linux/amd64")}, 1},
+		{"386 on amd64 alone", plat("linux/amd64"), []v1.Platform{plat("linux/386")}, 0},
+		{"arm/v7 on arm64, after arm64", plat("linux/arm64"), []v1.Platform{plat("linux/arm/v7"), plat("linux/arm64")}, 1},
+		{"arm/v7 over arm/v6 on arm64", plat("linux/arm64"), []v1.Platform{plat("linux/arm/v6"), plat("linux/arm/v7")}, 1},
+		{"amd64 never on arm64", plat("linux/arm64"), []v1.Platform{plat("linux/amd64")}, -1},
 		{"s390x any variant when none asked", plat("linux/s390x"), []v1.Platform{{OS: "linux", Architecture: "s390x", Variant: "z15"}}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
