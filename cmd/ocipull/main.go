@@ -44,7 +44,7 @@ var commands []*command
 
 func init() {
 	commands = []*command{
-		pullCommand, inspectCommand, manifestCommand, configCommand, digestCommand, blobCommand, exportCommand, unpackCommand,
+		pullCommand, inspectCommand, manifestCommand, configCommand, digestCommand, blobCommand, exportCommand, unpackCommand, lockCommand,
 		tagsCommand, catalogCommand, referrersCommand, serveCommand, mirrorCommand, demoCommand, completionCommand,
 	}
 }

@@ -14,7 +14,7 @@ import (
 )
 
 var pullCommand = &command{
-	name: "pull", args: "REFERENCE DIR|FILE", min: 2, max: 2,
+	name: "pull", args: "REFERENCE DIR|FILE", min: 1, max: 2,
 	summary: "pull an image or index into an OCI layout at DIR, or a docker-archive tarball at FILE",
 	examples: []string{
 		"ocipull pull ghcr.io/org/app:v1 ./app",
@@ -28,7 +28,20 @@ var pullCommand = &command{
 		quiet := f.Bool("quiet", "q", "print only the final digest")
 		format := f.String("format", "", "oci", "the `FORMAT` to write: oci (a layout directory) or docker-archive (a tarball for docker load and podman load)")
 		name := f.String("name", "", "", "the layout entry's tag `NAME` (org.opencontainers.image.ref.name; default: the reference's tag); the full reference is recorded beside it")
+		lock := f.String("lock", "", "", "pull exactly what this lockfile (`FILE`, from ocipull lock) pins, by digest, into the layout DIR (the only argument)")
 		return func(ctx context.Context) error {
+			if *lock != "" {
+				if len(e.args) != 1 {
+					return usageErr("with --lock, want only the layout DIR")
+				}
+				if *jobs < 1 {
+					return usageErr("--jobs must be at least 1")
+				}
+				return pullLocked(ctx, e, rf, *lock, e.args[0], pullOptions{jobs: *jobs, quiet: *quiet, timeout: *rf.timeout, format: "oci"})
+			}
+			if len(e.args) != 2 {
+				return usageErr("want REFERENCE DIR|FILE")
+			}
 			ref, err := parseRef(e.args[0])
 			if err != nil {
 				return err
