@@ -35,6 +35,9 @@ func (x *Index) Index() v1.Index { return x.index }
 // Manifests describes the children, in the index's order.
 func (x *Index) Manifests() []v1.Descriptor { return x.index.Manifests }
 
+// Annotations returns the index's annotations (nil when it has none).
+func (x *Index) Annotations() map[string]string { return x.index.Annotations }
+
 // Child loads the child manifest desc names from the index's source under
 // ctx and verifies it against desc's digest and size and
 // media type. desc is usually one of [Index.Manifests]. A child nested more

@@ -2,6 +2,7 @@ package oci
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -33,10 +34,12 @@ type WriteOptions struct {
 	// the entry came from.
 	Annotations map[string]string
 	// Platforms, when not empty, selects the children of an index to
-	// write: those whose platform matches one of them (children without
-	// a platform, such as nested indexes, are kept). The index itself is
-	// written as it is, so the layout then holds part of what it names,
-	// as containerd's content store does for a pull of some platforms.
+	// write: those whose platform can run where one of them is asked for
+	// ([PlatformRank]; children without a platform, such as nested
+	// indexes, are kept). The original index is stored, and the entry
+	// names an index of the kept children only, annotated with the
+	// original's digest ([AnnotationSubsetOf]): the layout never names
+	// content it lacks, so any tool can copy it whole.
 	Platforms []v1.Platform
 	// Progress, when not nil, is told of each blob as it starts, as bytes
 	// land and when it is done or skipped. It may be called from several
@@ -174,7 +177,51 @@ feed:
 			return err
 		}
 	}
-	return l.addToIndex(ctx, ref.Descriptor(), tag, opts.ImageName, opts.Annotations)
+	top, err := l.subsetIndex(ref, lim.keep)
+	if err != nil {
+		return err
+	}
+	return l.addToIndex(ctx, top, tag, opts.ImageName, opts.Annotations)
+}
+
+// AnnotationSubsetOf, on an index a layout holds, names the index it was
+// cut from: a write of some platforms of an index records an index of
+// just those children (so the layout never names content it lacks) and
+// the original's digest here, for provenance.
+const AnnotationSubsetOf = "io.ocipull.index.subset-of"
+
+// subsetIndex is what the layout's entry names for ref: ref itself, or,
+// when keep left out some of an index's children, an index of the kept
+// ones (stored now), annotated with the original's digest.
+func (l *Layout) subsetIndex(ref Ref, keep func(v1.Descriptor) bool) (v1.Descriptor, error) {
+	x, ok := ref.(*Index)
+	if !ok || keep == nil {
+		return ref.Descriptor(), nil
+	}
+	sub := x.index
+	sub.Manifests = nil
+	for _, d := range x.index.Manifests {
+		if keep(d) {
+			sub.Manifests = append(sub.Manifests, d)
+		}
+	}
+	if len(sub.Manifests) == len(x.index.Manifests) {
+		return ref.Descriptor(), nil
+	}
+	sub.Annotations = map[string]string{}
+	for k, v := range x.index.Annotations {
+		sub.Annotations[k] = v
+	}
+	sub.Annotations[AnnotationSubsetOf] = string(x.desc.Digest)
+	raw, err := json.Marshal(sub)
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	desc := v1.Descriptor{MediaType: x.desc.MediaType, Digest: digest.FromBytes(raw), Size: int64(len(raw))}
+	if err := l.writeContent(desc, raw); err != nil {
+		return v1.Descriptor{}, err
+	}
+	return desc, nil
 }
 
 // platformFilter selects an index's children for WriteOptions.Platforms:

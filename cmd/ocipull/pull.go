@@ -40,7 +40,7 @@ var pullCommand = &command{
 				return pullLocked(ctx, e, rf, *lock, e.args[0], pullOptions{jobs: *jobs, quiet: *quiet, timeout: *rf.timeout, format: "oci"})
 			}
 			if len(e.args) != 2 {
-				return usageErr("want REFERENCE DIR|FILE")
+				return usageErr("want REFERENCE DIR|FILE, got %s", plural(len(e.args), "argument", "arguments"))
 			}
 			ref, err := parseRef(e.args[0])
 			if err != nil {
