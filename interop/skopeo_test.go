@@ -1,6 +1,7 @@
 package interop
 
 import (
+	"context"
 	"encoding/json"
 	"net/http/httptest"
 	"os"
@@ -12,6 +13,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocipull/registry"
+	"github.com/ocipull/registry/oci"
 	"github.com/ocipull/registry/ocitest"
 )
 
@@ -74,5 +76,44 @@ func TestSkopeoAgainstOurServer(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSkopeoCopiesPlatformSubsetLayout: a layout ocipull wrote with some
+// platforms of an index names only what it holds, so skopeo copy --all
+// from it succeeds (hermetic item 4: it failed on the missing children).
+func TestSkopeoCopiesPlatformSubsetLayout(t *testing.T) {
+	skopeo, err := exec.LookPath("skopeo")
+	if err != nil {
+		t.Skip("skopeo is not installed (.ci/run installs it)")
+	}
+	idx, err := ocitest.Build(ocitest.Spec{Seed: 4, Platforms: ocitest.Platforms("linux/amd64", "linux/arm64/v8", "linux/s390x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(t.TempDir(), "subset")
+	l, err := oci.CreateLayout(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Write(context.Background(), "v1", idx, &oci.WriteOptions{Platforms: ocitest.Platforms("linux/amd64", "linux/s390x")}); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "copy")
+	cmd := exec.Command(skopeo, "--insecure-policy", "copy", "--all", "oci:"+src+":v1", "oci:"+dst+":v1")
+	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("skopeo copy --all from a platform-subset layout: %v\n%s", err, out)
+	}
+	copied, err := oci.OpenLayout(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := copied.Read(context.Background(), "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x, ok := got.(*oci.Index); !ok || len(x.Manifests()) != 2 {
+		t.Errorf("the copy holds %T, want the 2-platform index", got)
 	}
 }
