@@ -1,11 +1,13 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/ocipull/registry"
 	"github.com/ocipull/registry/oci"
 	"github.com/ocipull/registry/ocitest"
 )
@@ -78,5 +80,57 @@ func TestLockfile(t *testing.T) {
 	os.WriteFile(bad, []byte(tampered), 0o644)
 	if code, _, errs := runCmd(t, "", "pull", "--lock", bad, t.TempDir()); code == 0 || !strings.Contains(errs, "the lock pins") {
 		t.Errorf("pull --lock with a stale pin: exit %d: %s", code, errs)
+	}
+}
+
+// TestLockfileFiftyReferences: 50 references across 3 token-auth
+// registries resolve with one request each plus tokens (one per scope),
+// and a second run writes the same bytes.
+func TestLockfileFiftyReferences(t *testing.T) {
+	img, err := ocitest.Build(ocitest.Spec{Seed: 21})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var regs []*ocitest.Registry
+	var refs []string
+	for r := range 3 {
+		content := map[string]oci.Ref{}
+		for i := range 17 {
+			if len(refs) == 50 {
+				break
+			}
+			name := fmt.Sprintf("r%d/app%02d:v1", r, i)
+			content[name] = img
+			refs = append(refs, name)
+		}
+		reg := ocitest.NewRegistry(t, &registry.ServerAuth{Anonymous: []string{"*"}}, content)
+		regs = append(regs, reg)
+		for i := range refs {
+			if strings.HasPrefix(refs[i], fmt.Sprintf("r%d/", r)) {
+				refs[i] = reg.Host + "/" + refs[i]
+			}
+		}
+	}
+	lockPath := filepath.Join(t.TempDir(), "images.lock")
+	args := append([]string{"lock", "-o", lockPath}, refs...)
+	if code, _, errs := runCmd(t, "", args...); code != 0 {
+		t.Fatalf("lock: exit %d: %s", code, errs)
+	}
+	requests, tokens := 0, 0
+	for _, reg := range regs {
+		requests += reg.Count("", "/v2/")
+		tokens += reg.Count("", "/token")
+	}
+	// One HEAD per reference, plus the first unauthenticated attempt per
+	// registry that learns the challenge.
+	if requests > 50+3 || tokens != 50 {
+		t.Errorf("50 references: %d registry requests, %d token requests; want at most 53 and 50", requests, tokens)
+	}
+	first, _ := os.ReadFile(lockPath)
+	if code, _, errs := runCmd(t, "", args...); code != 0 {
+		t.Fatalf("lock again: exit %d: %s", code, errs)
+	}
+	if second, _ := os.ReadFile(lockPath); string(second) != string(first) {
+		t.Error("a second run wrote other bytes")
 	}
 }
