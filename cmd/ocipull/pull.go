@@ -28,6 +28,8 @@ var pullCommand = &command{
 		quiet := f.Bool("quiet", "q", "print only the final digest")
 		format := f.String("format", "", "oci", "the `FORMAT` to write: oci (a layout directory) or docker-archive (a tarball for docker load and podman load)")
 		name := f.String("name", "", "", "the layout entry's tag `NAME` (org.opencontainers.image.ref.name; default: the reference's tag); the full reference is recorded beside it")
+		referrers := f.Bool("referrers", "", "also carry the referrers (signatures, SBOMs, attestations) of every manifest written, and theirs, into the layout")
+		artifactTypes := f.String("artifact-type", "", "", "with --referrers: only referrers of these `TYPES` (comma list) of the image's manifests (theirs are all carried)")
 		lock := f.String("lock", "", "", "pull exactly what this lockfile (`FILE`, from ocipull lock) pins, by digest, into the layout DIR (the only argument)")
 		return func(ctx context.Context) error {
 			if *lock != "" {
@@ -46,7 +48,16 @@ var pullCommand = &command{
 			if err != nil {
 				return err
 			}
-			po := pullOptions{jobs: *jobs, quiet: *quiet, timeout: *rf.timeout, format: *format, name: *name}
+			po := pullOptions{jobs: *jobs, quiet: *quiet, timeout: *rf.timeout, format: *format, name: *name, referrers: *referrers}
+			if *artifactTypes != "" {
+				if !*referrers {
+					return usageErr("--artifact-type goes with --referrers")
+				}
+				po.artifactTypes = strings.Split(*artifactTypes, ",")
+			}
+			if *referrers && *format != "oci" {
+				return usageErr("--referrers writes into an OCI layout (--format oci)")
+			}
 			if *jobs < 1 {
 				return usageErr("--jobs must be at least 1")
 			}
@@ -82,6 +93,10 @@ type pullOptions struct {
 	timeout   time.Duration // of the top manifest read (0: none)
 	format    string        // "oci" or "docker-archive"
 	name      string        // the layout entry's tag, if not the reference's
+	// referrers carries the referrers of what is written (of the
+	// artifact types listed, at the first level, when any are).
+	referrers     bool
+	artifactTypes []string
 }
 
 // parsePlatforms reads --platform: empty, "all", or a comma list.
@@ -146,6 +161,15 @@ func pull(ctx context.Context, c *registry.Client, ref registry.Reference, dest 
 		return nil, err
 	}
 	prog.stop()
+	if po.referrers {
+		n, err := carryReferrers(ctx, c, layout, tag, got, po.artifactTypes)
+		if err != nil {
+			return nil, err
+		}
+		if !po.quiet {
+			fmt.Fprintf(e.stderr, "%s carried\n", plural(n, "referrer", "referrers"))
+		}
+	}
 	if !po.quiet {
 		fmt.Fprintf(e.stderr, "pulled %s\n  %s into %s\n", ref, prog.summary(), dest)
 	}
