@@ -477,7 +477,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestHostileFetchCaps(t *testing.T) {
 	up := newUpstream(t, 1<<20, 1<<20, 1<<20)
 	for _, d := range up.img.Layers() {
-		up.inj.Add(faults.Rule{Path: string(d.Digest), Fault: faults.Drip(0, 64<<10, 20*time.Millisecond)})
+		up.inj.Add(faults.Rule{Path: string(d.Digest), Fault: faults.Drip(0, 32<<10, 50*time.Millisecond)})
 	}
 	for _, tc := range []struct {
 		name   string
