@@ -28,6 +28,11 @@
 //     down for a back-off: stale tags and stored content answer at once
 //     with a Warning, and what the store cannot answer fails fast with
 //     503 UNAVAILABLE.
+//   - A referrers answer is stored with the content, as the referrers tag
+//     schema stores it (an image index tagged "sha256-<hex>" of the
+//     subject in that repository, named in index.json), so it is answered
+//     after a restart while the upstream is down, for that repository
+//     only. A client asking for that tag by name gets the stored index.
 //   - Clients see generic error codes and messages, never upstream URLs,
 //     paths or credential-helper output; the log gets every cause.
 //   - A panic while serving or fetching fails that request or that fetch,

@@ -6,7 +6,6 @@ import (
 	"net/http"
 
 	"github.com/opencontainers/go-digest"
-	specs "github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocipull/registry"
@@ -106,12 +105,22 @@ func (c *Cache) serveReferrers(w *wire.Recorder, r *http.Request, t target, refe
 	// Kept per subject (unfiltered) and filtered here, so that a client
 	// cycling artifactType values costs one entry, not one each.
 	key := "referrers\x00" + t.up.key + "\x00" + t.repo + "\x00" + reference
+	subject := digest.Digest(reference)
 	e, o, err := c.cachedList(r.Context(), t.up, key, func(ctx context.Context) (*listEntry, error) {
-		ds, err := t.client().Referrers(ctx, digest.Digest(reference), "")
-		return &listEntry{index: v1.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: v1.MediaTypeImageIndex, Manifests: ds}}, err
+		ds, err := t.client().Referrers(ctx, subject, "")
+		if err != nil {
+			return nil, err
+		}
+		le := &listEntry{index: referrersIndex(ds)}
+		c.persistReferrers(ctx, t, subject, le.index)
+		return le, nil
 	})
 	if err != nil {
-		return c.fail(w, "referrers", err)
+		stored, ok := c.serveStoredReferrers(r, t, subject, err)
+		if !ok {
+			return c.fail(w, "referrers", err)
+		}
+		e, o = stored, outcome{outStale, err}
 	}
 	if o.kind == outStale {
 		w.Header()["Warning"] = []string{staleWarning}
