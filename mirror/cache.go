@@ -65,6 +65,14 @@ type Config struct {
 	// MaxTags caps the tags recorded in the store's index.json; the least
 	// recently used go first. Zero means 10,000.
 	MaxTags int
+	// PrefetchReferrers makes the cache fetch, in the background, the
+	// referrers of every manifest it fetches for a client (signatures,
+	// SBOMs, attestations: each referrer manifest and the list, stored as
+	// any client request would store them), so that they are served from
+	// the store, the upstream down too. Referrers of referrers are not
+	// followed; at most 4 prefetches run at once (more are skipped) and
+	// each fetches at most 64 referrer manifests.
+	PrefetchReferrers bool
 	// MetricsOnAdminOnly keeps /metrics off the serving handler (it is
 	// then served by [Cache.Admin] alone, on a listener of its own).
 	MetricsOnAdminOnly bool
@@ -114,16 +122,17 @@ type Cache struct {
 	stats     stats
 	log       *slog.Logger
 
-	manifests  group[string, manifestResult] // manifest and tag fetches in flight
-	lists      group[string, *listEntry]     // tag list and referrers fetches in flight
-	confirms   group[blobKey, struct{}]      // HEADs confirming an upstream repository holds content
-	flights    flights
-	acct       *accounting
-	trust      *trust
-	tags       *tagStore
-	listCache  *lru[string, *listEntry]
-	negative   *lru[string, struct{}]      // 404s for tags and repositories
-	mediaTypes *lru[digest.Digest, string] // of manifests, as their upstream served them
+	manifests   group[string, manifestResult] // manifest and tag fetches in flight
+	lists       group[string, *listEntry]     // tag list and referrers fetches in flight
+	confirms    group[blobKey, struct{}]      // HEADs confirming an upstream repository holds content
+	flights     flights
+	acct        *accounting
+	trust       *trust
+	tags        *tagStore
+	prefetching chan struct{} // slots of the referrers prefetches running
+	listCache   *lru[string, *listEntry]
+	negative    *lru[string, struct{}]      // 404s for tags and repositories
+	mediaTypes  *lru[digest.Digest, string] // of manifests, as their upstream served them
 }
 
 // Open opens (creating it where needed) an OCI image layout at dir as the
@@ -145,11 +154,12 @@ func New(store Store, cfg Config) (*Cache, error) {
 	cfg = withDefaults(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Cache{cfg: cfg, store: store, upstreams: map[string]*upstream{}, ctx: ctx, cancel: cancel,
-		log:        cfg.Log,
-		trust:      newTrust(cfg.MaxEntries),
-		listCache:  newLRU[string, *listEntry](cfg.MaxEntries, 0),
-		negative:   newLRU[string, struct{}](cfg.MaxEntries, cfg.ListTTL),
-		mediaTypes: newLRU[digest.Digest, string](cfg.MaxEntries, 0),
+		log:         cfg.Log,
+		trust:       newTrust(cfg.MaxEntries),
+		listCache:   newLRU[string, *listEntry](cfg.MaxEntries, 0),
+		negative:    newLRU[string, struct{}](cfg.MaxEntries, cfg.ListTTL),
+		mediaTypes:  newLRU[digest.Digest, string](cfg.MaxEntries, 0),
+		prefetching: make(chan struct{}, maxPrefetches),
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)

@@ -52,6 +52,9 @@ func (c *Cache) serveManifest(w *wire.Recorder, r *http.Request, t target, refer
 	if r.Method == http.MethodGet {
 		c.stats.servedBytes.Add(int64(len(m.raw)))
 	}
+	if o.kind == outMiss && c.cfg.PrefetchReferrers {
+		c.prefetchReferrers(t, m.desc.Digest)
+	}
 	wire.WriteManifest(w, r, m.desc, m.raw)
 	return o
 }

@@ -7,9 +7,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/synctest"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/ocipull/registry"
+	"github.com/ocipull/registry/mirror"
 	"github.com/ocipull/registry/oci"
 	"github.com/ocipull/registry/ocitest"
 )
@@ -94,5 +97,58 @@ func TestReferrersSurviveRestartWithUpstreamDown(t *testing.T) {
 	}
 	if _, ok := ref.(*oci.Image); !ok || ref.Digest() != sig.Digest() {
 		t.Errorf("signature read offline: %T %s", ref, ref.Digest())
+	}
+}
+
+// TestPrefetchReferrersInVirtualTime: with PrefetchReferrers, a manifest
+// fetched for a client brings its referrers list and each referrer
+// manifest into the store in the background, so that the client's later
+// requests for them cost the upstream nothing; without it, nothing is
+// fetched that no client asked for.
+func TestPrefetchReferrersInVirtualTime(t *testing.T) {
+	for _, prefetch := range []bool{false, true} {
+		synctest.Test(t, func(t *testing.T) {
+			mem := oci.NewMemory()
+			img := newImage(t, mem, 1000)
+			sig, err := ocitest.Artifact(img, "application/vnd.test.sig", []byte("signature"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := registry.NewServer()
+			mustAdd(t, srv, "team/app", "v1", img)
+			mustAdd(t, srv, "team/app", "sig", sig)
+			up := &handlerTransport{h: srv}
+			c, err := mirror.Open(t.TempDir(), mirror.Config{PrefetchReferrers: prefetch,
+				Upstreams: map[string]mirror.Upstream{"": {URL: "http://upstream.example", Transport: up}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if rec := cacheGet(c, "/v2/team/app/manifests/v1"); rec.Code != 200 {
+				t.Fatalf("manifest: %d", rec.Code)
+			}
+			synctest.Wait() // the prefetch, if any, has run
+			referrers := "GET /v2/team/app/referrers/" + string(img.Digest())
+			sigGet := "GET /v2/team/app/manifests/" + string(sig.Digest())
+			if !prefetch {
+				if n := up.count(referrers) + up.count(sigGet); n != 0 {
+					t.Fatalf("without PrefetchReferrers: %d upstream requests no client asked for", n)
+				}
+				return
+			}
+			if up.count(referrers) != 1 || up.count(sigGet) != 1 {
+				t.Fatalf("prefetch: %d referrers and %d signature requests upstream, want 1 each", up.count(referrers), up.count(sigGet))
+			}
+			rec := cacheGet(c, "/v2/team/app/referrers/"+string(img.Digest()))
+			if rec.Code != 200 || !strings.Contains(rec.Body.String(), string(sig.Digest())) {
+				t.Fatalf("referrers after the prefetch: %d %s", rec.Code, rec.Body)
+			}
+			if rec := cacheGet(c, "/v2/team/app/manifests/"+string(sig.Digest())); rec.Code != 200 {
+				t.Fatalf("signature after the prefetch: %d", rec.Code)
+			}
+			if up.count(referrers) != 1 || up.count(sigGet) != 1 {
+				t.Errorf("answered after the prefetch with %d referrers and %d signature requests upstream, want still 1 each", up.count(referrers), up.count(sigGet))
+			}
+		})
 	}
 }

@@ -92,6 +92,7 @@ var mirrorCommand = &command{
 		grants := grantFlags{}
 		f.Var(grants, "grant", "", "with --htpasswd: `USER=REPO[,REPO]` that USER may pull, upstream-qualified (docker.io/library/alpine; * for all); users without one may pull all (repeatable)")
 		adminAddr := f.String("admin-addr", "", "", "serve /metrics, /healthz, /readyz and the Go profiler (/debug/pprof/) on this `HOST:PORT`; /metrics then leaves the serving port")
+		prefetch := f.Bool("prefetch-referrers", "", "fetch the referrers (signatures, SBOMs, attestations) of every manifest fetched upstream, in the background, so they are served from the store")
 		anonymous := f.String("anonymous", "", "", "with --htpasswd: `REPOS` (comma-separated, upstream-qualified; * for all) anyone may pull without logging in")
 		return func(ctx context.Context) error {
 			stdin, stdout, stderr := e.stdin, e.stdout, e.stderr
@@ -133,7 +134,7 @@ var mirrorCommand = &command{
 				return usageErr("--grant and --anonymous need --htpasswd")
 			}
 			m, err := mirror.Open(*cache, mirror.Config{Upstreams: ups, TagTTL: *ttl, MaxSize: capBytes, Log: logger, Auth: auth,
-				MetricsOnAdminOnly: *adminAddr != ""})
+				MetricsOnAdminOnly: *adminAddr != "", PrefetchReferrers: *prefetch})
 			if err != nil {
 				return err
 			}
