@@ -239,6 +239,7 @@ type upstream struct {
 	reg     *registry.Registry
 	timeout time.Duration
 	breaker breaker
+	latency histogram // of its requests
 }
 
 func (c *Cache) newUpstream(key string, cfg Upstream) (*upstream, error) {
@@ -280,7 +281,7 @@ func (c *Cache) newUpstream(key string, cfg Upstream) (*upstream, error) {
 		Scheme: u.Scheme, Host: u.Host, Credentials: cfg.Credentials, Transport: cfg.Transport,
 		TLSConfig: cfg.TLSConfig, DialTimeout: dial, UserAgent: "ocipull-mirror",
 		GetBackOff: upstreamBackOff, StallTimeout: up.timeout, RangeParallelism: ranges, MaxConnsPerHost: conns,
-		Trace: c.traceUpstream,
+		Trace: func(t registry.RequestTrace) { c.traceUpstream(up, t) },
 	}
 	if ep, err := registry.ParseEndpoint(cfg.URL); err != nil || ep.Host != u.Host {
 		return nil, fmt.Errorf("mirror: upstream %q: invalid host", safe(key))

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -21,13 +22,29 @@ type stats struct {
 	upstreamErrors, servedBytes               atomic.Int64
 	storeBytes, aborted, panics, refused      atomic.Int64
 	verifyFailures                            atomic.Int64
+
+	// byClass counts answers by status class: index 1 for 1xx to 5 for
+	// 5xx (0: anything else).
+	byClass [6]atomic.Int64
+	latency histogram // of every request, to its last byte
+}
+
+// answered counts one answer of status, taking d.
+func (s *stats) answered(status int, d time.Duration) {
+	class := status / 100
+	if class < 1 || class > 5 {
+		class = 0
+	}
+	s.byClass[class].Add(1)
+	s.latency.observe(d)
 }
 
 // traceUpstream counts every HTTP request sent upstream (token requests
 // and resumes included) and the body bytes read, and logs it at debug
 // level.
-func (c *Cache) traceUpstream(t registry.RequestTrace) {
+func (c *Cache) traceUpstream(up *upstream, t registry.RequestTrace) {
 	s := &c.stats
+	up.latency.observe(t.Duration)
 	if c.log.Enabled(context.Background(), slog.LevelDebug) {
 		attrs := []any{"method", t.Method, "url", safe(t.URL), "status", t.Status, "bytes", t.Bytes, "duration", t.Duration.Round(time.Millisecond)}
 		if t.Err != nil {
@@ -67,6 +84,23 @@ func (c *Cache) serveMetrics(w http.ResponseWriter) {
 	metric("ocipull_mirror_refused_total", "counter", "Requests refused for a fetch cap (429 or 503).", s.refused.Load())
 	metric("ocipull_mirror_panics_total", "counter", "Panics recovered while serving or fetching.", s.panics.Load())
 	metric("ocipull_mirror_store_bytes", "gauge", "Bytes of content and landings in the store.", s.storeBytes.Load())
+	b.WriteString("# HELP ocipull_mirror_requests_total Requests answered, by status class.\n# TYPE ocipull_mirror_requests_total counter\n")
+	for class := 1; class <= 5; class++ {
+		fmt.Fprintf(&b, "ocipull_mirror_requests_total{class=\"%dxx\"} %d\n", class, s.byClass[class].Load())
+	}
+	fmt.Fprintf(&b, "ocipull_mirror_requests_total{class=\"other\"} %d\n", s.byClass[0].Load())
+	b.WriteString("# HELP ocipull_mirror_request_duration_seconds Time to answer a request, to its last byte.\n# TYPE ocipull_mirror_request_duration_seconds histogram\n")
+	s.latency.write(&b, "ocipull_mirror_request_duration_seconds", "")
+	b.WriteString("# HELP ocipull_mirror_upstream_request_duration_seconds Time of one upstream request, to its last byte read, by upstream (ns: the name clients use for it, empty for the default).\n# TYPE ocipull_mirror_upstream_request_duration_seconds histogram\n")
+	keys := make([]string, 0, len(c.upstreams))
+	for key := range c.upstreams {
+		keys = append(keys, key)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		up := c.upstreams[key]
+		up.latency.write(&b, "ocipull_mirror_upstream_request_duration_seconds", fmt.Sprintf("ns=%q,upstream=%q", key, up.name))
+	}
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	io.WriteString(w, b.String())
 }

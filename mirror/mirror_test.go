@@ -662,11 +662,11 @@ func mirrorMetrics(t *testing.T, ms *httptest.Server) map[string]int64 {
 		if !ok || strings.HasPrefix(name, "#") {
 			continue
 		}
-		n, err := strconv.ParseInt(val, 10, 64)
+		n, err := strconv.ParseFloat(val, 64)
 		if err != nil {
 			t.Fatalf("metric line %q", line)
 		}
-		out[name] = n
+		out[name] = int64(n) // sums of seconds are truncated; every count is whole
 	}
 	return out
 }
@@ -750,4 +750,34 @@ func (g *gatedWriter) Write(p []byte) (int, error) {
 	k, err := g.ResponseWriter.Write(p)
 	g.n += int64(k)
 	return k, err
+}
+
+// TestMetricsByClassAndLatency: answers are counted by status class and
+// timed into a histogram, one observation per request; upstream requests
+// are timed per upstream, as many as the upstream saw.
+func TestMetricsByClassAndLatency(t *testing.T) {
+	up := newUpstream(t, 1000)
+	_, ms := newMirror(t, t.TempDir(), map[string]*upstreamFixture{"": up}, nil)
+	for _, p := range []string{"/v2/team/app/manifests/v1", "/v2/team/app/manifests/v1", "/v2/", // 2xx
+		"/v2/team/app/manifests/nope", "/v2/team/app/manifests/sha256:zz"} { // 4xx
+		if _, _, _, err := rawGet(t, ms, "GET", p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := mirrorMetrics(t, ms)
+	if m[`ocipull_mirror_requests_total{class="2xx"}`] != 3 || m[`ocipull_mirror_requests_total{class="4xx"}`] != 2 ||
+		m[`ocipull_mirror_requests_total{class="5xx"}`] != 0 {
+		t.Errorf("by class: 2xx %d, 4xx %d, 5xx %d; want 3, 2, 0", m[`ocipull_mirror_requests_total{class="2xx"}`],
+			m[`ocipull_mirror_requests_total{class="4xx"}`], m[`ocipull_mirror_requests_total{class="5xx"}`])
+	}
+	if n := m["ocipull_mirror_request_duration_seconds_count"]; n != 5 || m[`ocipull_mirror_request_duration_seconds_bucket{le="+Inf"}`] != 5 {
+		t.Errorf("request latency: count %d, +Inf bucket %d; want 5", n, m[`ocipull_mirror_request_duration_seconds_bucket{le="+Inf"}`])
+	}
+	if m[`ocipull_mirror_request_duration_seconds_bucket{le="0.005"}`] > m[`ocipull_mirror_request_duration_seconds_bucket{le="60"}`] {
+		t.Error("request latency buckets are not cumulative")
+	}
+	label := fmt.Sprintf(`{ns="",upstream=%q}`, strings.TrimPrefix(up.ts.URL, "http://"))
+	if got, want := m["ocipull_mirror_upstream_request_duration_seconds_count"+label], int64(up.count("", "/")); got != want || want == 0 {
+		t.Errorf("upstream latency count %s: %d, the upstream saw %d", label, got, want)
+	}
 }

@@ -46,6 +46,7 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Cache) logRequest(r *http.Request, rec *wire.Recorder, t target, o outcome, d time.Duration) {
+	c.stats.answered(rec.Status, d)
 	attrs := []any{"method", r.Method, "path", safe(r.URL.RequestURI()), "status", rec.Status, "bytes", rec.Bytes,
 		"duration", d.Round(time.Millisecond), "client", clientAddr(r), "outcome", string(o.kind)}
 	if rec.User != "" {
