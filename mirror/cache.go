@@ -120,6 +120,7 @@ type Cache struct {
 	ctx       context.Context      // the cache's lifetime: fetches run under it
 	cancel    context.CancelFunc
 	stats     stats
+	started   time.Time // when New made it (process_start_time_seconds)
 	log       *slog.Logger
 
 	manifests   group[string, manifestResult] // manifest and tag fetches in flight
@@ -155,6 +156,7 @@ func New(store Store, cfg Config) (*Cache, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Cache{cfg: cfg, store: store, upstreams: map[string]*upstream{}, ctx: ctx, cancel: cancel,
 		log:         cfg.Log,
+		started:     time.Now(),
 		trust:       newTrust(cfg.MaxEntries),
 		listCache:   newLRU[string, *listEntry](cfg.MaxEntries, 0),
 		negative:    newLRU[string, struct{}](cfg.MaxEntries, cfg.ListTTL),

@@ -101,6 +101,7 @@ func (c *Cache) serveMetrics(w http.ResponseWriter) {
 		up := c.upstreams[key]
 		up.latency.write(&b, "ocipull_mirror_upstream_request_duration_seconds", fmt.Sprintf("ns=%q,upstream=%q", key, up.name))
 	}
+	writeRuntimeMetrics(&b, c.started)
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	io.WriteString(w, b.String())
 }

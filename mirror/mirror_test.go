@@ -754,7 +754,8 @@ func (g *gatedWriter) Write(p []byte) (int, error) {
 
 // TestMetricsByClassAndLatency: answers are counted by status class and
 // timed into a histogram, one observation per request; upstream requests
-// are timed per upstream, as many as the upstream saw.
+// are timed per upstream, as many as the upstream saw; the Go runtime and
+// process gauges are there under their usual names.
 func TestMetricsByClassAndLatency(t *testing.T) {
 	up := newUpstream(t, 1000)
 	_, ms := newMirror(t, t.TempDir(), map[string]*upstreamFixture{"": up}, nil)
@@ -775,6 +776,12 @@ func TestMetricsByClassAndLatency(t *testing.T) {
 	}
 	if m[`ocipull_mirror_request_duration_seconds_bucket{le="0.005"}`] > m[`ocipull_mirror_request_duration_seconds_bucket{le="60"}`] {
 		t.Error("request latency buckets are not cumulative")
+	}
+	if m["go_goroutines"] < 1 || m["go_memstats_heap_alloc_bytes"] < 1 || m["process_start_time_seconds"] < time.Now().Add(-time.Hour).Unix() {
+		t.Errorf("runtime metrics: goroutines %d, heap %d, start %d", m["go_goroutines"], m["go_memstats_heap_alloc_bytes"], m["process_start_time_seconds"])
+	}
+	if _, err := os.Stat("/proc/self/fd"); err == nil && m["process_open_fds"] < 3 {
+		t.Errorf("process_open_fds %d, want at least stdin, stdout and stderr", m["process_open_fds"])
 	}
 	label := fmt.Sprintf(`{ns="",upstream=%q}`, strings.TrimPrefix(up.ts.URL, "http://"))
 	if got, want := m["ocipull_mirror_upstream_request_duration_seconds_count"+label], int64(up.count("", "/")); got != want || want == 0 {
