@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -70,26 +71,24 @@ func TestFiftyRepositoriesOneRegistry(t *testing.T) {
 			t.Errorf("%d distinct scopes asked for, want %d", n, repos)
 		}
 	}
-	t.Run("one Registry", func(t *testing.T) {
+	// filled starts a token-auth reference registry holding the
+	// repositories, its token requests forgotten.
+	filled := func(t *testing.T) (*httptest.Server, *tokenIssuer, *atomic.Int64) {
 		rr, ti, conns := tokenRegistryCounting(t)
-		host := hostOf(t, rr)
 		for i := range repos {
-			push(t, host, fmt.Sprintf("fifty/r%02d", i), c, &authn.Basic{Username: ti.user, Password: ti.pass})
+			push(t, hostOf(t, rr), fmt.Sprintf("fifty/r%02d", i), c, &authn.Basic{Username: ti.user, Password: ti.pass})
 		}
 		ti.mu.Lock()
 		ti.scopes = nil
 		ti.mu.Unlock()
-		check(t, host, registry.StaticCredentials(ti.user, ti.pass), conns.Load, ti, maxConns)
+		return rr, ti, conns
+	}
+	t.Run("one Registry", func(t *testing.T) {
+		rr, ti, conns := filled(t)
+		check(t, hostOf(t, rr), registry.StaticCredentials(ti.user, ti.pass), conns.Load, ti, maxConns)
 	})
 	t.Run("through the cache", func(t *testing.T) {
-		rr, ti, conns := tokenRegistryCounting(t)
-		host := hostOf(t, rr)
-		for i := range repos {
-			push(t, host, fmt.Sprintf("fifty/r%02d", i), c, &authn.Basic{Username: ti.user, Password: ti.pass})
-		}
-		ti.mu.Lock()
-		ti.scopes = nil
-		ti.mu.Unlock()
+		rr, ti, conns := filled(t)
 		m, err := mirror.Open(t.TempDir(), mirror.Config{Upstreams: map[string]mirror.Upstream{
 			"": {URL: rr.URL, Credentials: registry.StaticCredentials(ti.user, ti.pass), MaxConns: maxConns},
 		}})

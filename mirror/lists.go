@@ -104,17 +104,8 @@ func (c *Cache) serveReferrers(w *wire.Recorder, r *http.Request, t target, refe
 	}
 	// Kept per subject (unfiltered) and filtered here, so that a client
 	// cycling artifactType values costs one entry, not one each.
-	key := "referrers\x00" + t.up.key + "\x00" + t.repo + "\x00" + reference
 	subject := digest.Digest(reference)
-	e, o, err := c.cachedList(r.Context(), t.up, key, func(ctx context.Context) (*listEntry, error) {
-		ds, err := t.client().Referrers(ctx, subject, "")
-		if err != nil {
-			return nil, err
-		}
-		le := &listEntry{index: referrersIndex(ds)}
-		c.persistReferrers(ctx, t, subject, le.index)
-		return le, nil
-	})
+	e, o, err := c.referrers(r.Context(), t, subject)
 	if err != nil {
 		stored, ok := c.serveStoredReferrers(r, t, subject, err)
 		if !ok {

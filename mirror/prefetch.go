@@ -40,21 +40,11 @@ func (c *Cache) prefetchReferrers(t target, d digest.Digest) {
 		}()
 		ctx, cancel := context.WithTimeout(c.ctx, 4*t.up.timeout)
 		defer cancel()
-		key := "referrers\x00" + t.up.key + "\x00" + t.repo + "\x00" + string(d)
-		le, _, err := c.cachedList(ctx, t.up, key, func(ctx context.Context) (*listEntry, error) {
-			ds, err := t.client().Referrers(ctx, d, "")
-			if err != nil {
-				return nil, err
-			}
-			le := &listEntry{index: referrersIndex(ds)}
-			c.persistReferrers(ctx, t, d, le.index)
-			return le, nil
-		})
+		le, _, err := c.referrers(ctx, t, d)
 		if err != nil {
 			c.log.Debug("referrers prefetch failed", "upstream", t.up.name, "repository", t.repo, "digest", string(d), "cause", safe(err.Error()))
 			return
 		}
-		c.trust.nameAll(t.up.key, t.repo, le.index.Manifests)
 		for i, r := range le.index.Manifests {
 			if i == maxPrefetchedReferrers {
 				break

@@ -31,6 +31,21 @@ func referrersIndex(ds []v1.Descriptor) v1.Index {
 	return v1.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: v1.MediaTypeImageIndex, Manifests: ds}
 }
 
+// referrers is t's referrers answer for subject d: kept, fetched upstream
+// (coalesced) and stored with persistReferrers, or stale (see cachedList).
+func (c *Cache) referrers(ctx context.Context, t target, d digest.Digest) (*listEntry, outcome, error) {
+	key := "referrers\x00" + t.up.key + "\x00" + t.repo + "\x00" + string(d)
+	return c.cachedList(ctx, t.up, key, func(ctx context.Context) (*listEntry, error) {
+		ds, err := t.client().Referrers(ctx, d, "")
+		if err != nil {
+			return nil, err
+		}
+		le := &listEntry{index: referrersIndex(ds)}
+		c.persistReferrers(ctx, t, d, le.index)
+		return le, nil
+	})
+}
+
 // persistReferrers stores idx, the upstream's referrers answer for t's
 // subject d, and records its tag. A failure is logged: the answer is
 // served all the same, and kept in memory.

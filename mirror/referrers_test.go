@@ -81,6 +81,11 @@ func TestReferrersSurviveRestartWithUpstreamDown(t *testing.T) {
 	if code != 200 || hdr.Get("OCI-Filters-Applied") != "artifactType" || len(lists(body)) != 0 {
 		t.Errorf("filtered stale referrers: %d %q %s", code, hdr.Get("OCI-Filters-Applied"), body)
 	}
+	// The tag-schema tag names the same list.
+	code, _, body, _ = rawGet(t, ms2, "GET", "/v2/team/app/manifests/"+tag)
+	if got := lists(body); code != 200 || len(got) != 1 || got[0].Digest != sig.Digest() {
+		t.Errorf("manifest %s, upstream down: %d %s", tag, code, body)
+	}
 	// Another repository holding the same subject never saw the list.
 	if code, _, _, _ := rawGet(t, ms2, "GET", "/v2/other/app/referrers/"+string(up.img.Digest())); code < 500 {
 		t.Errorf("another repository's referrers, upstream down: %d, want 5xx", code)
