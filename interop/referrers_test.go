@@ -9,19 +9,26 @@ import (
 	"testing"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2"
 	orasoci "oras.land/oras-go/v2/content/oci"
 	orasregistry "oras.land/oras-go/v2/registry"
 	orasremote "oras.land/oras-go/v2/registry/remote"
+
+	"github.com/regclient/regclient"
+	rcconfig "github.com/regclient/regclient/config"
+	rcref "github.com/regclient/regclient/types/ref"
 
 	"github.com/ocipull/registry/oci"
 	"github.com/ocipull/registry/ocitest"
 )
 
 // TestReferrersCarriedSeenByOras: an image with a signature and an SBOM
-// (artifacts with a subject, as cosign and oras attach them) pulled with
-// `ocipull pull --referrers` into a layout: oras-go finds them in the
-// directory (what `oras discover --oci-layout` does), and through
-// `ocipull serve` of it (the referrers API), as on the registry.
+// (artifacts with a subject, as cosign and oras attach them), copied with
+// their referrers into the reference registry by oras-go, pulled from it
+// with `ocipull pull --referrers` into a layout: oras-go and regclient
+// find them in the directory (what `oras discover --oci-layout` and
+// `regctl artifact list ocidir://` do), and through `ocipull serve` of it
+// (the referrers API), as on the registry.
 func TestReferrersCarriedSeenByOras(t *testing.T) {
 	img, err := ocitest.Build(ocitest.Spec{Seed: 41})
 	if err != nil {
@@ -29,10 +36,18 @@ func TestReferrersCarriedSeenByOras(t *testing.T) {
 	}
 	sig, _ := ocitest.Artifact(img, "application/vnd.dev.cosign.artifact.sig.v1+json", []byte("sig"))
 	sbom, _ := ocitest.Artifact(img, "application/spdx+json", []byte(`{"spdxVersion":"SPDX-2.3"}`))
-	reg := ocitest.NewRegistry(t, nil, map[string]oci.Ref{"app/x:v1": img, "app/x:sig": sig, "app/x:sbom": sbom})
+	src := ocitest.NewRegistry(t, nil, map[string]oci.Ref{"app/x:v1": img, "app/x:sig": sig, "app/x:sbom": sbom})
+	refHost := strings.TrimPrefix(referenceRegistry(t, "", "").URL, "http://")
+	ctx := context.Background()
+	from, _ := orasremote.NewRepository(src.Host + "/app/x")
+	to, _ := orasremote.NewRepository(refHost + "/app/x")
+	from.PlainHTTP, to.PlainHTTP = true, true
+	if _, err := oras.ExtendedCopy(ctx, from, "v1", to, "v1", oras.DefaultExtendedCopyOptions); err != nil {
+		t.Fatalf("oras-go copying the image and its referrers into the reference registry: %v", err)
+	}
 	bin := buildOcipull(t)
 	dir := filepath.Join(t.TempDir(), "layout")
-	if out, err := exec.Command(bin, "pull", "--referrers", reg.Host+"/app/x:v1", dir).CombinedOutput(); err != nil {
+	if out, err := exec.Command(bin, "pull", "--referrers", refHost+"/app/x:v1", dir).CombinedOutput(); err != nil {
 		t.Fatalf("pull --referrers: %v\n%s", err, out)
 	}
 	want := map[string]bool{string(sig.Digest()): true, string(sbom.Digest()): true}
@@ -49,7 +64,6 @@ func TestReferrersCarriedSeenByOras(t *testing.T) {
 			}
 		}
 	}
-	ctx := context.Background()
 	store, err := orasoci.NewWithContext(ctx, dir)
 	if err != nil {
 		t.Fatal(err)
@@ -59,6 +73,7 @@ func TestReferrersCarriedSeenByOras(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("oras-go on the layout directory", onDisk)
+	check("regclient on the layout directory", regclientReferrers(t, nil, "ocidir://"+dir+"@"+string(img.Digest())))
 
 	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--quiet", "--repo", "served/app", dir)
 	stdout, _ := cmd.StdoutPipe()
@@ -85,4 +100,30 @@ func TestReferrersCarriedSeenByOras(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("oras-go through ocipull serve", served)
+	check("regclient through ocipull serve", regclientReferrers(t, []string{host}, host+"/served/app@"+string(img.Digest())))
+}
+
+// regclientReferrers lists the referrers of subject (a regclient
+// reference: ocidir://DIR@DIGEST or HOST/REPO@DIGEST) as `regctl
+// artifact list` does; plainHTTP names the hosts spoken to without TLS.
+func regclientReferrers(t *testing.T, plainHTTP []string, subject string) []ocispec.Descriptor {
+	t.Helper()
+	var hosts []rcconfig.Host
+	for _, h := range plainHTTP {
+		hosts = append(hosts, rcconfig.Host{Name: h, TLS: rcconfig.TLSDisabled})
+	}
+	rc := regclient.New(regclient.WithConfigHost(hosts...))
+	r, err := rcref.New(subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl, err := rc.ReferrerList(context.Background(), r)
+	if err != nil {
+		t.Fatalf("regclient referrers of %s: %v", subject, err)
+	}
+	var out []ocispec.Descriptor
+	for _, d := range rl.Descriptors {
+		out = append(out, ocispec.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size, ArtifactType: d.ArtifactType})
+	}
+	return out
 }

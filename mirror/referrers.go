@@ -6,7 +6,6 @@ import (
 	"net/http"
 
 	"github.com/opencontainers/go-digest"
-	specs "github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocipull/registry/oci"
@@ -20,17 +19,6 @@ import (
 // while the upstream is down; a later upstream answer replaces it. The
 // index is evicted like any manifest, and its tag with it.
 
-// referrersTag is the tag-schema tag of subject d.
-func referrersTag(d digest.Digest) string { return d.Algorithm().String() + "-" + d.Encoded() }
-
-// referrersIndex is the image index listing ds.
-func referrersIndex(ds []v1.Descriptor) v1.Index {
-	if ds == nil {
-		ds = []v1.Descriptor{}
-	}
-	return v1.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: v1.MediaTypeImageIndex, Manifests: ds}
-}
-
 // referrers is t's referrers answer for subject d: kept, fetched upstream
 // (coalesced) and stored with persistReferrers, or stale (see cachedList).
 func (c *Cache) referrers(ctx context.Context, t target, d digest.Digest) (*listEntry, outcome, error) {
@@ -40,7 +28,7 @@ func (c *Cache) referrers(ctx context.Context, t target, d digest.Digest) (*list
 		if err != nil {
 			return nil, err
 		}
-		le := &listEntry{index: referrersIndex(ds)}
+		le := &listEntry{index: oci.ReferrersIndex(ds)}
 		c.persistReferrers(ctx, t, d, le.index)
 		return le, nil
 	})
@@ -55,8 +43,8 @@ func (c *Cache) persistReferrers(ctx context.Context, t target, d digest.Digest,
 		return
 	}
 	desc := v1.Descriptor{MediaType: v1.MediaTypeImageIndex, Digest: digest.FromBytes(raw), Size: int64(len(raw))}
-	if e, ok := c.tags.get(tagKey{t.up.key, t.repo, referrersTag(d)}); ok && e.desc.Digest == desc.Digest {
-		c.tags.set(tagKey{t.up.key, t.repo, referrersTag(d)}, desc, false)
+	if e, ok := c.tags.get(tagKey{t.up.key, t.repo, oci.ReferrersTag(d)}); ok && e.desc.Digest == desc.Digest {
+		c.tags.set(tagKey{t.up.key, t.repo, oci.ReferrersTag(d)}, desc, false)
 		return
 	}
 	stored := desc
@@ -67,7 +55,7 @@ func (c *Cache) persistReferrers(ctx context.Context, t target, d digest.Digest,
 	}
 	c.acct.landed(desc.Digest, desc.Size, 0)
 	c.trust.add(t.blob(desc.Digest))
-	c.tags.set(tagKey{t.up.key, t.repo, referrersTag(d)}, desc, true)
+	c.tags.set(tagKey{t.up.key, t.repo, oci.ReferrersTag(d)}, desc, true)
 	c.tags.manifestStored()
 }
 
@@ -75,7 +63,7 @@ func (c *Cache) persistReferrers(ctx context.Context, t target, d digest.Digest,
 // store keeps, verified against its digest; ok is false when there is
 // none or it does not verify.
 func (c *Cache) storedReferrers(ctx context.Context, t target, d digest.Digest) (*listEntry, bool) {
-	e, ok := c.tags.get(tagKey{t.up.key, t.repo, referrersTag(d)})
+	e, ok := c.tags.get(tagKey{t.up.key, t.repo, oci.ReferrersTag(d)})
 	if !ok {
 		return nil, false
 	}

@@ -35,6 +35,17 @@ type lockImage struct {
 	MediaType string         `json:"mediaType"`
 	Size      int64          `json:"size"`
 	Platforms []lockPlatform `json:"platforms,omitempty"`
+	Referrers []lockReferrer `json:"referrers,omitempty"`
+}
+
+// lockReferrer pins one referrer (a signature, an SBOM, an attestation)
+// of a pinned manifest, or of another referrer, by digest.
+type lockReferrer struct {
+	Subject      digest.Digest `json:"subject"`
+	Digest       digest.Digest `json:"digest"`
+	MediaType    string        `json:"mediaType"`
+	ArtifactType string        `json:"artifactType,omitempty"`
+	Size         int64         `json:"size"`
 }
 
 type lockPlatform struct {
@@ -57,6 +68,8 @@ var lockCommand = &command{
 		platform := f.String("platform", "p", "", "for an index, also pin these `PLATFORMS` (comma list) to their manifests' digests (one GET of the index)")
 		out := f.String("output", "o", "", "write the lockfile to `FILE` (default: standard output)")
 		from := f.String("from", "", "", "read references from `FILE`, one a line (# starts a comment)")
+		referrers := f.Bool("referrers", "", "also pin the referrers (signatures, SBOMs, attestations) of each pinned manifest, and theirs; pull --lock then carries exactly those")
+		artifactTypes := f.String("artifact-type", "", "", "with --referrers: only referrers of these `TYPES` (comma list) of the pinned manifests (theirs are all pinned)")
 		return func(ctx context.Context) error {
 			refs := append([]string(nil), e.args...)
 			if *from != "" {
@@ -76,7 +89,14 @@ var lockCommand = &command{
 			if all {
 				return usageErr("--platform all: name the platforms to pin")
 			}
-			lf, err := resolveLock(ctx, e, rf, refs, platforms)
+			lo := lockOptions{platforms: platforms, referrers: *referrers}
+			if *artifactTypes != "" {
+				if !*referrers {
+					return usageErr("--artifact-type goes with --referrers")
+				}
+				lo.artifactTypes = strings.Split(*artifactTypes, ",")
+			}
+			lf, err := resolveLock(ctx, e, rf, refs, lo)
 			if err != nil {
 				return err
 			}
@@ -111,10 +131,17 @@ func readReferenceList(path string) ([]string, error) {
 	return refs, sc.Err()
 }
 
+// lockOptions are what `ocipull lock` pins beyond each reference's digest.
+type lockOptions struct {
+	platforms     []v1.Platform
+	referrers     bool
+	artifactTypes []string
+}
+
 // resolveLock resolves each reference with one HEAD (and, for an index
 // with platforms to pin, one GET of it), one Registry per host so that
 // connections and tokens are shared.
-func resolveLock(ctx context.Context, e *env, rf *remoteFlags, refs []string, platforms []v1.Platform) (*lockFile, error) {
+func resolveLock(ctx context.Context, e *env, rf *remoteFlags, refs []string, lo lockOptions) (*lockFile, error) {
 	regs := map[string]*registry.Registry{}
 	lf := &lockFile{Version: 1}
 	seen := map[string]bool{}
@@ -139,7 +166,7 @@ func resolveLock(ctx context.Context, e *env, rf *remoteFlags, refs []string, pl
 			}
 			regs[ref.Host] = c.Registry()
 		}
-		img, err := lockOne(ctx, rf, c, ref, platforms)
+		img, err := lockOne(ctx, rf, c, ref, lo)
 		if err != nil {
 			return nil, err
 		}
@@ -150,7 +177,10 @@ func resolveLock(ctx context.Context, e *env, rf *remoteFlags, refs []string, pl
 	return lf, nil
 }
 
-func lockOne(ctx context.Context, rf *remoteFlags, c *registry.Client, ref registry.Reference, platforms []v1.Platform) (lockImage, error) {
+// lockOne pins one reference: one HEAD; for an index, one GET of it when
+// platforms are pinned or referrers are (the referrers of its children
+// are pinned too: of the pinned platforms' manifests, or of every child).
+func lockOne(ctx context.Context, rf *remoteFlags, c *registry.Client, ref registry.Reference, lo lockOptions) (lockImage, error) {
 	mctx, cancel := rf.metadataContext(ctx)
 	defer cancel()
 	desc, err := c.Resolve(mctx, ref.TagOrDigest())
@@ -160,25 +190,40 @@ func lockOne(ctx context.Context, rf *remoteFlags, c *registry.Client, ref regis
 	name := ref
 	name.Digest = ""
 	img := lockImage{Name: name.String(), Digest: desc.Digest, MediaType: desc.MediaType, Size: desc.Size}
-	if len(platforms) == 0 || !isIndexType(desc.MediaType) {
-		return img, nil
+	roots := []digest.Digest{desc.Digest}
+	if (len(lo.platforms) > 0 || lo.referrers) && isIndexType(desc.MediaType) {
+		got, err := c.Read(mctx, string(desc.Digest))
+		if err != nil {
+			return lockImage{}, err
+		}
+		if idx, ok := got.(*oci.Index); ok {
+			for _, p := range lo.platforms {
+				d, err := idx.SelectPlatform(p)
+				if err != nil {
+					return lockImage{}, fmt.Errorf("%s: %w", ref, err)
+				}
+				img.Platforms = append(img.Platforms, lockPlatform{Platform: oci.PlatformString(p), Digest: d.Digest, MediaType: d.MediaType, Size: d.Size})
+				roots = append(roots, d.Digest)
+			}
+			if len(lo.platforms) == 0 {
+				for _, d := range idx.Manifests() {
+					roots = append(roots, d.Digest)
+				}
+			}
+		}
+		sort.Slice(img.Platforms, func(i, j int) bool { return img.Platforms[i].Platform < img.Platforms[j].Platform })
 	}
-	got, err := c.Read(mctx, string(desc.Digest))
-	if err != nil {
-		return lockImage{}, err
-	}
-	idx, ok := got.(*oci.Index)
-	if !ok {
-		return img, nil
-	}
-	for _, p := range platforms {
-		d, err := idx.SelectPlatform(p)
+	if lo.referrers {
+		found, err := findReferrers(mctx, c, roots, lo.artifactTypes)
 		if err != nil {
 			return lockImage{}, fmt.Errorf("%s: %w", ref, err)
 		}
-		img.Platforms = append(img.Platforms, lockPlatform{Platform: oci.PlatformString(p), Digest: d.Digest, MediaType: d.MediaType, Size: d.Size})
+		for _, f := range found {
+			img.Referrers = append(img.Referrers, lockReferrer{Subject: f.subject, Digest: f.desc.Digest,
+				MediaType: f.desc.MediaType, ArtifactType: f.desc.ArtifactType, Size: f.desc.Size})
+		}
+		sort.Slice(img.Referrers, func(i, j int) bool { return img.Referrers[i].Digest < img.Referrers[j].Digest })
 	}
-	sort.Slice(img.Platforms, func(i, j int) bool { return img.Platforms[i].Platform < img.Platforms[j].Platform })
 	return img, nil
 }
 
@@ -207,13 +252,22 @@ func readLock(path string) (*lockFile, error) {
 				return nil, fmt.Errorf("%s: %s: %s: invalid digest", safe(path), safe(img.Reference), safe(p.Platform))
 			}
 		}
+		if len(img.Referrers) > maxCarriedReferrers {
+			return nil, fmt.Errorf("%s: %s: more than %d referrers", safe(path), safe(img.Reference), maxCarriedReferrers)
+		}
+		for _, r := range img.Referrers {
+			if oci.ValidateDigest(r.Digest) != nil || oci.ValidateDigest(r.Subject) != nil {
+				return nil, fmt.Errorf("%s: %s: referrer: invalid digest", safe(path), safe(img.Reference))
+			}
+		}
 	}
 	return &lf, nil
 }
 
 // pullLocked pulls every image a lockfile pins into the layout at dest,
-// by digest, and fails when an index no longer selects a pinned
-// platform's manifest.
+// by digest, with the referrers it pins (each read by digest, verified,
+// and refused unless it names the pinned subject), and fails when an
+// index no longer selects a pinned platform's manifest.
 func pullLocked(ctx context.Context, e *env, rf *remoteFlags, lockPath, dest string, po pullOptions) error {
 	lf, err := readLock(lockPath)
 	if err != nil {
@@ -262,6 +316,26 @@ func pullLocked(ctx context.Context, e *env, rf *remoteFlags, lockPath, dest str
 				if err != nil || d.Digest != p.Digest {
 					return fmt.Errorf("%s: %s: %s: the index selects %s, the lock pins %s", safe(lockPath), safe(img.Reference), p.Platform, d.Digest, p.Digest)
 				}
+			}
+		}
+		if len(img.Referrers) > 0 {
+			l, err := oci.OpenLayout(dest)
+			if err != nil {
+				return err
+			}
+			var found []foundReferrer
+			for _, r := range img.Referrers {
+				if err := writeReferrer(ctx, c, l, r.Subject, r.Digest); err != nil {
+					return fmt.Errorf("%s: %s: %w", safe(lockPath), safe(img.Reference), err)
+				}
+				found = append(found, foundReferrer{subject: r.Subject,
+					desc: v1.Descriptor{MediaType: r.MediaType, ArtifactType: r.ArtifactType, Digest: r.Digest, Size: r.Size}})
+			}
+			if err := tagReferrers(ctx, l, found); err != nil {
+				return err
+			}
+			if !po.quiet {
+				fmt.Fprintf(e.stderr, "%s carried\n", plural(len(img.Referrers), "referrer", "referrers"))
 			}
 		}
 	}

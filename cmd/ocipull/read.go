@@ -391,6 +391,7 @@ func layoutReferrers(ctx context.Context, t *target, artifactType string) ([]v1.
 		return nil, err
 	}
 	out := []v1.Descriptor{}
+	seen := map[digest.Digest]bool{}
 	for _, entry := range idx.Manifests {
 		entry.Annotations = nil
 		ref, err := oci.LoadRef(ctx, t.layout, entry)
@@ -412,7 +413,8 @@ func layoutReferrers(ctx context.Context, t *target, artifactType string) ([]v1.
 				ix := m.Index()
 				subj, at, ann = ix.Subject, ix.ArtifactType, ix.Annotations
 			}
-			if subj != nil && subj.Digest == subject.Digest() && (artifactType == "" || at == artifactType) {
+			if subj != nil && subj.Digest == subject.Digest() && (artifactType == "" || at == artifactType) && !seen[r.Digest()] {
+				seen[r.Digest()] = true
 				d := r.Descriptor()
 				d.ArtifactType, d.Annotations = at, ann
 				out = append(out, d)
