@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"time"
 
 	"github.com/ocipull/registry/internal/wire"
 
@@ -159,13 +158,42 @@ func (s clientSource) openOn(ctx context.Context, t *transport, desc v1.Descript
 		return r, nil
 	}
 	rctx, cancel := context.WithCancel(ctx)
-	first := mk(rctx, offset, 0, false)
-	if err := first.open(); err != nil {
+	// The first stream is bounded at one chunk: when the probe finds the
+	// link slow, chunks take over from that boundary and nothing the first
+	// stream was sent is thrown away.
+	first := mk(rctx, offset, min(desc.Size, offset+t.ranged.chunk), true)
+	decided := false
+	err := first.open()
+	if errors.Is(err, errRangeUnusable) {
+		// The registry cannot serve a bounded range: one stream.
+		first = mk(rctx, offset, 0, false)
+		first.noRange, decided = true, true
+		err = first.open()
+	}
+	if err != nil {
 		cancel()
 		return nil, err
 	}
-	return &rangedStream{first: first, ctx: rctx, cancel: cancel, lanes: lanes, cfg: t.ranged, desc: desc, make: mk, t: t,
-		pos: offset, probeFrom: offset, probeStart: time.Now()}, nil
+	first.strict = false // resumed within its range like any stream
+	return &rangedStream{first: first, ctx: rctx, cancel: cancel, lanes: lanes, ahead: s.c.reg.rangesAhead(lanes), cfg: t.ranged, desc: desc, make: mk, t: t,
+		pos: offset, probeFrom: offset, decided: decided}, nil
+}
+
+// RangedFetchConns is how many connections one ranged fetch may hold
+// with the default RangeParallelism: its lanes, the requests sent ahead
+// of them, and the first stream until its bounded range ends. A caller
+// that caps MaxConnsPerHost at its own blob-level parallelism adds this
+// so that ranged lanes never wait for a connection.
+const RangedFetchConns = defaultParallel + preopened + 1
+
+// rangesAhead is how many chunk requests are sent beyond the lanes: none
+// that would have to wait for a connection under MaxConnsPerHost (the
+// first stream holds one until its bounded range ends).
+func (r *Registry) rangesAhead(lanes int) int {
+	if r.MaxConnsPerHost <= 0 {
+		return preopened
+	}
+	return max(0, min(preopened, r.MaxConnsPerHost-lanes-1))
 }
 
 // rangeLanes is how many ranges of one blob may be in flight:

@@ -17,13 +17,20 @@ import (
 //   - the blob has at least rangedMinSize bytes left and the client may
 //     open more than one connection (RangeParallelism and MaxConnsPerHost
 //     above 1);
-//   - it starts as one stream, and measures it: after probeBytes and
-//     probeTime, a stream that ran at fastStream or more stays alone (on a
-//     fast link, ranges would only add requests);
-//   - a slower one is bounded at the next chunk boundary and the rest is
-//     fetched in chunks of rangedChunk bytes, at most RangeParallelism in
-//     flight, each a bounded Range request on a kept-alive connection,
-//     retried and resumed on its own;
+//   - it starts as one stream bounded at rangedChunk bytes, and measures
+//     the link, not the reader: the rate is the bytes over the time spent
+//     waiting for them inside Read, so a reader slowed by a busy CPU (its
+//     socket buffer full, every Read answered at once) does not look like
+//     a slow link. After probeBytes and probeTime of waiting, a stream
+//     that ran at fastStream or more stays alone (on a fast link, ranges
+//     would only add requests): at its bound it goes on as one unbounded
+//     request;
+//   - on a slower one, the rest after the first stream's bound is fetched
+//     in chunks of rangedChunk bytes, at most RangeParallelism in flight
+//     (plus preopened sent ahead, where MaxConnsPerHost leaves room), each
+//     a bounded Range request on a kept-alive connection, retried and
+//     resumed on its own; the first stream finishes its bounded range, so
+//     nothing already sent is discarded;
 //   - chunks are delivered to the reader in order, so the digest is
 //     verified as the bytes stream, exactly as for one stream, and a
 //     layout's .partial keeps a contiguous prefix;
@@ -60,6 +67,7 @@ type rangedStream struct {
 	ctx    context.Context
 	cancel context.CancelFunc // of ctx: ends the stream and its chunks
 	lanes  int
+	ahead  int // chunk requests sent beyond the lanes
 	cfg    rangedConfig
 	desc   v1.Descriptor
 	make   func(ctx context.Context, start, end int64, strict bool) *blobStream
@@ -67,15 +75,15 @@ type rangedStream struct {
 	chunkCtx    context.Context // the chunks in flight; cancelled on a fall back
 	chunkCancel context.CancelFunc
 
-	pos        int64 // next byte to deliver (absolute)
-	probeFrom  int64
-	probeStart time.Time
-	decided    bool  // the single stream was measured (or ranges failed)
-	boundary   int64 // switched: the single stream stops here (0: not switched)
-	next       int64 // next chunk to schedule
-	queue      []*chunk
-	err        error
-	t          *transport // owns the chunk budget
+	pos       int64 // next byte to deliver (absolute)
+	probeFrom int64
+	probeWait time.Duration // spent inside the first stream's Read
+	decided   bool          // the single stream was measured (or ranges failed)
+	boundary  int64         // switched: the single stream stops here (0: not switched)
+	next      int64         // next chunk to schedule
+	queue     []*chunk
+	err       error
+	t         *transport // owns the chunk budget
 }
 
 // chunk is one bounded range. Its request is sent when it is scheduled;
@@ -159,18 +167,32 @@ func (r *rangedStream) readFirst(p []byte) (int, error) {
 	if r.boundary > 0 && int64(len(p)) > r.boundary-r.pos {
 		p = p[:r.boundary-r.pos]
 	}
+	var t0 time.Time
+	if !r.decided {
+		t0 = time.Now()
+	}
 	n, err := r.first.Read(p)
+	if !r.decided {
+		r.probeWait += time.Since(t0)
+	}
 	r.pos += int64(n)
 	if err != nil && err != io.EOF {
 		r.err = err
 		return n, err
 	}
-	if r.boundary > 0 && r.pos >= r.boundary {
+	bound := r.first.end > 0 && r.pos >= r.first.end
+	if !r.decided && (bound || r.pos-r.probeFrom >= r.cfg.probe && r.probeWait >= probeTime) {
+		r.decide()
+	}
+	switch {
+	case r.boundary > 0 && r.pos >= r.boundary:
 		r.first.Close()
 		r.first = nil
 		r.next = max(r.next, r.boundary)
-	} else if !r.decided && r.pos-r.probeFrom >= r.cfg.probe && (time.Since(r.probeStart) >= probeTime || r.pos-r.probeFrom >= 16*r.cfg.probe) {
-		r.decide()
+	case bound && r.pos < r.desc.Size:
+		// Fast: one stream for the rest.
+		r.first.Close()
+		r.first = r.make(r.ctx, r.pos, 0, false)
 	}
 	if n == 0 && err == io.EOF {
 		return 0, io.EOF
@@ -182,24 +204,22 @@ func (r *rangedStream) readFirst(p []byte) (int, error) {
 // slow and enough is left.
 func (r *rangedStream) decide() {
 	r.decided = true
-	elapsed := time.Since(r.probeStart).Seconds()
-	rate := float64(r.pos-r.probeFrom) / max(elapsed, 1e-9)
-	left := r.desc.Size - r.pos
-	if rate >= r.cfg.fast || left < 2*r.cfg.chunk {
+	rate := float64(r.pos-r.probeFrom) / max(r.probeWait.Seconds(), 1e-9)
+	if r.first.end == 0 || rate >= r.cfg.fast || r.desc.Size-r.first.end < 2*r.cfg.chunk {
 		return
 	}
-	// The single stream goes on to the next MiB while the chunks' first
-	// round trip runs.
-	r.boundary = min(r.desc.Size, (r.pos>>20+1)<<20)
+	// The first stream finishes its bounded range while the chunks'
+	// first round trip runs.
+	r.boundary = r.first.end
 	r.next = r.boundary
 	r.chunkCtx, r.chunkCancel = context.WithCancel(r.ctx)
 	r.schedule()
 }
 
-// schedule keeps lanes+preopened chunk requests out and hands free
+// schedule keeps lanes+ahead chunk requests out and hands free
 // buffers to the earliest chunks without one.
 func (r *rangedStream) schedule() {
-	for len(r.queue) < r.lanes+preopened && r.next < r.desc.Size {
+	for len(r.queue) < r.lanes+r.ahead && r.next < r.desc.Size {
 		c := &chunk{start: r.next, end: min(r.next+r.cfg.chunk, r.desc.Size),
 			opened: make(chan struct{}), bufCh: make(chan []byte, 1), done: make(chan struct{}), more: make(chan struct{}, 1)}
 		r.next = c.end

@@ -288,7 +288,7 @@ func pullLocked(ctx context.Context, e *env, rf *remoteFlags, lockPath, dest str
 			if c, err = rf.client(ref, e); err != nil {
 				return err
 			}
-			c.Registry().MaxConnsPerHost = po.jobs
+			c.Registry().MaxConnsPerHost = po.jobs + registry.RangedFetchConns
 			regs[ref.Host] = c.Registry()
 		}
 		one := po

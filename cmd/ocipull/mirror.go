@@ -92,6 +92,7 @@ var mirrorCommand = &command{
 		grants := grantFlags{}
 		f.Var(grants, "grant", "", "with --htpasswd: `USER=REPO[,REPO]` that USER may pull, upstream-qualified (docker.io/library/alpine; * for all); users without one may pull all (repeatable)")
 		adminAddr := f.String("admin-addr", "", "", "serve /metrics, /healthz, /readyz and the Go profiler (/debug/pprof/) on this `HOST:PORT`; /metrics then leaves the serving port")
+		noRanges := f.Bool("no-ranges", "", "never fetch a blob from an upstream in parallel byte ranges (for registries that meter requests)")
 		prefetch := f.Bool("prefetch-referrers", "", "fetch the referrers (signatures, SBOMs, attestations) of every manifest fetched upstream, in the background, so they are served from the store")
 		anonymous := f.String("anonymous", "", "", "with --htpasswd: `REPOS` (comma-separated, upstream-qualified; * for all) anyone may pull without logging in")
 		return func(ctx context.Context) error {
@@ -111,6 +112,10 @@ var mirrorCommand = &command{
 			}
 			if err := bindCredentials(ups, *username, *passwordStdin, *credsFor, stdin); err != nil {
 				return err
+			}
+			for ns, up := range ups {
+				up.NoRanges = *noRanges
+				ups[ns] = up
 			}
 			logger, err := mirrorLogger(stderr, *logFormat, *quiet, e.verbose)
 			if err != nil {

@@ -77,7 +77,9 @@ var pullCommand = &command{
 			if err != nil {
 				return err
 			}
-			c.Registry().MaxConnsPerHost = *jobs
+			// --jobs blobs at once, and for a large blob on a capped link
+			// its ranged lanes besides: they never wait for a connection.
+			c.Registry().MaxConnsPerHost = *jobs + registry.RangedFetchConns
 			_, err = pull(ctx, c, ref, e.args[1], po, e)
 			return err
 		}
