@@ -64,7 +64,7 @@ func TestLandPipelinedWithholdsBadEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &landing{f: f, direct: testDirect(t, path), report: func(BlobProgress) {}}
+	l := &landing{f: f, behind: &writeBehind{}, report: func(BlobProgress) {}}
 	vr, _ := NewVerifyReader(io.NopCloser(bytes.NewReader(lying)), desc)
 	if err := landPipelined(l, vr, func() {}); !errors.Is(err, ErrDigestMismatch) {
 		t.Fatalf("got %v", err)
@@ -74,45 +74,4 @@ func TestLandPipelinedWithholdsBadEnd(t *testing.T) {
 	if st.Size() != 9<<20 {
 		t.Errorf("file holds %d bytes; want the 9 verified MiB without the bad last buffer", st.Size())
 	}
-}
-
-// TestLandingFallsBackFromDirect: a direct write the kernel refuses
-// (EINVAL: here memory that is not aligned, as a filesystem without direct
-// I/O support would refuse any) is done through the page cache instead,
-// and later writes stay there.
-func TestLandingFallsBackFromDirect(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "blob.partial")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	direct := testDirect(t, path)
-	if direct == nil {
-		t.Skip("no direct I/O here")
-	}
-	l := &landing{f: f, direct: direct, report: func(BlobProgress) {}}
-	mem := make([]byte, 3*directAlign+1)
-	rand.Read(mem)
-	p := mem[1:] // one byte past wherever the heap put it: never 4096-aligned
-	if err := l.write(p, 0, true); err != nil {
-		t.Fatal(err)
-	}
-	if l.direct != nil {
-		t.Error("still writing direct after EINVAL")
-	}
-	l.close()
-	got, _ := os.ReadFile(path)
-	if !bytes.Equal(got, p) {
-		t.Error("content differs after the fallback")
-	}
-}
-
-// testDirect is openDirect for a path in a test's directory.
-func testDirect(t *testing.T, path string) *os.File {
-	t.Helper()
-	lfs, err := openLayoutFS(filepath.Dir(path))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return lfs.openDirect(filepath.Base(path))
 }

@@ -32,9 +32,10 @@ func (l *Layout) WriteBlob(ctx context.Context, src Source, desc v1.Descriptor, 
 	}
 	pipelines := l.pipelines
 	l.blobMu.Unlock()
-	// Buffered, not direct, I/O: readers following the landing read the
-	// page cache instead of the disk.
-	return l.writeBlob(ctx, src, desc, progress, landOptions{pipelines: pipelines, buffered: true})
+	// Not durable: readers following the landing read it back from the
+	// page cache, and the cache verifies a stored blob before its first
+	// serve after a restart (see placeLanded).
+	return l.writeBlob(ctx, src, desc, progress, landOptions{pipelines: pipelines})
 }
 
 // OpenPartial opens the .partial file of d read-only, to follow a landing

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	pathpkg "path"
 	"path/filepath"
 	"sync"
 
@@ -149,7 +150,7 @@ func (l *Layout) Write(ctx context.Context, tag string, ref Ref, opts *WriteOpti
 		go func() {
 			defer wg.Done()
 			for j := range next {
-				if err := l.writeBlob(ctx, j.src, j.desc, opts.Progress, landOptions{pipelines: pipelines, again: true}); err != nil {
+				if err := l.writeBlob(ctx, j.src, j.desc, opts.Progress, landOptions{pipelines: pipelines, again: true, durable: true}); err != nil {
 					errOnce.Do(func() { firstErr = err; cancel() })
 				}
 			}
@@ -316,11 +317,11 @@ func (l *Layout) writeContent(desc v1.Descriptor, b []byte) error {
 // downloaded (resuming a .partial when src can) under the blob's locks,
 // verified and renamed into place.
 // landOptions tune how writeBlob lands a blob: pipelines holds a token
-// per pipelined landing; buffered turns direct I/O off (for landings that
-// other readers follow through the page cache).
+// per pipelined landing; durable makes the blob durable before it is
+// renamed into place (see landing.go).
 type landOptions struct {
 	pipelines chan struct{}
-	buffered  bool
+	durable   bool
 	// again fetches content that did not verify once more (Layout.Write;
 	// not WriteBlob, whose readers follow the one landing's partial file).
 	again bool
@@ -381,6 +382,9 @@ func (l *Layout) landBlob(ctx context.Context, src Source, desc v1.Descriptor, r
 	ctx, abort := context.WithCancel(ctx)
 	defer abort()
 	land := &landing{f: f, report: report}
+	if lo.durable {
+		land.behind = &writeBehind{}
+	}
 	vr, err := resumeDownload(ctx, src, desc, land)
 	if err != nil {
 		f.Close()
@@ -394,7 +398,7 @@ func (l *Layout) landBlob(ctx context.Context, src Source, desc v1.Descriptor, r
 		}
 		return err
 	}
-	if err := l.placeLanded(land, partial, path); err != nil {
+	if err := l.placeLanded(land, partial, path, lo.durable); err != nil {
 		return err
 	}
 	l.rememberVerified(desc.Digest, path)
@@ -475,9 +479,6 @@ func (l *Layout) landVerified(land *landing, vr *VerifyReader, partial string, l
 		select {
 		case lo.pipelines <- struct{}{}:
 			defer func() { <-lo.pipelines }()
-			if !lo.buffered {
-				land.direct = l.fs.openDirect(partial)
-			}
 			return landPipelined(land, vr, abort)
 		default:
 		}
@@ -486,22 +487,40 @@ func (l *Layout) landVerified(land *landing, vr *VerifyReader, partial string, l
 	return err
 }
 
-// placeLanded renames a landed, verified partial file into place. No
-// fsync: a blob is renamed into place only once verified, and a blob that
-// a crash left short or garbled under its final name is found by the next
-// Write, which re-hashes what is present before skipping it.
-func (l *Layout) placeLanded(land *landing, partial, path string) error {
+// placeLanded renames a landed, verified partial file into place. A
+// durable landing syncs the file's data first and the directory after
+// (see durability); a landing that is not durable (the cache's: its blobs
+// are verified again before they are first served after a restart) is
+// only renamed, and a blob that a crash left short or garbled under its
+// final name is found by that check, or by the next Write, which
+// re-hashes what is present before skipping it.
+func (l *Layout) placeLanded(land *landing, partial, path string, durable bool) error {
+	if durable {
+		if err := l.fs.durable.syncData(land.f); err != nil {
+			land.close()
+			return fmt.Errorf("%s: %w", l.fs.name(partial), err)
+		}
+	}
 	if renameWhileLocked {
-		if err := l.fs.rename(partial, path); err != nil {
+		if err := l.fs.durable.rename(partial, path); err != nil {
 			land.close()
 			return err
 		}
-		return land.close()
+		if err := land.close(); err != nil {
+			return err
+		}
+	} else {
+		if err := land.close(); err != nil {
+			return err
+		}
+		if err := l.fs.durable.rename(partial, path); err != nil {
+			return err
+		}
 	}
-	if err := land.close(); err != nil {
-		return err
+	if durable {
+		return l.fs.durable.syncDir(pathpkg.Dir(path))
 	}
-	return l.fs.rename(partial, path)
+	return nil
 }
 
 // lockBlob makes the writers of this Layout value land d one at a time:

@@ -39,8 +39,9 @@ const (
 // layoutFS is a layout's directory: every path it takes is relative to
 // it, slash-separated, and built from fixed names and validated digests.
 type layoutFS struct {
-	root *os.Root
-	dir  string // as the caller named it, for messages
+	root    *os.Root
+	dir     string     // as the caller named it, for messages
+	durable durability // syncs and renames what is written durably
 }
 
 func openLayoutFS(dir string) (*layoutFS, error) {
@@ -48,7 +49,9 @@ func openLayoutFS(dir string) (*layoutFS, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &layoutFS{root: root, dir: dir}, nil
+	l := &layoutFS{root: root, dir: dir}
+	l.durable = diskDurability{l}
+	return l, nil
 }
 
 // name is rel as a path for messages.
@@ -200,8 +203,8 @@ func (l *layoutFS) openPartialFile(rel string) (*os.File, error) {
 	return nil, fmt.Errorf("%s: %w: keeps being replaced", l.name(rel), ErrNotRegular)
 }
 
-// writeFileAtomic writes b to a temporary file beside rel, syncs it and
-// renames it into place.
+// writeFileAtomic writes b to a temporary file beside rel, syncs it,
+// renames it into place and syncs the directory: durable once it returns.
 func (l *layoutFS) writeFileAtomic(rel string, b []byte) error {
 	f, tmp, err := l.createExclusive(path.Dir(rel), ".tmp-"+path.Base(rel)+"-")
 	if err != nil {
@@ -215,16 +218,16 @@ func (l *layoutFS) writeFileAtomic(rel string, b []byte) error {
 	if _, err := f.Write(b); err != nil {
 		return fail(err)
 	}
-	if err := f.Sync(); err != nil {
+	if err := l.durable.syncData(f); err != nil {
 		return fail(err)
 	}
 	if err := f.Close(); err != nil {
 		l.root.Remove(tmp)
 		return err
 	}
-	if err := l.root.Rename(tmp, rel); err != nil {
+	if err := l.durable.rename(tmp, rel); err != nil {
 		l.root.Remove(tmp)
 		return err
 	}
-	return nil
+	return l.durable.syncDir(path.Dir(rel))
 }
