@@ -403,16 +403,29 @@ func (fl *follower) available(st flightState) (limit int64, ok bool) {
 }
 
 // send writes the next bytes below limit, starting the response if need
-// be, under the write deadline.
+// be, under the write deadline: from the landing file with sendfile where
+// the store allows it (see RangeWriter), else through buf.
 func (fl *follower) send(limit int64) {
 	if !fl.sent {
 		wire.WriteBlobHeaders(fl.w, fl.f.desc.Digest, fl.f.desc.Size, fl.rng)
 		fl.sent = true
 	}
+	fl.rc.SetWriteDeadline(time.Now().Add(fl.c.cfg.WriteTimeout))
+	if rw, ok := fl.g.(RangeWriter); ok {
+		n := min(copyChunk, limit-fl.pos)
+		fl.c.stats.servedBytes.Add(n)
+		k, err := rw.WriteRangeTo(fl.w, fl.pos, n)
+		fl.c.stats.servedBytes.Add(k - n)
+		fl.pos += k
+		if err != nil {
+			fl.abort()
+		}
+		fl.rc.Flush()
+		return
+	}
 	n := min(int64(len(fl.buf)), limit-fl.pos)
 	k, rerr := fl.g.ReadAt(fl.buf[:n], fl.pos)
 	if k > 0 {
-		fl.rc.SetWriteDeadline(time.Now().Add(fl.c.cfg.WriteTimeout))
 		fl.c.stats.servedBytes.Add(int64(k))
 		if _, werr := fl.w.Write(fl.buf[:k]); werr != nil {
 			fl.abort()

@@ -64,6 +64,14 @@ type Growing interface {
 	Progress() (int64, oci.LandingState, error)
 }
 
+// RangeWriter is what a [Growing] may also do: write n landed bytes from
+// off to w itself, so that a file reaches sendfile(2) (the cache's
+// followers then copy nothing through user space). [oci.GrowingBlob]
+// does; without it, followers read with ReadAt.
+type RangeWriter interface {
+	WriteRangeTo(w io.Writer, off, n int64) (int64, error)
+}
+
 // LayoutStore is an OCI image layout as a [Store].
 type LayoutStore struct{ *oci.Layout }
 

@@ -236,6 +236,21 @@ func (l *Layout) FollowBlob(_ context.Context, d digest.Digest) (*GrowingBlob, e
 // ReadAt reads landed bytes; reading past what has landed returns io.EOF.
 func (g *GrowingBlob) ReadAt(p []byte, off int64) (int, error) { return g.f.ReadAt(p, off) }
 
+// WriteRangeTo writes n landed bytes from offset off to w, as
+// io.Copy from the file: to a network connection (or a net/http response)
+// they go with sendfile(2), from the page cache, without a copy through
+// user space. Fewer than n bytes landed is an error (io.ErrUnexpectedEOF).
+func (g *GrowingBlob) WriteRangeTo(w io.Writer, off, n int64) (int64, error) {
+	if _, err := g.f.Seek(off, io.SeekStart); err != nil {
+		return 0, err
+	}
+	k, err := io.CopyN(w, g.f, n)
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return k, err
+}
+
 // Close releases the file.
 func (g *GrowingBlob) Close() error { return g.f.Close() }
 
