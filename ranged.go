@@ -25,12 +25,18 @@ import (
 //     that ran at fastStream or more stays alone (on a fast link, ranges
 //     would only add requests): at its bound it goes on as one unbounded
 //     request;
-//   - on a slower one, the rest after the first stream's bound is fetched
-//     in chunks of rangedChunk bytes, at most RangeParallelism in flight
-//     (plus preopened sent ahead, where MaxConnsPerHost leaves room), each
-//     a bounded Range request on a kept-alive connection, retried and
-//     resumed on its own; the first stream finishes its bounded range, so
-//     nothing already sent is discarded;
+//   - a slower one is put to a trial: one chunk request for the bytes
+//     after the first stream's bound runs beside it, and only if the two
+//     connections together bring at least trialGain times what one did
+//     (the link caps each connection; a link that is simply slow, or a
+//     sender short of CPU, does not get faster with more connections) is
+//     the rest fetched in chunks of rangedChunk bytes, at most
+//     RangeParallelism in flight (plus preopened sent ahead, where
+//     MaxConnsPerHost leaves room), each a bounded Range request on a
+//     kept-alive connection, retried and resumed on its own; otherwise the
+//     trial chunk is read and one stream fetches the rest. The first
+//     stream finishes its bounded range either way, so nothing already
+//     sent is discarded;
 //   - chunks are delivered to the reader in order, so the digest is
 //     verified as the bytes stream, exactly as for one stream, and a
 //     layout's .partial keeps a contiguous prefix;
@@ -46,6 +52,7 @@ import (
 const (
 	rangedMinSize   = 64 << 20
 	rangedChunk     = 8 << 20
+	trialGain       = 1.5
 	probeBytes      = 1 << 20
 	probeTime       = 20 * time.Millisecond // and at least this long, for a rate worth the name
 	fastStream      = 200 << 20             // bytes per second
@@ -75,15 +82,26 @@ type rangedStream struct {
 	chunkCtx    context.Context // the chunks in flight; cancelled on a fall back
 	chunkCancel context.CancelFunc
 
-	pos       int64 // next byte to deliver (absolute)
-	probeFrom int64
-	probeWait time.Duration // spent inside the first stream's Read
-	decided   bool          // the single stream was measured (or ranges failed)
-	boundary  int64         // switched: the single stream stops here (0: not switched)
-	next      int64         // next chunk to schedule
-	queue     []*chunk
-	err       error
-	t         *transport // owns the chunk budget
+	pos        int64 // next byte to deliver (absolute)
+	probeFrom  int64
+	probeStart time.Time     // of the first Read
+	probeWait  time.Duration // spent inside the first stream's Read
+	decided    bool          // the single stream was measured (or ranges failed)
+
+	// The trial (see above): while trial is set one chunk runs beside the
+	// first stream, from trialStart, when the first stream was at
+	// trialFrom; singleRate is what the first stream brought alone.
+	trial      bool
+	trialStart time.Time
+	trialFrom  int64
+	singleRate float64
+	active     int   // chunk lanes in use: 1 during the trial, then lanes
+	singleNext bool  // the trial found no gain: one stream after the chunks
+	boundary   int64 // switched: the single stream stops here (0: not switched)
+	next       int64 // next chunk to schedule
+	queue      []*chunk
+	err        error
+	t          *transport // owns the chunk budget
 }
 
 // chunk is one bounded range. Its request is sent when it is scheduled;
@@ -170,6 +188,9 @@ func (r *rangedStream) readFirst(p []byte) (int, error) {
 	var t0 time.Time
 	if !r.decided {
 		t0 = time.Now()
+		if r.probeStart.IsZero() {
+			r.probeStart = t0
+		}
 	}
 	n, err := r.first.Read(p)
 	if !r.decided {
@@ -183,6 +204,9 @@ func (r *rangedStream) readFirst(p []byte) (int, error) {
 	bound := r.first.end > 0 && r.pos >= r.first.end
 	if !r.decided && (bound || r.pos-r.probeFrom >= r.cfg.probe && r.probeWait >= probeTime) {
 		r.decide()
+	}
+	if r.trial {
+		r.judge(r.boundary > 0 && r.pos >= r.boundary)
 	}
 	switch {
 	case r.boundary > 0 && r.pos >= r.boundary:
@@ -205,21 +229,53 @@ func (r *rangedStream) readFirst(p []byte) (int, error) {
 func (r *rangedStream) decide() {
 	r.decided = true
 	rate := float64(r.pos-r.probeFrom) / max(r.probeWait.Seconds(), 1e-9)
-	if r.first.end == 0 || rate >= r.cfg.fast || r.desc.Size-r.first.end < 2*r.cfg.chunk {
+	// A trial needs the first stream to run beside it for a while.
+	if r.first.end == 0 || rate >= r.cfg.fast || r.desc.Size-r.first.end < 2*r.cfg.chunk || r.first.end-r.pos < r.cfg.probe {
 		return
 	}
-	// The first stream finishes its bounded range while the chunks'
-	// first round trip runs.
+	// The first stream finishes its bounded range while the trial chunk
+	// runs.
+	now := time.Now()
+	r.singleRate = float64(r.pos-r.probeFrom) / max(now.Sub(r.probeStart).Seconds(), 1e-9)
+	r.trial, r.trialStart, r.trialFrom, r.active = true, now, r.pos, 1
 	r.boundary = r.first.end
 	r.next = r.boundary
 	r.chunkCtx, r.chunkCancel = context.WithCancel(r.ctx)
 	r.schedule()
 }
 
-// schedule keeps lanes+ahead chunk requests out and hands free
-// buffers to the earliest chunks without one.
+// judge ends the trial once the trial chunk and the first stream have
+// run beside each other long enough (or, final, when the first stream
+// reached its bound): with enough gain all lanes open, else the chunks
+// already asked for are read and one stream fetches the rest.
+func (r *rangedStream) judge(final bool) {
+	var got int64
+	if len(r.queue) > 0 {
+		got = int64(r.queue[0].available())
+	}
+	elapsed := time.Since(r.trialStart)
+	if !final && (got < r.cfg.probe || elapsed < probeTime) {
+		return
+	}
+	r.trial = false
+	together := float64(r.pos-r.trialFrom+got) / max(elapsed.Seconds(), 1e-9)
+	if together >= trialGain*r.singleRate {
+		r.active = r.lanes
+		r.schedule()
+		return
+	}
+	r.singleNext = true
+}
+
+// schedule keeps the active lanes (plus ahead, once all are open) in
+// chunk requests and hands free buffers to the earliest chunks without
+// one; none after a trial without gain.
 func (r *rangedStream) schedule() {
-	for len(r.queue) < r.lanes+r.ahead && r.next < r.desc.Size {
+	want := r.active
+	if want == r.lanes {
+		want += r.ahead
+	}
+	for !r.singleNext && len(r.queue) < want && r.next < r.desc.Size {
 		c := &chunk{start: r.next, end: min(r.next+r.cfg.chunk, r.desc.Size),
 			opened: make(chan struct{}), bufCh: make(chan []byte, 1), done: make(chan struct{}), more: make(chan struct{}, 1)}
 		r.next = c.end
@@ -263,6 +319,13 @@ func (r *rangedStream) fetch(c *chunk) {
 func (r *rangedStream) readChunks(p []byte) (int, error) {
 	r.schedule()
 	if len(r.queue) == 0 {
+		if r.singleNext && r.pos < r.desc.Size {
+			// The trial found no gain: one stream for the rest.
+			r.chunkCancel()
+			r.boundary = 0
+			r.first = r.make(r.ctx, r.pos, 0, false)
+			return r.readFirst(p)
+		}
 		return 0, io.EOF
 	}
 	c := r.queue[0]
@@ -320,7 +383,7 @@ func (r *rangedStream) readChunks(p []byte) (int, error) {
 func (r *rangedStream) fallBack(p []byte) (int, error) {
 	r.chunkCancel()
 	r.release()
-	r.boundary, r.decided = 0, true
+	r.boundary, r.decided, r.trial = 0, true, false
 	// The whole blob again, the prefix skipped: a registry that garbles
 	// ranges cannot resume one either.
 	r.first = r.make(r.ctx, r.pos, 0, false)

@@ -68,7 +68,7 @@ func newRangedFixture(t *testing.T, size int, rate int64) *rangedFixture {
 }
 
 // client is a client of the fixture with small ranged-fetch thresholds:
-// blobs of 2 MiB and more, 256 KiB chunks, a 256 KiB probe, "fast" from
+// blobs of 2 MiB and more, 512 KiB chunks, a 64 KiB probe, "fast" from
 // 100 MB/s.
 func (f *rangedFixture) client(t *testing.T, lanes, maxConns int) *Client {
 	c := (&Registry{Scheme: "http", Host: strings.TrimPrefix(f.ts.URL, "http://"),
@@ -76,7 +76,7 @@ func (f *rangedFixture) client(t *testing.T, lanes, maxConns int) *Client {
 			return backoff.WithMaxRetries(backoff.NewConstantBackOff(5*time.Millisecond), 5)
 		},
 	}).Repository("big/blob")
-	c.Registry().init().ranged = rangedConfig{minSize: 2 << 20, chunk: 256 << 10, probe: 256 << 10, fast: 100 << 20}
+	c.Registry().init().ranged = rangedConfig{minSize: 2 << 20, chunk: 512 << 10, probe: 64 << 10, fast: 100 << 20}
 	return c
 }
 
@@ -345,5 +345,71 @@ func TestRangedFetchSharedBudget(t *testing.T) {
 	}
 	if made := c.Registry().init().chunks.made; made > 3 {
 		t.Errorf("%d chunk buffers made, budget 3", made)
+	}
+}
+
+// sharedLink caps the bytes of every response together (a link that is
+// slow as a whole, or a sender short of CPU), not each connection.
+type sharedLink struct {
+	mu   sync.Mutex
+	next time.Time
+	rate float64 // bytes per second
+}
+
+func (l *sharedLink) take(n int) {
+	l.mu.Lock()
+	now := time.Now()
+	if l.next.Before(now) {
+		l.next = now
+	}
+	l.next = l.next.Add(time.Duration(float64(n) / l.rate * float64(time.Second)))
+	wait := time.Until(l.next)
+	l.mu.Unlock()
+	time.Sleep(wait) // the link's pace, simulated
+}
+
+type sharedLinkWriter struct {
+	http.ResponseWriter
+	l *sharedLink
+}
+
+func (w sharedLinkWriter) Write(p []byte) (int, error) {
+	written := 0
+	for len(p) > 0 {
+		n := min(len(p), 16<<10)
+		w.l.take(n)
+		k, err := w.ResponseWriter.Write(p[:n])
+		written += k
+		if err != nil {
+			return written, err
+		}
+		p = p[n:]
+	}
+	return written, nil
+}
+
+// TestRangedTrialWithoutGain: on a link slow as a whole (every
+// connection shares 8 MB/s), the trial chunk brings nothing more, so the
+// fetch does not fan out: the first stream's window, the trial chunk, and
+// one stream for the rest, asking for each byte once.
+func TestRangedTrialWithoutGain(t *testing.T) {
+	const size = 4 << 20
+	f := newRangedFixture(t, size, 1<<40)
+	link := &sharedLink{rate: 8 << 20}
+	f.inj.Reset()
+	f.inj.Add(faults.Rule{Method: http.MethodGet, Path: "/blobs/", Fault: faults.FaultFunc(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		next.ServeHTTP(sharedLinkWriter{w, link}, r)
+	})})
+	if _, err := f.pull(f.client(t, 8, 0)); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	ranges := append([]string(nil), f.ranges...)
+	f.mu.Unlock()
+	if len(ranges) != 3 || !strings.HasSuffix(ranges[2], fmt.Sprint(size-1)) {
+		t.Errorf("requests %q, want the first window, one trial chunk and one stream for the rest", ranges)
+	}
+	if asked := f.askedBytes(t); asked != size {
+		t.Errorf("asked for %d bytes, want %d (no over-fetch)", asked, size)
 	}
 }
