@@ -3,6 +3,7 @@ package interop
 import (
 	"context"
 	"net/http/httptest"
+	"os"
 	"testing"
 	"time"
 
@@ -18,12 +19,16 @@ import (
 //
 //   - direct: from the upstream itself (our in-memory Server);
 //   - cold-mirror: through a mirror with an empty store (a new one each
-//     round): upstream fetch, store write and streaming to the client;
+//     round, opened before the clock starts): upstream fetch, store write
+//     and streaming to the client;
+//   - direct-to-disk and cold-mirror-to-disk: the same two, the client
+//     writing the image into a new layout (Layout.Write: durable);
 //   - warm-mirror: through a mirror that holds everything;
 //   - serve: from `ocipull serve`'s server of a layout holding the image.
 //
 // It reports each candidate's median milliseconds per pull and the
-// ratios cold/direct (the cost of a miss) and warm/serve.
+// ratios cold/direct (the cost of a miss, into a discarding client and
+// into a layout on disk) and warm/serve.
 func BenchmarkMirror(b *testing.B) {
 	sizes := []int64{64 << 20}
 	for i := 0; i < 8; i++ {
@@ -32,7 +37,7 @@ func BenchmarkMirror(b *testing.B) {
 	f := newImageFixture(b, sizes...)
 	ctx := context.Background()
 	newMirror := func(dir string) (*mirror.Cache, *httptest.Server) {
-		m, err := mirror.Open(dir, mirror.Config{Upstreams: map[string]mirror.Upstream{"": {URL: f.ts.URL}}})
+		m, err := mirror.Open(dir, mirror.Config{Upstreams: map[string]mirror.Upstream{"": {URL: f.ts.URL, NoRanges: os.Getenv("NR") != ""}}})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -63,28 +68,58 @@ func BenchmarkMirror(b *testing.B) {
 	defer serveTS.Close()
 
 	pull := func(host string) error { return coldPulls(b, host, "bench/img", "v1", 1) }
-	cands := []struct {
-		name string
-		run  func() error
-	}{
-		{"direct", func() error { return pull(f.host) }},
-		{"cold-mirror", func() error {
+	// toDisk pulls the image into a new layout with Layout.Write, which
+	// makes every blob durable: "a direct pull to disk".
+	toDisk := func(host string) error {
+		cl := (&registry.Registry{Scheme: "http", Host: host}).Repository("bench/img")
+		defer cl.Registry().CloseIdleConnections()
+		ref, err := cl.Read(ctx, "v1")
+		if err != nil {
+			return err
+		}
+		l, err := oci.CreateLayout(b.TempDir())
+		if err != nil {
+			return err
+		}
+		return l.Write(ctx, "v1", ref, nil)
+	}
+	// A cold mirror is opened (an empty store) before the clock starts
+	// and closed after it stops: what is timed is the miss.
+	cold := func(client func(string) error) func() (func() error, func()) {
+		return func() (func() error, func()) {
 			m, ts := newMirror(b.TempDir())
-			defer func() { ts.Close(); m.Close() }()
-			return pull(hostOf(b, ts))
-		}},
-		{"warm-mirror", func() error { return pull(hostOf(b, warmTS)) }},
-		{"serve", func() error { return pull(hostOf(b, serveTS)) }},
+			return func() error { return client(hostOf(b, ts)) }, func() { ts.Close(); m.Close() }
+		}
+	}
+	ready := func(run func() error) func() (func() error, func()) {
+		return func() (func() error, func()) { return run, func() {} }
+	}
+	cands := []struct {
+		name    string
+		prepare func() (run func() error, cleanup func())
+	}{
+		{"direct", ready(func() error { return pull(f.host) })},
+		{"cold-mirror", cold(pull)},
+		{"direct-to-disk", ready(func() error { return toDisk(f.host) })},
+		{"cold-mirror-to-disk", cold(toDisk)},
+		{"warm-mirror", ready(func() error { return pull(hostOf(b, warmTS)) })},
+		{"serve", ready(func() error { return pull(hostOf(b, serveTS)) })},
 	}
 	times := make([][]time.Duration, len(cands))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		for j, c := range cands {
+			b.StopTimer()
+			run, cleanup := c.prepare()
+			b.StartTimer()
 			start := time.Now()
-			if err := c.run(); err != nil {
+			if err := run(); err != nil {
 				b.Fatalf("%s: %v", c.name, err)
 			}
 			times[j] = append(times[j], time.Since(start))
+			b.StopTimer()
+			cleanup()
+			b.StartTimer()
 		}
 	}
 	b.StopTimer()
@@ -93,6 +128,7 @@ func BenchmarkMirror(b *testing.B) {
 		med[c.name] = median(times[j])
 		b.ReportMetric(med[c.name], c.name+"-ms/pull")
 	}
+	b.ReportMetric(med["cold-mirror-to-disk"]/med["direct-to-disk"], "cold/direct-to-disk")
 	b.ReportMetric(med["cold-mirror"]/med["direct"], "cold/direct")
 	b.ReportMetric(med["warm-mirror"]/med["serve"], "warm/serve")
 }

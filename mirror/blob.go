@@ -233,8 +233,8 @@ func (c *Cache) copyOut(w *wire.Recorder, src io.Reader, n int64) error {
 const followPoll = 50 * time.Millisecond
 
 // streamFlight answers a GET for f's blob (rng of it) from the landing in
-// flight: bytes go out as they land, and the last byte of the answer is
-// held until the fetch is verified; when it fails, the connection is
+// flight: bytes go out as they land, and the blob's last byte is held
+// until the fetch is verified; when it fails, the connection is
 // aborted, so the client never sees a clean end of wrong content. The
 // response starts only once bytes have landed: a fetch that fails before
 // (an upstream 404) is answered as that failure (the error returned,
@@ -356,7 +356,7 @@ func (fl *follower) finish(st flightState) (err error, finished bool) {
 }
 
 // available opens the landing when needed and says up to where bytes may
-// go out now (the last byte of the answer waits for verification); ok is
+// go out now (the blob's last byte waits for verification); ok is
 // false when the caller should look at the flight again.
 func (fl *follower) available(st flightState) (limit int64, ok bool) {
 	if fl.g == nil {
@@ -396,8 +396,14 @@ func (fl *follower) available(st flightState) (limit int64, ok bool) {
 		}
 	}
 	limit = min(avail, fl.end)
-	if limit == fl.end && !complete {
-		limit = fl.end - 1
+	if limit == fl.f.desc.Size && !complete {
+		// The blob's last byte completes its content: it waits for the
+		// verification. A range that ends before it goes out whole as
+		// soon as its bytes landed (a ranged client, ours or containerd's,
+		// must not stall on every chunk until the whole blob is
+		// verified); no client can assemble the complete content of a
+		// blob that fails.
+		limit = fl.f.desc.Size - 1
 	}
 	return limit, true
 }

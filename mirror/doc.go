@@ -8,10 +8,12 @@
 //
 //   - One upstream fetch per blob per upstream repository, however many
 //     clients ask: the first request starts it, its bytes stream to every
-//     request for that blob as they land, and the last byte of each answer
-//     is held back until the whole blob is verified. A fetch whose digest
-//     or size fails is cut mid-stream (the connection aborted, never ended
-//     cleanly) and nothing of it is stored.
+//     request for that blob as they land, and the blob's last byte is
+//     held back until the whole blob is verified (a range that ends before
+//     it completes as soon as its bytes landed: no client can assemble a
+//     blob that fails, and ranged clients do not stall on every chunk). A
+//     fetch whose digest or size fails is cut mid-stream (the connection
+//     aborted, never ended cleanly) and nothing of it is stored.
 //   - Content is served to a repository only when that upstream
 //     repository is known to have it: fetched for it, named by a manifest
 //     fetched for it, or confirmed with one HEAD upstream (remembered).
