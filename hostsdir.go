@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/ocipull/registry/internal/toml"
 )
 
 // ErrInvalidConfig means a hosts.toml file or a certificate directory
@@ -304,18 +306,19 @@ func (r *Registry) applyHostsFile(dir string, b []byte) error {
 // parseHostsFile reads the host entries (in file order) and the server
 // entry (Host empty when the file names none) of a hosts.toml.
 func parseHostsFile(dir, src string) ([]hostEntry, hostEntry, error) {
-	root, err := parseTOML(src)
+	root, err := toml.Parse(src)
 	if err != nil {
 		return nil, hostEntry{}, err
 	}
 	var entries []hostEntry
-	if v, ok := root.get("host"); ok {
-		hosts, isTable := v.(*tomlTable)
+	if v, ok := root.Get("host"); ok {
+		hosts, isTable := v.(*toml.Table)
 		if !isTable {
 			return nil, hostEntry{}, errors.New("host: want tables [host.\"URL\"]")
 		}
-		for _, name := range hosts.keys {
-			t, isTable := hosts.vals[name].(*tomlTable)
+		for _, name := range hosts.Keys {
+			v, _ := hosts.Get(name)
+			t, isTable := v.(*toml.Table)
 			if !isTable {
 				return nil, hostEntry{}, fmt.Errorf("host %q: want a table", name)
 			}
@@ -327,7 +330,7 @@ func parseHostsFile(dir, src string) ([]hostEntry, hostEntry, error) {
 		}
 	}
 	server := ""
-	if v, ok := root.get("server"); ok {
+	if v, ok := root.Get("server"); ok {
 		s, isString := v.(string)
 		if !isString {
 			return nil, hostEntry{}, errors.New("server: want a string")
@@ -343,10 +346,10 @@ func parseHostsFile(dir, src string) ([]hostEntry, hostEntry, error) {
 
 // parseHostEntry reads one host's keys; name is its URL ("" for a
 // server the file does not name).
-func parseHostEntry(dir, name string, t *tomlTable) (hostEntry, error) {
+func parseHostEntry(dir, name string, t *toml.Table) (hostEntry, error) {
 	var e hostEntry
 	override := false
-	if v, ok := t.get("override_path"); ok {
+	if v, ok := t.Get("override_path"); ok {
 		b, isBool := v.(bool)
 		if !isBool {
 			return e, errors.New("override_path: want true or false")
@@ -363,7 +366,7 @@ func parseHostEntry(dir, name string, t *tomlTable) (hostEntry, error) {
 		e.ep.Path = "/v2"
 	}
 	e.ep.Capabilities = CapabilityPull | CapabilityResolve
-	if v, ok := t.get("capabilities"); ok {
+	if v, ok := t.Get("capabilities"); ok {
 		list, err := stringList(v, "capabilities")
 		if err != nil {
 			return e, err
@@ -391,15 +394,16 @@ func parseHostEntry(dir, name string, t *tomlTable) (hostEntry, error) {
 
 // parseHostConn reads a host's header table (each value a string or an
 // array of strings) and dial_timeout (a Go duration, as "500ms").
-func parseHostConn(ep *Endpoint, t *tomlTable) error {
-	if v, ok := t.get("header"); ok {
-		ht, isTable := v.(*tomlTable)
+func parseHostConn(ep *Endpoint, t *toml.Table) error {
+	if v, ok := t.Get("header"); ok {
+		ht, isTable := v.(*toml.Table)
 		if !isTable {
 			return errors.New("header: want a table of field names")
 		}
 		ep.Header = http.Header{}
-		for _, name := range ht.keys {
-			values, err := stringList(ht.vals[name], "header "+printable(name, 60))
+		for _, name := range ht.Keys {
+			hv, _ := ht.Get(name)
+			values, err := stringList(hv, "header "+printable(name, 60))
 			if err != nil {
 				return err
 			}
@@ -410,7 +414,7 @@ func parseHostConn(ep *Endpoint, t *tomlTable) error {
 			return fmt.Errorf("header: %v", err)
 		}
 	}
-	if v, ok := t.get("dial_timeout"); ok {
+	if v, ok := t.Get("dial_timeout"); ok {
 		s, isString := v.(string)
 		if !isString {
 			return errors.New(`dial_timeout: want a duration string, as "5s"`)
@@ -426,9 +430,9 @@ func parseHostConn(ep *Endpoint, t *tomlTable) error {
 
 // parseHostTLS reads a host's skip_verify, ca and client keys; relative
 // file names are relative to dir.
-func parseHostTLS(dir string, t *tomlTable) (hostTLS, error) {
+func parseHostTLS(dir string, t *toml.Table) (hostTLS, error) {
 	var h hostTLS
-	if v, ok := t.get("skip_verify"); ok {
+	if v, ok := t.Get("skip_verify"); ok {
 		b, isBool := v.(bool)
 		if !isBool {
 			return h, errors.New("skip_verify: want true or false")
@@ -441,7 +445,7 @@ func parseHostTLS(dir string, t *tomlTable) (hostTLS, error) {
 		}
 		return filepath.Join(dir, p)
 	}
-	if v, ok := t.get("ca"); ok {
+	if v, ok := t.Get("ca"); ok {
 		list, err := stringList(v, "ca")
 		if err != nil {
 			return h, err
@@ -450,7 +454,7 @@ func parseHostTLS(dir string, t *tomlTable) (hostTLS, error) {
 			h.cas = append(h.cas, abs(p))
 		}
 	}
-	if v, ok := t.get("client"); ok {
+	if v, ok := t.Get("client"); ok {
 		pairs, err := clientPairs(v)
 		if err != nil {
 			return h, err

@@ -1,4 +1,8 @@
-package registry
+// Package toml reads the subset of TOML (v1.0.0) that containerd's
+// hosts.toml files and ocipull's mirror configuration use, recording the
+// line of every key so that a reader can say where a value it refuses
+// came from.
+package toml
 
 import (
 	"errors"
@@ -8,7 +12,7 @@ import (
 	"unicode/utf8"
 )
 
-// A reader for the subset of TOML (v1.0.0) that hosts.toml files use:
+// The subset:
 // comments, [table] headers with bare, "basic" and 'literal' keys joined
 // by dots, key = value with dotted keys, and values that are basic or
 // literal strings (one line), booleans, integers, arrays (across lines,
@@ -16,35 +20,40 @@ import (
 // strings, floats, dates, arrays of tables) is an error naming the line,
 // never a guess.
 
-// tomlTable is a table: its keys in the order they were first defined.
-type tomlTable struct {
-	keys   []string
-	vals   map[string]any // string, bool, int64, []any or *tomlTable
+// Table is a table: its keys in the order they were first defined.
+type Table struct {
+	Keys   []string
+	vals   map[string]any // string, bool, int64, []any or *Table
+	lines  map[string]int // where each key was defined
 	header bool           // defined by a [header] (twice is an error)
 	inline bool           // an inline table: closed to later additions
 }
 
-func newTOMLTable() *tomlTable { return &tomlTable{vals: map[string]any{}} }
+func newTable() *Table { return &Table{vals: map[string]any{}, lines: map[string]int{}} }
 
-func (t *tomlTable) get(k string) (any, bool) { v, ok := t.vals[k]; return v, ok }
+// Get returns the value of key k: a string, bool, int64, []any or *Table.
+func (t *Table) Get(k string) (any, bool) { v, ok := t.vals[k]; return v, ok }
 
-// maxTOMLDepth bounds nested arrays and inline tables.
-const maxTOMLDepth = 32
+// Line is the line (from 1) where key k was defined, 0 if it was not.
+func (t *Table) Line(k string) int { return t.lines[k] }
 
-type tomlParser struct {
+// maxDepth bounds nested arrays and inline tables.
+const maxDepth = 32
+
+type parser struct {
 	s     string
 	i     int
 	line  int
 	depth int
 }
 
-// parseTOML parses a document into its root table.
-func parseTOML(src string) (*tomlTable, error) {
+// Parse parses a document into its root table. Errors name the line.
+func Parse(src string) (*Table, error) {
 	if !utf8.ValidString(src) {
 		return nil, errors.New("not valid UTF-8")
 	}
-	p := &tomlParser{s: src, line: 1}
-	root := newTOMLTable()
+	p := &parser{s: src, line: 1}
+	root := newTable()
 	cur := root
 	for {
 		p.skipBlank(true)
@@ -66,11 +75,11 @@ func parseTOML(src string) (*tomlTable, error) {
 	}
 }
 
-func (p *tomlParser) eof() bool { return p.i >= len(p.s) }
+func (p *parser) eof() bool { return p.i >= len(p.s) }
 
 // skipBlank skips spaces and tabs, and with newlines also line ends and
 // comments.
-func (p *tomlParser) skipBlank(newlines bool) {
+func (p *parser) skipBlank(newlines bool) {
 	for !p.eof() {
 		switch c := p.s[p.i]; {
 		case c == ' ' || c == '\t':
@@ -92,14 +101,14 @@ func (p *tomlParser) skipBlank(newlines bool) {
 	}
 }
 
-func (p *tomlParser) skipComment() {
+func (p *parser) skipComment() {
 	for !p.eof() && p.s[p.i] != '\n' {
 		p.i++
 	}
 }
 
 // endOfLine requires nothing but blanks and a comment before the line end.
-func (p *tomlParser) endOfLine() error {
+func (p *parser) endOfLine() error {
 	p.skipBlank(false)
 	if !p.eof() && p.s[p.i] == '#' {
 		p.skipComment()
@@ -116,7 +125,7 @@ func (p *tomlParser) endOfLine() error {
 }
 
 // header reads [a.b."c"] and returns the table it opens.
-func (p *tomlParser) header(root *tomlTable) (*tomlTable, error) {
+func (p *parser) header(root *Table) (*Table, error) {
 	p.i++
 	if !p.eof() && p.s[p.i] == '[' {
 		return nil, errors.New("arrays of tables ([[...]]) are not supported")
@@ -131,7 +140,7 @@ func (p *tomlParser) header(root *tomlTable) (*tomlTable, error) {
 		return nil, errors.New("table header without its closing ]")
 	}
 	p.i++
-	t, err := descend(root, keys)
+	t, err := descend(root, keys, p.line)
 	if err != nil {
 		return nil, err
 	}
@@ -143,17 +152,18 @@ func (p *tomlParser) header(root *tomlTable) (*tomlTable, error) {
 }
 
 // descend walks (creating) the tables keys name below t.
-func descend(t *tomlTable, keys []string) (*tomlTable, error) {
+func descend(t *Table, keys []string, line int) (*Table, error) {
 	for _, k := range keys {
 		v, ok := t.vals[k]
 		if !ok {
-			n := newTOMLTable()
-			t.keys = append(t.keys, k)
+			n := newTable()
+			t.Keys = append(t.Keys, k)
 			t.vals[k] = n
+			t.lines[k] = line
 			t = n
 			continue
 		}
-		sub, isTable := v.(*tomlTable)
+		sub, isTable := v.(*Table)
 		if !isTable || sub.inline {
 			return nil, fmt.Errorf("key %q is already a value", k)
 		}
@@ -163,7 +173,8 @@ func descend(t *tomlTable, keys []string) (*tomlTable, error) {
 }
 
 // keyValue reads key = value into t.
-func (p *tomlParser) keyValue(t *tomlTable) error {
+func (p *parser) keyValue(t *Table) error {
+	line := p.line
 	keys, err := p.keyPath()
 	if err != nil {
 		return err
@@ -178,7 +189,7 @@ func (p *tomlParser) keyValue(t *tomlTable) error {
 	if err != nil {
 		return err
 	}
-	parent, err := descend(t, keys[:len(keys)-1])
+	parent, err := descend(t, keys[:len(keys)-1], line)
 	if err != nil {
 		return err
 	}
@@ -186,13 +197,14 @@ func (p *tomlParser) keyValue(t *tomlTable) error {
 	if _, dup := parent.vals[last]; dup {
 		return fmt.Errorf("key %q defined twice", strings.Join(keys, "."))
 	}
-	parent.keys = append(parent.keys, last)
+	parent.Keys = append(parent.Keys, last)
 	parent.vals[last] = v
+	parent.lines[last] = line
 	return nil
 }
 
 // keyPath reads key(.key)*.
-func (p *tomlParser) keyPath() ([]string, error) {
+func (p *parser) keyPath() ([]string, error) {
 	var keys []string
 	for {
 		k, err := p.key()
@@ -206,14 +218,14 @@ func (p *tomlParser) keyPath() ([]string, error) {
 		}
 		p.i++
 		p.skipBlank(false)
-		if len(keys) > maxTOMLDepth {
+		if len(keys) > maxDepth {
 			return nil, errors.New("key nested too deeply")
 		}
 	}
 }
 
 // key reads one bare, basic or literal key.
-func (p *tomlParser) key() (string, error) {
+func (p *parser) key() (string, error) {
 	if p.eof() {
 		return "", errors.New("want a key, got the end of the file")
 	}
@@ -238,7 +250,7 @@ func isBareKeyByte(c byte) bool {
 }
 
 // value reads one value.
-func (p *tomlParser) value() (any, error) {
+func (p *parser) value() (any, error) {
 	if p.eof() {
 		return nil, errors.New("want a value, got the end of the file")
 	}
@@ -270,7 +282,7 @@ func (p *tomlParser) value() (any, error) {
 }
 
 // valueEnd requires a delimiter after a bare value.
-func (p *tomlParser) valueEnd() error {
+func (p *parser) valueEnd() error {
 	if p.eof() {
 		return nil
 	}
@@ -283,7 +295,7 @@ func (p *tomlParser) valueEnd() error {
 
 // integer reads a decimal integer with optional sign and underscores
 // between digits.
-func (p *tomlParser) integer() (any, error) {
+func (p *parser) integer() (any, error) {
 	start := p.i
 	for !p.eof() && strings.IndexByte("+-0123456789_", p.s[p.i]) >= 0 {
 		p.i++
@@ -305,8 +317,8 @@ func (p *tomlParser) integer() (any, error) {
 }
 
 // array reads [v, v, ...], across lines, with comments.
-func (p *tomlParser) array() (any, error) {
-	if p.depth++; p.depth > maxTOMLDepth {
+func (p *parser) array() (any, error) {
+	if p.depth++; p.depth > maxDepth {
 		return nil, errors.New("values nested too deeply")
 	}
 	defer func() { p.depth-- }()
@@ -343,13 +355,13 @@ func (p *tomlParser) array() (any, error) {
 }
 
 // inlineTable reads { k = v, ... } on one line.
-func (p *tomlParser) inlineTable() (any, error) {
-	if p.depth++; p.depth > maxTOMLDepth {
+func (p *parser) inlineTable() (any, error) {
+	if p.depth++; p.depth > maxDepth {
 		return nil, errors.New("values nested too deeply")
 	}
 	defer func() { p.depth-- }()
 	p.i++
-	t := newTOMLTable()
+	t := newTable()
 	p.skipBlank(false)
 	if !p.eof() && p.s[p.i] == '}' {
 		p.i++
@@ -379,7 +391,7 @@ func (p *tomlParser) inlineTable() (any, error) {
 }
 
 // literalString reads '...' (no escapes, one line).
-func (p *tomlParser) literalString() (string, error) {
+func (p *parser) literalString() (string, error) {
 	p.i++
 	start := p.i
 	for !p.eof() {
@@ -397,7 +409,7 @@ func (p *tomlParser) literalString() (string, error) {
 }
 
 // basicString reads "..." with TOML's escapes (one line).
-func (p *tomlParser) basicString() (string, error) {
+func (p *parser) basicString() (string, error) {
 	p.i++
 	var b strings.Builder
 	for !p.eof() {
@@ -421,7 +433,7 @@ func (p *tomlParser) basicString() (string, error) {
 }
 
 // escape reads one backslash escape into b.
-func (p *tomlParser) escape(b *strings.Builder) error {
+func (p *parser) escape(b *strings.Builder) error {
 	if p.i+1 >= len(p.s) {
 		return errors.New("string without its closing quote")
 	}
