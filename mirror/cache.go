@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -108,6 +110,13 @@ type Upstream struct {
 	// MaxConns caps the connections to the upstream, shared by every
 	// repository fetched from it (ignored with Transport). Zero means 16.
 	MaxConns int
+	// TagTTL replaces Config.TagTTL for this upstream. Zero means
+	// Config.TagTTL.
+	TagTTL time.Duration
+	// ImmutableTags are patterns (path.Match syntax: "v*", "sha256-*",
+	// "1.2.?") of tags that never change upstream: once stored, a
+	// matching tag is served from the store without revalidation.
+	ImmutableTags []string
 }
 
 // Cache is a pull-through cache (see the package documentation). Make one
@@ -236,12 +245,25 @@ func (c *Cache) Close() error {
 
 // upstream is a configured Upstream, with its registry handle.
 type upstream struct {
-	key     string // the ns it answers to ("" for the default)
-	name    string // its registry name, as in scopes and index names
-	reg     *registry.Registry
-	timeout time.Duration
-	breaker breaker
-	latency histogram // of its requests
+	key       string // the ns it answers to ("" for the default)
+	name      string // its registry name, as in scopes and index names
+	reg       *registry.Registry
+	timeout   time.Duration
+	tagTTL    time.Duration
+	immutable []string // tag patterns never revalidated
+	breaker   breaker
+	latency   histogram // of its requests
+}
+
+// isImmutable reports whether tag matches one of the upstream's
+// ImmutableTags patterns.
+func (up *upstream) isImmutable(tag string) bool {
+	for _, p := range up.immutable {
+		if ok, _ := path.Match(p, tag); ok {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *Cache) newUpstream(key string, cfg Upstream) (*upstream, error) {
@@ -262,6 +284,16 @@ func (c *Cache) newUpstream(key string, cfg Upstream) (*upstream, error) {
 	if up.timeout <= 0 {
 		up.timeout = 10 * time.Second
 	}
+	up.tagTTL = cfg.TagTTL
+	if up.tagTTL <= 0 {
+		up.tagTTL = c.cfg.TagTTL
+	}
+	for _, p := range cfg.ImmutableTags {
+		if _, err := path.Match(p, ""); err != nil || p == "" {
+			return nil, fmt.Errorf("mirror: upstream %q: immutable tag pattern %q: %v", safe(key), safe(p), path.ErrBadPattern)
+		}
+	}
+	up.immutable = slices.Clone(cfg.ImmutableTags)
 	downFor := cfg.DownFor
 	if downFor <= 0 {
 		downFor = 5 * time.Second

@@ -141,14 +141,15 @@ func (c *Cache) manifestByDigest(ctx context.Context, t target, d digest.Digest)
 	return m, outcome{kind: outMiss}, err
 }
 
-// manifestByTag serves a tag: from the store while younger than TagTTL;
+// manifestByTag serves a tag: from the store while younger than its
+// upstream's TagTTL (always, for a tag its ImmutableTags match);
 // revalidated with one HEAD (coalesced) when older, and fetched only when
 // its digest changed; stale when the upstream cannot answer; an upstream
 // 404 passes through and is remembered for ListTTL.
 func (c *Cache) manifestByTag(ctx context.Context, t target, tag string) (manifestResult, outcome, error) {
 	tk := tagKey{t.up.key, t.repo, tag}
 	e, have := c.tags.get(tk)
-	if have && !e.checked.IsZero() && time.Since(e.checked) < c.cfg.TagTTL {
+	if have && (!e.checked.IsZero() && time.Since(e.checked) < t.up.tagTTL || t.up.isImmutable(tag)) {
 		if m, _, ok := c.storedManifest(ctx, e.desc.Digest); ok {
 			c.stats.hits.Add(1)
 			c.acct.touch(ctx, e.desc.Digest, m.desc.Size)

@@ -85,6 +85,47 @@ func TestTagTTLInVirtualTime(t *testing.T) {
 	})
 }
 
+// TestUpstreamTagSettingsInVirtualTime: an upstream's own TagTTL
+// replaces the cache's, and a tag its ImmutableTags match is never
+// revalidated once stored, while another tag of it is.
+func TestUpstreamTagSettingsInVirtualTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := oci.NewMemory()
+		img := newImage(t, mem, 1000)
+		srv := registry.NewServer()
+		mustAdd(t, srv, "team/app", "v1.2", img)
+		mustAdd(t, srv, "team/app", "latest", img)
+		up := &handlerTransport{h: srv}
+		c, err := mirror.Open(t.TempDir(), mirror.Config{TagTTL: time.Hour,
+			Upstreams: map[string]mirror.Upstream{"": {URL: "http://upstream.example", Transport: up,
+				TagTTL: time.Minute, ImmutableTags: []string{"v*"}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for _, tag := range []string{"v1.2", "latest"} {
+			if rec := cacheGet(c, "/v2/team/app/manifests/"+tag); rec.Code != 200 {
+				t.Fatalf("%s: %d", tag, rec.Code)
+			}
+		}
+		time.Sleep(2 * time.Minute) // past the upstream's TTL, within the cache's
+		for _, tag := range []string{"v1.2", "latest"} {
+			if rec := cacheGet(c, "/v2/team/app/manifests/"+tag); rec.Code != 200 {
+				t.Fatalf("%s: %d", tag, rec.Code)
+			}
+		}
+		if n := up.count("HEAD /v2/team/app/manifests/latest"); n != 2 {
+			t.Errorf("latest: %d HEADs, want 2 (revalidated after the upstream's 1 minute)", n)
+		}
+		if n := up.count("HEAD /v2/team/app/manifests/v1.2"); n != 1 {
+			t.Errorf("v1.2: %d HEADs, want 1 (immutable: never revalidated)", n)
+		}
+	})
+	if _, err := mirror.New(nil, mirror.Config{Upstreams: map[string]mirror.Upstream{"": {URL: "http://u.example", ImmutableTags: []string{"v["}}}}); err == nil || !strings.Contains(err.Error(), "immutable tag pattern") {
+		t.Error("a malformed immutable tag pattern was accepted")
+	}
+}
+
 // TestBreakerInVirtualTime: an upstream answering 503 is marked down for
 // DownFor, then twice that after the next failure; meanwhile requests
 // are answered at once with no upstream request.
