@@ -51,6 +51,21 @@ func DockerConfig(path string) CredentialSource {
 	})
 }
 
+// CredentialHelper is the credentials a Docker credential helper keeps:
+// docker-credential-<name> (found on PATH) is run with "get" for each
+// host, given the host as Docker would name it (https://index.docker.io/v1/
+// for Docker Hub). A helper that says the credentials are not found means
+// anonymous; one that fails or is missing returns an error.
+func CredentialHelper(name string) CredentialSource {
+	return CredentialFunc(func(ctx context.Context, host string) (Credential, error) {
+		key := host
+		if RegistryName(host) == dockerHubDomain {
+			key = dockerHubKey
+		}
+		return runCredentialHelper(ctx, name, key)
+	})
+}
+
 func dockerConfigPath(path string) string {
 	if path != "" {
 		return path

@@ -2,7 +2,9 @@ package mirror
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +13,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -131,6 +134,8 @@ type Cache struct {
 	stats     stats
 	started   time.Time // when New made it (process_start_time_seconds)
 	log       *slog.Logger
+	idPrefix  string        // of the request ids it makes
+	idSeq     atomic.Uint64 // their sequence
 
 	manifests   group[string, manifestResult] // manifest and tag fetches in flight
 	lists       group[string, *listEntry]     // tag list and referrers fetches in flight
@@ -175,6 +180,9 @@ func New(store Store, cfg Config) (*Cache, error) {
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
+	var id [6]byte
+	rand.Read(id[:])
+	c.idPrefix = hex.EncodeToString(id[:])
 	c.flights.init(cfg.MaxFetches, cfg.MaxFetchesPerClient)
 	for key, ucfg := range cfg.Upstreams {
 		up, err := c.newUpstream(key, ucfg)

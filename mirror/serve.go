@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,6 +20,8 @@ import (
 // outcome and the cause of any failure.
 func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	id := c.requestID(r)
+	w.Header().Set("X-Request-Id", id)
 	rec := wire.NewRecorder(w)
 	var o outcome
 	var t target
@@ -35,30 +38,54 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			o = outcome{outAborted, fmt.Errorf("internal error")}
 			c.stats.aborted.Add(1)
 		}
-		c.logRequest(r, rec, t, o, time.Since(start))
+		c.logRequest(r, id, rec, t, o, time.Since(start))
 		if p != nil {
 			// Cut the connection: whatever was written is not a whole
 			// answer.
 			panic(http.ErrAbortHandler)
 		}
 	}()
-	o, t = c.serve(rec, r)
+	o = c.serve(rec, r, &t)
 }
 
-func (c *Cache) logRequest(r *http.Request, rec *wire.Recorder, t target, o outcome, d time.Duration) {
+// logRequest writes the request's record: request id, client address,
+// user ("" when anonymous), method, path, status, bytes, duration,
+// outcome, upstream ("" when none was involved) and, for a failure, its
+// cause.
+func (c *Cache) logRequest(r *http.Request, id string, rec *wire.Recorder, t target, o outcome, d time.Duration) {
 	c.stats.answered(rec.Status, d)
-	attrs := []any{"method", r.Method, "path", safe(r.URL.RequestURI()), "status", rec.Status, "bytes", rec.Bytes,
-		"duration", d.Round(time.Millisecond), "client", clientAddr(r), "outcome", string(o.kind)}
-	if rec.User != "" {
-		attrs = append(attrs, "user", safe(rec.User))
-	}
+	upstream := ""
 	if t.up != nil {
-		attrs = append(attrs, "upstream", t.up.name)
+		upstream = t.up.name
 	}
+	attrs := []any{"request_id", id, "client", clientAddr(r), "user", safe(rec.User), "method", r.Method,
+		"path", safe(r.URL.RequestURI()), "status", rec.Status, "bytes", rec.Bytes,
+		"duration", d.Round(time.Millisecond), "outcome", string(o.kind), "upstream", upstream}
 	if o.cause != nil {
 		attrs = append(attrs, "cause", safe(o.cause.Error()))
 	}
 	c.log.Info("request", attrs...)
+}
+
+// requestID is the request's id for the log and the X-Request-Id
+// response header: the client's (a load balancer's) X-Request-Id when it
+// is a plain token of at most 64 characters, else the cache's own (a
+// random per-cache prefix and a sequence number).
+func (c *Cache) requestID(r *http.Request) string {
+	if v := r.Header.Get("X-Request-Id"); v != "" && len(v) <= 64 && plainToken(v) {
+		return v
+	}
+	return c.idPrefix + "-" + strconv.FormatUint(c.idSeq.Add(1), 10)
+}
+
+func plainToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '-' || b == '_' || b == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // clientAddr is the client's IP address (the per-client fetch cap's key).
@@ -70,64 +97,68 @@ func clientAddr(r *http.Request) string {
 	return host
 }
 
-func (c *Cache) serve(w *wire.Recorder, r *http.Request) (outcome, target) {
+// serve answers r; it sets *routed to the request's upstream target as
+// soon as it is known, so that the log names it even when the answer is
+// cut (a panic with http.ErrAbortHandler).
+func (c *Cache) serve(w *wire.Recorder, r *http.Request, routed *target) outcome {
 	auth := c.cfg.Auth
 	switch {
 	case r.URL.Path == "/metrics" && !c.cfg.MetricsOnAdminOnly:
 		c.serveMetrics(w)
-		return outcome{kind: outHit}, target{}
+		return outcome{kind: outHit}
 	case r.URL.Path == "/healthz":
 		// Liveness: the process answers.
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
-		return outcome{kind: outHit}, target{}
+		return outcome{kind: outHit}
 	case r.URL.Path == "/readyz":
-		return c.serveReady(w), target{}
+		return c.serveReady(w)
 	case auth != nil && r.URL.Path == auth.TokenPath():
 		auth.ServeToken(w, r)
-		return outcome{kind: outPassed}, target{}
+		return outcome{kind: outPassed}
 	}
 	rt, ok := wire.Preamble(w, r)
 	if !ok {
-		return outcome{kind: outRefused}, target{}
+		return outcome{kind: outRefused}
 	}
 	switch rt.Kind {
 	case wire.Root:
 		if auth.Authorize(w, r, "") {
 			wire.WriteEmptyJSON(w, r)
-			return outcome{kind: outHit}, target{}
+			return outcome{kind: outHit}
 		}
-		return outcome{kind: outRefused}, target{}
+		return outcome{kind: outRefused}
 	case wire.Catalog:
 		wire.WriteError(w, http.StatusNotFound, wire.CodeUnsupported, "the catalog is not served by this cache")
-		return outcome{kind: outRefused}, target{}
+		return outcome{kind: outRefused}
 	}
 	t, err := c.route(r.URL.Query().Get("ns"), rt.Name)
 	if err != nil {
 		// Authenticate first, so that an anonymous caller learns nothing
 		// of the configuration.
 		if !auth.Authorize(w, r, "") {
-			return outcome{kind: outRefused}, target{}
+			return outcome{kind: outRefused}
 		}
 		if err == errNoUpstream {
 			wire.WriteError(w, http.StatusNotFound, wire.CodeNameUnknown, "no such upstream is configured")
 		} else {
 			wire.WriteError(w, http.StatusBadRequest, wire.CodeNameInvalid, "invalid repository name")
 		}
-		return outcome{outRefused, err}, target{}
+		return outcome{outRefused, err}
 	}
+	*routed = t
 	if !auth.Authorize(w, r, t.scope()) {
-		return outcome{kind: outRefused}, t
+		return outcome{kind: outRefused}
 	}
 	switch rt.Kind {
 	case wire.Manifests:
-		return c.serveManifest(w, r, t, rt.Reference), t
+		return c.serveManifest(w, r, t, rt.Reference)
 	case wire.Blobs:
-		return c.serveBlob(w, r, t, rt.Reference), t
+		return c.serveBlob(w, r, t, rt.Reference)
 	case wire.Tags:
-		return c.serveTags(w, r, t), t
+		return c.serveTags(w, r, t)
 	default:
-		return c.serveReferrers(w, r, t, rt.Reference), t
+		return c.serveReferrers(w, r, t, rt.Reference)
 	}
 }
 

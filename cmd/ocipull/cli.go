@@ -101,6 +101,17 @@ func (f *flags) List(long, short, usage string) *[]string {
 	return p
 }
 
+// isSet reports whether the flag long (or its alias) was given.
+func (f *flags) isSet(long string) bool {
+	set := false
+	f.fs.Visit(func(fl *flag.Flag) {
+		if fl.Name == long || fl.Name == f.short[long] {
+			set = true
+		}
+	})
+	return set
+}
+
 // errHelp asks for the command's help.
 var errHelp = flag.ErrHelp
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -72,9 +73,11 @@ func parseSize(s string) (int64, error) {
 
 var mirrorCommand = &command{
 	name: "mirror", args: "", min: 0, max: 0,
-	summary:  "run a pull-through cache of one or more registries",
-	examples: []string{"ocipull mirror --cache /var/cache/ocipull --upstream https://registry-1.docker.io --upstream ghcr.io=https://ghcr.io"},
+	summary: "run a pull-through cache of one or more registries",
+	examples: []string{"ocipull mirror --cache /var/cache/ocipull --upstream https://registry-1.docker.io --upstream ghcr.io=https://ghcr.io",
+		"ocipull mirror --config /etc/ocipull/mirror.toml"},
 	define: func(f *flags, e *env) func(context.Context) error {
+		configFile := f.String("config", "", "", "read the settings from this TOML `FILE` (README: Running the cache in production); flags given as well override it; SIGHUP re-reads it")
 		cache := f.String("cache", "", "", "the store: an OCI layout `DIR`, created if missing")
 		ups := upstreamFlags{}
 		f.Var(ups, "upstream", "", "an upstream registry, `[NS=]URL`; without NS= the default for requests naming none (repeatable)")
@@ -97,105 +100,159 @@ var mirrorCommand = &command{
 		anonymous := f.String("anonymous", "", "", "with --htpasswd: `REPOS` (comma-separated, upstream-qualified; * for all) anyone may pull without logging in")
 		return func(ctx context.Context) error {
 			stdin, stdout, stderr := e.stdin, e.stdout, e.stderr
-			if *cache == "" || len(ups) == 0 {
-				return usageErr("--cache and at least one --upstream are required")
-			}
-			tlsConfig, err := tf.config()
-			if err != nil {
-				return err
-			}
-			var capBytes int64
-			if *maxSize != "" {
-				if capBytes, err = parseSize(*maxSize); err != nil {
-					return usageErr("--max-size: %v", err)
+			// The password is read once: a reload re-applies it.
+			var creds registry.CredentialSource
+			if *username != "" || *passwordStdin {
+				var err error
+				if creds, err = credentialsFrom(*username, *passwordStdin, stdin); err != nil {
+					return err
 				}
+			} else if *credsFor != "" {
+				return usageErr("--credentials-for needs --username and --password-stdin")
 			}
-			if err := bindCredentials(ups, *username, *passwordStdin, *credsFor, stdin); err != nil {
-				return err
-			}
-			for ns, up := range ups {
-				up.NoRanges = *noRanges
-				ups[ns] = up
-			}
-			logger, err := mirrorLogger(stderr, *logFormat, *quiet, e.verbose)
-			if err != nil {
-				return err
-			}
-			var auth *registry.ServerAuth
-			var users *htpasswd
-			if *usersFile != "" {
-				if users, err = loadHtpasswd(*usersFile, func(msg string) { logger.Warn(msg) }); err != nil {
-					return usageErr("--htpasswd: %v", err)
+			// load reads the settings: the file, then the flags given.
+			load := func() (*mirrorSettings, error) {
+				s := defaultMirrorSettings()
+				if *configFile != "" {
+					var err error
+					if s, err = readMirrorConfig(*configFile); err != nil {
+						return nil, err
+					}
 				}
-				auth = &registry.ServerAuth{Service: "ocipull-mirror", Verify: users.verify,
-					Users: map[string]registry.ServerUser{"*": {Repositories: []string{"*"}}}}
+				set := func(name string, apply func()) {
+					if f.isSet(name) || *configFile == "" {
+						apply()
+					}
+				}
+				set("cache", func() { s.store = *cache })
+				set("addr", func() { s.listen = *addr })
+				set("ttl", func() { s.tagTTL = *ttl })
+				set("quiet", func() { s.quiet = *quiet })
+				set("log-format", func() { s.logFormat = *logFormat })
+				set("drain-timeout", func() { s.drain = *drain })
+				set("admin-addr", func() { s.adminListen = *adminAddr })
+				set("prefetch-referrers", func() { s.prefetch = *prefetch })
+				set("htpasswd", func() { s.htpasswd = *usersFile })
+				set("anonymous", func() {
+					s.anonymous = nil
+					if *anonymous != "" {
+						s.anonymous = strings.Split(*anonymous, ",")
+					}
+				})
 				for user, repos := range grants {
-					auth.Users[user] = registry.ServerUser{Repositories: repos}
+					s.grants[user] = repos
 				}
-				if *anonymous != "" {
-					auth.Anonymous = strings.Split(*anonymous, ",")
+				if f.isSet("tls-cert") || f.isSet("tls-key") {
+					s.tlsCert, s.tlsKey = *tf.cert, *tf.key
 				}
-			} else if len(grants) > 0 || *anonymous != "" {
-				return usageErr("--grant and --anonymous need --htpasswd")
+				if *maxSize != "" {
+					n, err := parseSize(*maxSize)
+					if err != nil {
+						return nil, usageErr("--max-size: %v", err)
+					}
+					s.maxSize = n
+				}
+				for ns, up := range ups {
+					s.upstreams[ns] = &upstreamSettings{url: up.URL, credentials: registry.DockerConfig(""), credentialsNote: "Docker's config.json"}
+				}
+				if *noRanges {
+					for _, up := range s.upstreams {
+						up.noRanges = true
+					}
+				}
+				if creds != nil {
+					if err := bindCredentials(s.upstreams, creds, *credsFor); err != nil {
+						return nil, err
+					}
+				}
+				if s.store == "" || len(s.upstreams) == 0 {
+					return nil, usageErr("--cache and at least one --upstream are required (or a --config file naming them)")
+				}
+				if (s.tlsCert == "") != (s.tlsKey == "") {
+					return nil, usageErr("--tls-cert and --tls-key go together")
+				}
+				if s.htpasswd == "" && (len(s.grants) > 0 || len(s.anonymous) > 0) {
+					return nil, usageErr("--grant and --anonymous need --htpasswd")
+				}
+				return s, nil
 			}
-			m, err := mirror.Open(*cache, mirror.Config{Upstreams: ups, TagTTL: *ttl, MaxSize: capBytes, Log: logger, Auth: auth,
-				MetricsOnAdminOnly: *adminAddr != "", PrefetchReferrers: *prefetch})
+			s, err := load()
 			if err != nil {
 				return err
 			}
-			defer m.Close()
-			if *adminAddr != "" {
-				stop, err := serveAdmin(*adminAddr, m, stdout)
+			out := &lockedWriter{w: stderr}
+			g, err := startMirrorGeneration(s, out, e.verbose)
+			if err != nil {
+				return err
+			}
+			front := &mirrorFront{}
+			front.cur.Store(g)
+			defer func() { front.cur.Load().retire() }()
+			var tlsConfig *tls.Config
+			var certs *reloadingTLS
+			if s.tlsCert != "" {
+				if certs, err = newReloadingTLS(s.tlsCert, s.tlsKey, s.clientCA, func(err error) {
+					front.cur.Load().logger.Error("TLS files changed but do not load; serving the ones loaded before", "cause", safe(err.Error()))
+				}); err != nil {
+					return err
+				}
+				tlsConfig = certs.config()
+			}
+			if s.adminListen != "" {
+				stop, err := serveAdmin(s.adminListen, front.admin(), stdout)
 				if err != nil {
 					return err
 				}
 				defer stop()
 			}
-			ln, url, err := listen(*addr, tlsConfig)
+			ln, url, err := listen(s.listen, tlsConfig)
 			if err != nil {
 				return err
 			}
 			// SIGHUP (a closed terminal, or an operator asking for a
-			// reload) must not end the cache: it re-reads the users file.
+			// reload) does not end the cache: it re-reads the settings and,
+			// when they are valid, starts serving with them; requests in
+			// progress finish with the settings they started with.
 			stopHangup := onHangup(func() {
-				if users == nil {
-					logger.Info("SIGHUP: nothing to reload")
+				running := front.cur.Load()
+				next, err := load()
+				if err != nil {
+					running.logger.Error("SIGHUP: configuration refused; the running one stays", "cause", safe(err.Error()))
 					return
 				}
-				if err := users.reload(); err != nil {
-					logger.Warn("SIGHUP: keeping the users read before", "cause", safe(err.Error()))
+				if next.listen != s.listen || next.adminListen != s.adminListen || next.store != s.store || (next.tlsCert == "") != (s.tlsCert == "") {
+					running.logger.Warn("SIGHUP: the listen address, admin address, store and TLS on/off change only on a restart; keeping them")
+					next.listen, next.adminListen, next.store = s.listen, s.adminListen, s.store
+					next.tlsCert, next.tlsKey, next.clientCA = s.tlsCert, s.tlsKey, s.clientCA
+				}
+				if certs != nil {
+					if err := certs.setFiles(next.tlsCert, next.tlsKey, next.clientCA); err != nil {
+						running.logger.Error("SIGHUP: TLS files refused; the running configuration stays", "cause", safe(err.Error()))
+						return
+					}
+				}
+				ng, err := startMirrorGeneration(next, out, e.verbose)
+				if err != nil {
+					running.logger.Error("SIGHUP: configuration refused; the running one stays", "cause", safe(err.Error()))
 					return
 				}
-				logger.Info("SIGHUP: users re-read", "file", safe(*usersFile))
+				front.cur.Store(ng)
+				go running.retire()
+				ng.logger.Info("SIGHUP: configuration reloaded", "upstreams", next.describe())
 			})
 			defer stopHangup()
-			return serveUntilDoneWithin(ctx, ln, m, *drain, func() {
-				fmt.Fprintf(stdout, "mirroring %s into %s at %s\n", ups, *cache, url)
+			return serveUntilDoneWithin(ctx, ln, front, s.drain, func() {
+				fmt.Fprintf(stdout, "mirroring %s into %s at %s\n", s.describe(), s.store, url)
 			})
 		}
 	},
 }
 
-// bindCredentials gives --username and --password-stdin to one upstream:
-// the one --credentials-for names, else the only one, else the default
-// (no NS=); every other upstream reads Docker's config.json for its own
-// host. A password never goes to an upstream it was not given for.
-func bindCredentials(ups upstreamFlags, username string, passwordStdin bool, credsFor string, stdin io.Reader) error {
-	docker := registry.DockerConfig("")
-	for ns, up := range ups {
-		up.Credentials = docker
-		ups[ns] = up
-	}
-	if username == "" && !passwordStdin {
-		if credsFor != "" {
-			return usageErr("--credentials-for needs --username and --password-stdin")
-		}
-		return nil
-	}
-	creds, err := credentialsFrom(username, passwordStdin, stdin)
-	if err != nil {
-		return err
-	}
+// bindCredentials gives the --username and --password-stdin credentials
+// to one upstream: the one --credentials-for names, else the only one,
+// else the default (no NS=). A password never goes to an upstream it was
+// not given for.
+func bindCredentials(ups map[string]*upstreamSettings, creds registry.CredentialSource, credsFor string) error {
 	key, found := credsFor, credsFor != ""
 	if !found {
 		if len(ups) == 1 {
@@ -208,10 +265,14 @@ func bindCredentials(ups upstreamFlags, username string, passwordStdin bool, cre
 	}
 	up, ok := ups[key]
 	if !found || !ok {
-		return usageErr("--username: name the upstream it is for with --credentials-for NS (one of %s)", ups)
+		var names []string
+		for ns := range ups {
+			names = append(names, nsName(ns))
+		}
+		sort.Strings(names)
+		return usageErr("--username: name the upstream it is for with --credentials-for NS (one of %s)", strings.Join(names, ", "))
 	}
-	up.Credentials = creds
-	ups[key] = up
+	up.credentials, up.credentialsNote = creds, "--username"
 	return nil
 }
 
@@ -276,13 +337,13 @@ func credentialsFrom(username string, passwordStdin bool, stdin io.Reader) (regi
 
 // serveAdmin serves the cache's admin handler and the Go profiler on addr
 // until stop is called.
-func serveAdmin(addr string, m *mirror.Cache, stdout io.Writer) (stop func(), err error) {
+func serveAdmin(addr string, admin http.Handler, stdout io.Writer) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/", m.Admin())
+	mux.Handle("/", admin)
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -20,6 +20,16 @@ import (
 // strings, floats, dates, arrays of tables) is an error naming the line,
 // never a guess.
 
+// Error is a document refused: the line (from 1) and why.
+type Error struct {
+	Line int
+	Err  error
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("line %d: %v", e.Line, e.Err) }
+
+func (e *Error) Unwrap() error { return e.Err }
+
 // Table is a table: its keys in the order they were first defined.
 type Table struct {
 	Keys   []string
@@ -67,10 +77,10 @@ func Parse(src string) (*Table, error) {
 			err = p.keyValue(cur)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", p.line, err)
+			return nil, &Error{Line: p.line, Err: err}
 		}
 		if err := p.endOfLine(); err != nil {
-			return nil, fmt.Errorf("line %d: %w", p.line, err)
+			return nil, &Error{Line: p.line, Err: err}
 		}
 	}
 }
