@@ -182,7 +182,10 @@ func (c *Cache) manifestByTag(ctx context.Context, t target, tag string) (manife
 		t.up.breaker.succeeded()
 		c.trust.add(t.blob(desc.Digest))
 		c.mediaTypes.put(desc.Digest, desc.MediaType)
-		c.tags.set(tk, desc, !have || e.desc.Digest != desc.Digest)
+		// The store learns of the tag when it is new, moved, or its
+		// manifest is no longer stored (purged, evicted by another process).
+		_, serr := c.store.StatBlob(ctx, desc.Digest)
+		c.tags.set(tk, desc, !have || e.desc.Digest != desc.Digest || serr != nil)
 		return manifestResult{desc: desc}, nil
 	})
 	switch {

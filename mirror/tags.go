@@ -110,6 +110,21 @@ func (ts *tagStore) remove(k tagKey) {
 	}
 }
 
+// forgetName forgets the tag an index.json name ("<registry>/<repo>:<tag>")
+// records, without marking it gone upstream: an operator purged it.
+func (ts *tagStore) forgetName(name string) {
+	host, rest, ok := strings.Cut(name, "/")
+	repo, tag, ok2 := cutLast(rest, ":")
+	if !ok || !ok2 {
+		return
+	}
+	for _, up := range ts.c.upstreams {
+		if up.name == host {
+			ts.mem.remove(tagKey{up.key, repo, tag})
+		}
+	}
+}
+
 // dropDigests forgets the tags of manifests evicted from the store.
 func (ts *tagStore) dropDigests(ds []digest.Digest) {
 	set := map[digest.Digest]bool{}

@@ -142,9 +142,11 @@ func (l *Layout) RemoveAbandoned(ctx context.Context, d digest.Digest, olderThan
 	if err := ValidateDigest(d); err != nil {
 		return false, err
 	}
-	unlock, err := l.lockBlob(ctx, d)
-	if err != nil {
-		return false, err
+	// A landing of this Layout value holds the blob's lock for as long as
+	// it runs: it is not abandoned, and is not waited for.
+	unlock, ok := l.tryLockBlob(d)
+	if !ok {
+		return false, nil
 	}
 	defer unlock()
 	partial := blobRel(d) + ".partial"

@@ -553,6 +553,27 @@ func (l *Layout) lockBlob(ctx context.Context, d digest.Digest) (unlock func(), 
 	}
 }
 
+// tryLockBlob is lockBlob without the wait: ok is false while another
+// writer of this Layout value holds d.
+func (l *Layout) tryLockBlob(d digest.Digest) (unlock func(), ok bool) {
+	l.blobMu.Lock()
+	defer l.blobMu.Unlock()
+	if _, busy := l.landing[d]; busy {
+		return nil, false
+	}
+	if l.landing == nil {
+		l.landing = map[digest.Digest]chan struct{}{}
+	}
+	done := make(chan struct{})
+	l.landing[d] = done
+	return func() {
+		l.blobMu.Lock()
+		delete(l.landing, d)
+		l.blobMu.Unlock()
+		close(done)
+	}, true
+}
+
 // openPartial opens (creating it if need be) and locks the .partial file of
 // desc, for writers in other processes and other Layout values. When the
 // lock had to be waited for, the writer that held it may have landed the

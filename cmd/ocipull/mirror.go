@@ -72,10 +72,13 @@ func parseSize(s string) (int64, error) {
 }
 
 var mirrorCommand = &command{
-	name: "mirror", args: "", min: 0, max: 0,
-	summary: "run a pull-through cache of one or more registries",
+	name: "mirror", args: "[ls | purge REF | gc]", min: 0, max: 2,
+	summary: "run a pull-through cache of one or more registries; list, purge or collect its store",
 	examples: []string{"ocipull mirror --cache /var/cache/ocipull --upstream https://registry-1.docker.io --upstream ghcr.io=https://ghcr.io",
-		"ocipull mirror --config /etc/ocipull/mirror.toml"},
+		"ocipull mirror --config /etc/ocipull/mirror.toml",
+		"ocipull mirror ls --cache /var/cache/ocipull",
+		"ocipull mirror purge --cache /var/cache/ocipull docker.io/library/alpine:3.20",
+		"ocipull mirror gc --cache /var/cache/ocipull --grace 1h"},
 	define: func(f *flags, e *env) func(context.Context) error {
 		configFile := f.String("config", "", "", "read the settings from this TOML `FILE` (README: Running the cache in production); flags given as well override it; SIGHUP re-reads it")
 		cache := f.String("cache", "", "", "the store: an OCI layout `DIR`, created if missing")
@@ -98,7 +101,21 @@ var mirrorCommand = &command{
 		noRanges := f.Bool("no-ranges", "", "never fetch a blob from an upstream in parallel byte ranges (for registries that meter requests)")
 		prefetch := f.Bool("prefetch-referrers", "", "fetch the referrers (signatures, SBOMs, attestations) of every manifest fetched upstream, in the background, so they are served from the store")
 		anonymous := f.String("anonymous", "", "", "with --htpasswd: `REPOS` (comma-separated, upstream-qualified; * for all) anyone may pull without logging in")
+		admins := f.List("admin-user", "", "with --htpasswd and --admin-addr: a `USER` who may use the admin API (/admin/v1/: store, purge, gc) with Basic auth (repeatable)")
+		grace := f.Duration("grace", "", time.Hour, "gc: keep unnamed content and landings used within this long (a pull in progress may still name them)")
+		asJSON := f.Bool("json", "", "ls: print the inventory as JSON")
 		return func(ctx context.Context) error {
+			if len(e.args) > 0 {
+				store := *cache
+				if store == "" && *configFile != "" {
+					s, err := readMirrorConfig(*configFile)
+					if err != nil {
+						return err
+					}
+					store = s.store
+				}
+				return mirrorAdminCommand(ctx, e, store, e.args, *grace, *asJSON)
+			}
 			stdin, stdout, stderr := e.stdin, e.stdout, e.stderr
 			// The password is read once: a reload re-applies it.
 			var creds registry.CredentialSource
@@ -133,6 +150,9 @@ var mirrorCommand = &command{
 				set("admin-addr", func() { s.adminListen = *adminAddr })
 				set("prefetch-referrers", func() { s.prefetch = *prefetch })
 				set("htpasswd", func() { s.htpasswd = *usersFile })
+				if len(*admins) > 0 {
+					s.admins = *admins
+				}
 				set("anonymous", func() {
 					s.anonymous = nil
 					if *anonymous != "" {
@@ -171,8 +191,8 @@ var mirrorCommand = &command{
 				if (s.tlsCert == "") != (s.tlsKey == "") {
 					return nil, usageErr("--tls-cert and --tls-key go together")
 				}
-				if s.htpasswd == "" && (len(s.grants) > 0 || len(s.anonymous) > 0) {
-					return nil, usageErr("--grant and --anonymous need --htpasswd")
+				if s.htpasswd == "" && (len(s.grants) > 0 || len(s.anonymous) > 0 || len(s.admins) > 0) {
+					return nil, usageErr("--grant, --anonymous and --admin-user need --htpasswd")
 				}
 				return s, nil
 			}

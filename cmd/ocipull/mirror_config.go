@@ -29,6 +29,7 @@ type mirrorSettings struct {
 	htpasswd                   string
 	anonymous                  []string
 	grants                     map[string][]string
+	admins                     []string                     // htpasswd users of the admin API
 	upstreams                  map[string]*upstreamSettings // by ns ("" for the default)
 }
 
@@ -121,15 +122,16 @@ func readMirrorConfig(file string) (*mirrorSettings, error) {
 	if t := r.table("auth"); t != nil {
 		s.htpasswd = t.str("htpasswd", "")
 		s.anonymous = t.strings("anonymous")
+		s.admins = t.strings("admins")
 		if g := t.table("grants"); g != nil {
 			for _, user := range g.t.Keys {
 				s.grants[user] = g.strings(user)
 			}
 		}
-		if s.htpasswd == "" && (len(s.anonymous) > 0 || len(s.grants) > 0) {
-			t.fail("htpasswd", "anonymous and grants need an htpasswd file")
+		if s.htpasswd == "" && (len(s.anonymous) > 0 || len(s.grants) > 0 || len(s.admins) > 0) {
+			t.fail("htpasswd", "anonymous, grants and admins need an htpasswd file")
 		}
-		t.known("htpasswd", "anonymous", "grants")
+		t.known("htpasswd", "anonymous", "grants", "admins")
 	}
 	if t := r.table("upstream"); t != nil {
 		defaults := 0

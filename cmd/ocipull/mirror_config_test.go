@@ -40,7 +40,7 @@ func TestMirrorConfigRefusedWithLine(t *testing.T) {
 		{head + "default = true\n[upstream.b]\nurl = \"https://b\"\ndefault = true\n", `:7: upstream.b.default: two upstreams are the default`},
 		{"store = \"/tmp/s\"\n[upstream.x]\nurl = \"ftp://x\"\n", `:3: upstream.x.url: want https://`},
 		{head + "[tls]\ncert = \"/c.pem\"\n", `:5: tls.cert: cert and key go together`},
-		{head + "[auth]\nanonymous = [\"*\"]\n", `auth.htpasswd: anonymous and grants need an htpasswd file`},
+		{head + "[auth]\nanonymous = [\"*\"]\n", `auth.htpasswd: anonymous, grants and admins need an htpasswd file`},
 		{head + "max_conns = 1.5\n", `:4: float`},
 		{"store = \"/tmp/s\"\n", `no [upstream."NS"] table`},
 		{head + "log_format = \"xml\"\n", `upstream."docker.io".log_format: unknown key`},

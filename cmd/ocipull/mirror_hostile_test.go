@@ -113,21 +113,36 @@ func TestMirrorPasswordGoesToOneUpstream(t *testing.T) {
 // startMirrorProcess runs `ocipull mirror` as a process of its own and
 // returns it, its address and its stderr.
 func startMirrorProcess(t *testing.T, args ...string) (*exec.Cmd, string, *syncBuffer) {
+	cmd, serving, _, stderr := startMirrorWithAdmin(t, args...)
+	return cmd, serving, stderr
+}
+
+// startMirrorWithAdmin is startMirrorProcess that also returns the admin
+// listener's address ("" without --admin-addr).
+func startMirrorWithAdmin(t *testing.T, args ...string) (cmd *exec.Cmd, serving, admin string, stderr *syncBuffer) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], append([]string{"mirror", "--addr", "127.0.0.1:0"}, args...)...)
+	cmd = exec.Command(os.Args[0], append([]string{"mirror", "--addr", "127.0.0.1:0"}, args...)...)
 	cmd.Env = append(os.Environ(), "OCIPULL_TEST_MAIN=1")
-	stderr := &syncBuffer{}
+	stderr = &syncBuffer{}
 	cmd.Stderr = stderr
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatalf("mirror output: %v; stderr: %s", err, stderr.String())
+	r := bufio.NewReader(stdout)
+	for serving == "" {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("mirror output: %v; stderr: %s", err, stderr.String())
+		}
+		if strings.HasPrefix(line, "admin at ") {
+			admin = mirrorAddr(t, strings.TrimSpace(line))
+		} else {
+			serving = mirrorAddr(t, strings.TrimSpace(line))
+		}
 	}
-	return cmd, mirrorAddr(t, strings.TrimSpace(line)), stderr
+	return cmd, serving, admin, stderr
 }
 
 // Cache item 18: SIGHUP killed the cache, and -v did nothing. Now SIGHUP

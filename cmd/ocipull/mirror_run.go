@@ -36,8 +36,9 @@ func startMirrorGeneration(s *mirrorSettings, log io.Writer, verbose bool) (*mir
 		return nil, err
 	}
 	cfg.Log = logger
+	var users *htpasswd
 	if s.htpasswd != "" {
-		users, err := loadHtpasswd(s.htpasswd, func(msg string) { logger.Warn(msg) })
+		users, err = loadHtpasswd(s.htpasswd, func(msg string) { logger.Warn(msg) })
 		if err != nil {
 			return nil, usageErr("htpasswd: %v", err)
 		}
@@ -58,7 +59,10 @@ func startMirrorGeneration(s *mirrorSettings, log io.Writer, verbose bool) (*mir
 	for ns, up := range s.upstreams {
 		logger.Debug("upstream", "ns", nsName(ns), "url", safe(up.url), "credentials", up.credentialsNote)
 	}
-	return &mirrorGeneration{cache: m, admin: m.Admin(), logger: logger, idle: make(chan struct{})}, nil
+	admin := http.NewServeMux()
+	admin.Handle("/admin/v1/", adminAPI(m, users, s.admins))
+	admin.Handle("/", m.Admin())
+	return &mirrorGeneration{cache: m, admin: admin, logger: logger, idle: make(chan struct{})}, nil
 }
 
 // acquire counts a request in, unless the generation is retired.
