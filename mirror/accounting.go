@@ -153,6 +153,19 @@ func (a *accounting) touch(ctx context.Context, d digest.Digest, size int64) {
 	}
 }
 
+// counts is how many stored items (blobs and manifests) the accounting
+// holds.
+func (a *accounting) counts() (content int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, it := range a.items {
+		if it.size >= 0 {
+			content++
+		}
+	}
+	return content
+}
+
 // forget drops d (it was removed from the store).
 func (a *accounting) forget(d digest.Digest) {
 	a.mu.Lock()

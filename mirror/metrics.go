@@ -84,6 +84,16 @@ func (c *Cache) serveMetrics(w http.ResponseWriter) {
 	metric("ocipull_mirror_refused_total", "counter", "Requests refused for a fetch cap (429 or 503).", s.refused.Load())
 	metric("ocipull_mirror_panics_total", "counter", "Panics recovered while serving or fetching.", s.panics.Load())
 	metric("ocipull_mirror_store_bytes", "gauge", "Bytes of content and landings in the store.", s.storeBytes.Load())
+	content := c.acct.counts()
+	c.flights.mu.Lock()
+	fetching := len(c.flights.running)
+	c.flights.mu.Unlock()
+	b.WriteString("# HELP ocipull_mirror_store_items Items in the store, by kind: content (blobs and manifests stored), fetch (blobs this process is landing from upstream).\n# TYPE ocipull_mirror_store_items gauge\n")
+	fmt.Fprintf(&b, "ocipull_mirror_store_items{kind=\"content\"} %d\nocipull_mirror_store_items{kind=\"fetch\"} %d\n", content, fetching)
+	c.tags.mem.mu.Lock()
+	tags := len(c.tags.mem.items)
+	c.tags.mem.mu.Unlock()
+	metric("ocipull_mirror_tags", "gauge", "Tags the cache knows (at most MaxTags).", int64(tags))
 	b.WriteString("# HELP ocipull_mirror_requests_total Requests answered, by status class.\n# TYPE ocipull_mirror_requests_total counter\n")
 	for class := 1; class <= 5; class++ {
 		fmt.Fprintf(&b, "ocipull_mirror_requests_total{class=\"%dxx\"} %d\n", class, s.byClass[class].Load())
@@ -101,6 +111,27 @@ func (c *Cache) serveMetrics(w http.ResponseWriter) {
 		up := c.upstreams[key]
 		up.latency.write(&b, "ocipull_mirror_upstream_request_duration_seconds", fmt.Sprintf("ns=%q,upstream=%q", key, up.name))
 	}
+	// The pull allowance each upstream last stated (Docker Hub's
+	// RateLimit-Limit and RateLimit-Remaining), for upstreams that did.
+	var limits, remaining strings.Builder
+	for _, key := range keys {
+		up := c.upstreams[key]
+		rl, ok := up.reg.RateLimit()
+		if !ok {
+			continue
+		}
+		labels := fmt.Sprintf("ns=%q,upstream=%q", key, up.name)
+		if rl.Limit >= 0 {
+			fmt.Fprintf(&limits, "ocipull_mirror_upstream_ratelimit_limit{%s} %d\n", labels, rl.Limit)
+		}
+		if rl.Remaining >= 0 {
+			fmt.Fprintf(&remaining, "ocipull_mirror_upstream_ratelimit_remaining{%s} %d\n", labels, rl.Remaining)
+		}
+	}
+	b.WriteString("# HELP ocipull_mirror_upstream_ratelimit_limit Pulls the upstream's rate-limit window allows, as it last stated.\n# TYPE ocipull_mirror_upstream_ratelimit_limit gauge\n")
+	b.WriteString(limits.String())
+	b.WriteString("# HELP ocipull_mirror_upstream_ratelimit_remaining Pulls left in the upstream's rate-limit window, as it last stated.\n# TYPE ocipull_mirror_upstream_ratelimit_remaining gauge\n")
+	b.WriteString(remaining.String())
 	writeRuntimeMetrics(&b, c.started)
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	io.WriteString(w, b.String())

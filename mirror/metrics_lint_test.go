@@ -1,0 +1,124 @@
+package mirror_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/ocipull/registry/faults"
+)
+
+// TestMetricsStoreAndRateLimit: after real traffic, /metrics counts the
+// store's items and tags, and carries the pull allowance the upstream
+// last stated (Docker Hub's RateLimit headers), per upstream.
+func TestMetricsStoreAndRateLimit(t *testing.T) {
+	up := newUpstream(t, 1000, 2000)
+	up.inj.Add(faults.Rule{Path: "/manifests/", Fault: faults.FaultFunc(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		w.Header().Set("RateLimit-Limit", "100;w=21600")
+		w.Header().Set("RateLimit-Remaining", "76;w=21600")
+		next.ServeHTTP(w, r)
+	})})
+	_, ms := newMirror(t, t.TempDir(), map[string]*upstreamFixture{"": up}, nil)
+	if _, err := mirrorPull(t.Context(), clientFor(t, ms, "team/app"), "v1"); err != nil {
+		t.Fatal(err)
+	}
+	m := mirrorMetrics(t, ms)
+	label := fmt.Sprintf(`{ns="",upstream=%q}`, strings.TrimPrefix(up.ts.URL, "http://"))
+	if m["ocipull_mirror_upstream_ratelimit_limit"+label] != 100 || m["ocipull_mirror_upstream_ratelimit_remaining"+label] != 76 {
+		t.Errorf("rate limit: limit %d, remaining %d; want 100, 76", m["ocipull_mirror_upstream_ratelimit_limit"+label], m["ocipull_mirror_upstream_ratelimit_remaining"+label])
+	}
+	// The manifest, the config and two layers.
+	if n := m[`ocipull_mirror_store_items{kind="content"}`]; n != 4 {
+		t.Errorf("store items: %d, want 4", n)
+	}
+	if n := m["ocipull_mirror_tags"]; n != 1 {
+		t.Errorf("tags: %d, want 1", n)
+	}
+}
+
+// TestMetricsExpositionLint checks /metrics as Prometheus' linter would:
+// every family has HELP and TYPE once, before its samples; names are
+// valid, counters end in _total and nothing else does; units are base
+// units (seconds, bytes); histograms have cumulative buckets ending in
+// +Inf, with _sum and _count; no sample is duplicated.
+func TestMetricsExpositionLint(t *testing.T) {
+	up := newUpstream(t, 1000)
+	_, ms := newMirror(t, t.TempDir(), map[string]*upstreamFixture{"": up}, nil)
+	rawGet(t, ms, "GET", "/v2/team/app/manifests/v1")
+	resp, err := http.Get(ms.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
+		t.Errorf("Content-Type %q", ct)
+	}
+	name := regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*$`)
+	sample := regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (-?[0-9.e+]+|\+Inf|NaN)$`)
+	types, helps, seen := map[string]string{}, map[string]bool{}, map[string]bool{}
+	family := func(sampleName string) string {
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if base := strings.TrimSuffix(sampleName, suffix); base != sampleName && types[base] == "histogram" {
+				return base
+			}
+		}
+		return sampleName
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		switch {
+		case strings.HasPrefix(line, "# HELP "):
+			f := strings.Fields(line)[2]
+			if helps[f] || !name.MatchString(f) {
+				t.Errorf("HELP of %q twice or invalid", f)
+			}
+			helps[f] = true
+		case strings.HasPrefix(line, "# TYPE "):
+			fields := strings.Fields(line)
+			f, typ := fields[2], fields[3]
+			if _, dup := types[f]; dup || !helps[f] {
+				t.Errorf("TYPE of %q twice or before its HELP", f)
+			}
+			types[f] = typ
+			if (typ == "counter") != strings.HasSuffix(f, "_total") {
+				t.Errorf("%s %s: counters, and only counters, end in _total", typ, f)
+			}
+			for _, bad := range []string{"_ms", "_milliseconds", "_kb", "_mb", "_minutes"} {
+				if strings.Contains(f, bad) {
+					t.Errorf("%s: not a base unit", f)
+				}
+			}
+		default:
+			m := sample.FindStringSubmatch(line)
+			if m == nil {
+				t.Errorf("malformed sample %q", line)
+				continue
+			}
+			if _, ok := types[family(m[1])]; !ok {
+				t.Errorf("sample %q before its family's TYPE", line)
+			}
+			key := m[1] + m[2]
+			if seen[key] {
+				t.Errorf("sample %s twice", key)
+			}
+			seen[key] = true
+		}
+	}
+	for f, typ := range types {
+		if typ == "histogram" && !(seen[f+"_count"] || anyPrefix(seen, f+"_count{")) {
+			t.Errorf("histogram %s has no _count", f)
+		}
+	}
+}
+
+func anyPrefix(set map[string]bool, prefix string) bool {
+	for k := range set {
+		if strings.HasPrefix(k, prefix) {
+			return true
+		}
+	}
+	return false
+}
