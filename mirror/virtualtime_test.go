@@ -1,6 +1,7 @@
 package mirror_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -124,6 +125,55 @@ func TestUpstreamTagSettingsInVirtualTime(t *testing.T) {
 	if _, err := mirror.New(nil, mirror.Config{Upstreams: map[string]mirror.Upstream{"": {URL: "http://u.example", ImmutableTags: []string{"v["}}}}); err == nil || !strings.Contains(err.Error(), "immutable tag pattern") {
 		t.Error("a malformed immutable tag pattern was accepted")
 	}
+}
+
+// TestTokenExpiryInVirtualTime: a client's token from the cache's
+// /token endpoint opens its repository until TokenLifetime has passed,
+// then gets 401 with a fresh challenge; in virtual time, exactly.
+func TestTokenExpiryInVirtualTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := oci.NewMemory()
+		img := newImage(t, mem, 1000)
+		srv := registry.NewServer()
+		mustAdd(t, srv, "team/app", "v1", img)
+		auth := &registry.ServerAuth{Service: "ocipull-mirror", TokenLifetime: 10 * time.Minute,
+			Verify: func(user, password string) bool { return user == "alice" && password == "a-pw" },
+			Users:  map[string]registry.ServerUser{"*": {Repositories: []string{"*"}}}}
+		c, err := mirror.Open(t.TempDir(), mirror.Config{Auth: auth,
+			Upstreams: map[string]mirror.Upstream{"": {URL: "http://upstream.example", Transport: &handlerTransport{h: srv}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		req := httptest.NewRequest("GET", auth.TokenPath()+"?service=ocipull-mirror&scope=repository:upstream.example/team/app:pull", nil)
+		req.SetBasicAuth("alice", "a-pw")
+		rec := httptest.NewRecorder()
+		c.ServeHTTP(rec, req)
+		var tok struct {
+			Token string `json:"token"`
+		}
+		if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &tok) != nil || tok.Token == "" {
+			t.Fatalf("token: %d %s", rec.Code, rec.Body)
+		}
+		get := func() int {
+			req := httptest.NewRequest("GET", "/v2/team/app/manifests/v1", nil)
+			req.Header.Set("Authorization", "Bearer "+tok.Token)
+			rec := httptest.NewRecorder()
+			c.ServeHTTP(rec, req)
+			return rec.Code
+		}
+		if code := get(); code != 200 {
+			t.Fatalf("with a fresh token: %d", code)
+		}
+		time.Sleep(10*time.Minute - time.Second)
+		if code := get(); code != 200 {
+			t.Fatalf("a second before expiry: %d", code)
+		}
+		time.Sleep(2 * time.Second)
+		if code := get(); code != http.StatusUnauthorized {
+			t.Errorf("after expiry: %d, want 401", code)
+		}
+	})
 }
 
 // TestBreakerInVirtualTime: an upstream answering 503 is marked down for

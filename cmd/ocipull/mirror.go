@@ -102,6 +102,7 @@ var mirrorCommand = &command{
 		prefetch := f.Bool("prefetch-referrers", "", "fetch the referrers (signatures, SBOMs, attestations) of every manifest fetched upstream, in the background, so they are served from the store")
 		anonymous := f.String("anonymous", "", "", "with --htpasswd: `REPOS` (comma-separated, upstream-qualified; * for all) anyone may pull without logging in")
 		admins := f.List("admin-user", "", "with --htpasswd and --admin-addr: a `USER` who may use the admin API (/admin/v1/: store, purge, gc) with Basic auth (repeatable)")
+		tokenLifetime := f.Duration("token-lifetime", "", 5*time.Minute, "with --htpasswd: how long the tokens clients get from /token last")
 		grace := f.Duration("grace", "", time.Hour, "gc: keep unnamed content and landings used within this long (a pull in progress may still name them)")
 		asJSON := f.Bool("json", "", "ls: print the inventory as JSON")
 		return func(ctx context.Context) error {
@@ -150,6 +151,7 @@ var mirrorCommand = &command{
 				set("admin-addr", func() { s.adminListen = *adminAddr })
 				set("prefetch-referrers", func() { s.prefetch = *prefetch })
 				set("htpasswd", func() { s.htpasswd = *usersFile })
+				set("token-lifetime", func() { s.tokenLifetime = *tokenLifetime })
 				if len(*admins) > 0 {
 					s.admins = *admins
 				}

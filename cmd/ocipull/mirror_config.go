@@ -29,7 +29,8 @@ type mirrorSettings struct {
 	htpasswd                   string
 	anonymous                  []string
 	grants                     map[string][]string
-	admins                     []string                     // htpasswd users of the admin API
+	admins                     []string // htpasswd users of the admin API
+	tokenLifetime              time.Duration
 	upstreams                  map[string]*upstreamSettings // by ns ("" for the default)
 }
 
@@ -123,6 +124,7 @@ func readMirrorConfig(file string) (*mirrorSettings, error) {
 		s.htpasswd = t.str("htpasswd", "")
 		s.anonymous = t.strings("anonymous")
 		s.admins = t.strings("admins")
+		s.tokenLifetime = t.duration("token_lifetime", 0)
 		if g := t.table("grants"); g != nil {
 			for _, user := range g.t.Keys {
 				s.grants[user] = g.strings(user)
@@ -131,7 +133,7 @@ func readMirrorConfig(file string) (*mirrorSettings, error) {
 		if s.htpasswd == "" && (len(s.anonymous) > 0 || len(s.grants) > 0 || len(s.admins) > 0) {
 			t.fail("htpasswd", "anonymous, grants and admins need an htpasswd file")
 		}
-		t.known("htpasswd", "anonymous", "grants", "admins")
+		t.known("htpasswd", "anonymous", "grants", "admins", "token_lifetime")
 	}
 	if t := r.table("upstream"); t != nil {
 		defaults := 0

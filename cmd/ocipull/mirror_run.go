@@ -42,7 +42,7 @@ func startMirrorGeneration(s *mirrorSettings, log io.Writer, verbose bool) (*mir
 		if err != nil {
 			return nil, usageErr("htpasswd: %v", err)
 		}
-		auth := &registry.ServerAuth{Service: "ocipull-mirror", Verify: users.verify,
+		auth := &registry.ServerAuth{Service: "ocipull-mirror", Verify: users.verify, TokenLifetime: s.tokenLifetime,
 			Users: map[string]registry.ServerUser{"*": {Repositories: []string{"*"}}}}
 		for user, repos := range s.grants {
 			auth.Users[user] = registry.ServerUser{Repositories: repos}
