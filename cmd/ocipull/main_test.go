@@ -432,6 +432,12 @@ func TestServeTLS(t *testing.T) {
 // files and a pool that trusts the certificate.
 func selfSignedCert(t *testing.T, host string) (certFile, keyFile string, pool *x509.CertPool) {
 	t.Helper()
+	return selfSigned(t, host, x509.ExtKeyUsageServerAuth)
+}
+
+// selfSigned is selfSignedCert for a usage (server or client).
+func selfSigned(t *testing.T, host string, usage x509.ExtKeyUsage) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -443,7 +449,7 @@ func selfSignedCert(t *testing.T, host string) (certFile, keyFile string, pool *
 		NotAfter:     time.Now().Add(time.Hour),
 		IPAddresses:  []net.IP{net.ParseIP(host)},
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {

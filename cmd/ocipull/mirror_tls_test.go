@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestMirrorTLSClientCertsAndReload: with tls.client_ca, only clients
+// with a certificate that CA signed get past the handshake (and speak
+// HTTP/2); a renewed server certificate written over the files is served
+// by the next handshakes, with no restart.
+func TestMirrorTLSClientCertsAndReload(t *testing.T) {
+	f := newFixture(t, nil)
+	dir := t.TempDir()
+	certA, keyA, _ := selfSignedCert(t, "127.0.0.1")
+	certB, keyB, _ := selfSignedCert(t, "127.0.0.1")
+	clientCert, clientKey, _ := selfSigned(t, "127.0.0.1", x509.ExtKeyUsageClientAuth)
+	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	copyFile := func(from, to string) {
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmp := to + ".new"
+		os.WriteFile(tmp, b, 0o600)
+		os.Rename(tmp, to)
+	}
+	copyFile(certA, cert)
+	copyFile(keyA, key)
+	config := filepath.Join(dir, "mirror.toml")
+	os.WriteFile(config, []byte(fmt.Sprintf("store = %q\n[tls]\ncert = %q\nkey = %q\nclient_ca = %q\n[upstream.a]\ndefault = true\nurl = \"http://%s\"\n",
+		filepath.Join(dir, "store"), cert, key, clientCert, f.host)), 0o644)
+	_, addr, _ := startMirrorProcess(t, "--config", config)
+
+	roots := x509.NewCertPool()
+	for _, c := range []string{certA, certB} {
+		b, _ := os.ReadFile(c)
+		roots.AppendCertsFromPEM(b)
+	}
+	pair, err := tls.LoadX509KeyPair(clientCert, clientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := func(withCert bool) *http.Client {
+		tc := &tls.Config{RootCAs: roots}
+		if withCert {
+			tc.Certificates = []tls.Certificate{pair}
+		}
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true, DisableKeepAlives: true}}
+	}
+	if resp, err := client(false).Get("https://" + addr + "/v2/"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("a client without a certificate got %d", resp.StatusCode)
+	}
+	served := func() (proto int, leaf []byte) {
+		resp, err := client(true).Get("https://" + addr + "/v2/app/x/manifests/v1")
+		if err != nil {
+			t.Fatalf("a client with a certificate: %v", err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("a client with a certificate: %d", resp.StatusCode)
+		}
+		return resp.ProtoMajor, resp.TLS.PeerCertificates[0].Raw
+	}
+	proto, leaf := served()
+	if proto != 2 {
+		t.Errorf("HTTP/%d, want HTTP/2 over TLS", proto)
+	}
+	if !bytes.Equal(leaf, derOf(t, certA)) {
+		t.Fatal("the first certificate is not the one served")
+	}
+	copyFile(certB, cert)
+	copyFile(keyB, key)
+	waitUntil(t, "the renewed certificate served", func() bool {
+		_, leaf := served()
+		return bytes.Equal(leaf, derOf(t, certB))
+	})
+}
+
+// derOf is the certificate in a PEM file.
+func derOf(t *testing.T, file string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		t.Fatalf("%s: no PEM block", file)
+	}
+	return block.Bytes
+}
