@@ -95,4 +95,3 @@ func TestProxyBehaviourCompared(t *testing.T) {
 }
 
 func sum(b []byte) []byte { h := sha256.Sum256(b); return h[:] }
-
