@@ -89,11 +89,15 @@ type rangedStream struct {
 	decided    bool          // the single stream was measured (or ranges failed)
 
 	// The trial (see above): while trial is set one chunk runs beside the
-	// first stream, from trialStart, when the first stream was at
-	// trialFrom; singleRate is what the first stream brought alone.
+	// first stream. The two are measured together from the moment the
+	// chunk's first bytes are seen (trialStart; the first stream was then
+	// at trialFrom and the chunk held trialGot), so that the chunk's round
+	// trip does not count against it; singleRate is what the first stream
+	// brought alone.
 	trial      bool
 	trialStart time.Time
 	trialFrom  int64
+	trialGot   int64
 	singleRate float64
 	active     int   // chunk lanes in use: 1 during the trial, then lanes
 	singleNext bool  // the trial found no gain: one stream after the chunks
@@ -237,7 +241,7 @@ func (r *rangedStream) decide() {
 	// runs.
 	now := time.Now()
 	r.singleRate = float64(r.pos-r.probeFrom) / max(now.Sub(r.probeStart).Seconds(), 1e-9)
-	r.trial, r.trialStart, r.trialFrom, r.active = true, now, r.pos, 1
+	r.trial, r.trialStart, r.active = true, time.Time{}, 1
 	r.boundary = r.first.end
 	r.next = r.boundary
 	r.chunkCtx, r.chunkCancel = context.WithCancel(r.ctx)
@@ -247,19 +251,28 @@ func (r *rangedStream) decide() {
 // judge ends the trial once the trial chunk and the first stream have
 // run beside each other long enough (or, final, when the first stream
 // reached its bound): with enough gain all lanes open, else the chunks
-// already asked for are read and one stream fetches the rest.
+// already asked for are read and one stream fetches the rest. A trial
+// that ends before the chunk brought anything is no evidence against the
+// probe: the lanes open.
 func (r *rangedStream) judge(final bool) {
 	var got int64
 	if len(r.queue) > 0 {
 		got = int64(r.queue[0].available())
 	}
-	elapsed := time.Since(r.trialStart)
-	if !final && (got < r.cfg.probe || elapsed < probeTime) {
+	now := time.Now()
+	if r.trialStart.IsZero() && got > 0 {
+		r.trialStart, r.trialFrom, r.trialGot = now, r.pos, got
+	}
+	var elapsed time.Duration
+	if !r.trialStart.IsZero() {
+		elapsed = now.Sub(r.trialStart)
+	}
+	if !final && (got-r.trialGot < r.cfg.probe || elapsed < probeTime) {
 		return
 	}
 	r.trial = false
-	together := float64(r.pos-r.trialFrom+got) / max(elapsed.Seconds(), 1e-9)
-	if together >= trialGain*r.singleRate {
+	together := float64(r.pos-r.trialFrom+got-r.trialGot) / max(elapsed.Seconds(), 1e-9)
+	if elapsed < probeTime || together >= trialGain*r.singleRate {
 		r.active = r.lanes
 		r.schedule()
 		return
