@@ -25,18 +25,18 @@ import (
 //     that ran at fastStream or more stays alone (on a fast link, ranges
 //     would only add requests): at its bound it goes on as one unbounded
 //     request;
-//   - a slower one is put to a trial: one chunk request for the bytes
-//     after the first stream's bound runs beside it, and only if the two
-//     connections together bring at least trialGain times what one did
-//     (the link caps each connection; a link that is simply slow, or a
-//     sender short of CPU, does not get faster with more connections) is
-//     the rest fetched in chunks of rangedChunk bytes, at most
-//     RangeParallelism in flight (plus preopened sent ahead, where
-//     MaxConnsPerHost leaves room), each a bounded Range request on a
-//     kept-alive connection, retried and resumed on its own; otherwise the
-//     trial chunk is read and one stream fetches the rest. The first
-//     stream finishes its bounded range either way, so nothing already
-//     sent is discarded;
+//   - on a slower one, the rest after the first stream's bound is fetched
+//     in chunks of rangedChunk bytes, at most RangeParallelism in flight
+//     (plus preopened sent ahead, where MaxConnsPerHost leaves room), each
+//     a bounded Range request on a kept-alive connection, retried and
+//     resumed on its own — under a trial: once the first chunk and the
+//     first stream have run beside each other, they must together bring
+//     at least trialGain times what one stream did (the link caps each
+//     connection), else no further chunk is asked (a link that is simply
+//     slow, or a sender short of CPU, gets nothing from more connections)
+//     and, once the chunks asked are read, one stream fetches the rest.
+//     The first stream finishes its bounded range either way, so nothing
+//     already sent is discarded;
 //   - chunks are delivered to the reader in order, so the digest is
 //     verified as the bytes stream, exactly as for one stream, and a
 //     layout's .partial keeps a contiguous prefix;
@@ -99,7 +99,7 @@ type rangedStream struct {
 	trialFrom  int64
 	trialGot   int64
 	singleRate float64
-	active     int   // chunk lanes in use: 1 during the trial, then lanes
+	active     int   // chunk lanes in use
 	singleNext bool  // the trial found no gain: one stream after the chunks
 	boundary   int64 // switched: the single stream stops here (0: not switched)
 	next       int64 // next chunk to schedule
@@ -241,7 +241,9 @@ func (r *rangedStream) decide() {
 	// runs.
 	now := time.Now()
 	r.singleRate = float64(r.pos-r.probeFrom) / max(now.Sub(r.probeStart).Seconds(), 1e-9)
-	r.trial, r.trialStart, r.active = true, time.Time{}, 1
+	// All lanes are asked at once (their round trips overlap the trial);
+	// a trial without gain only stops more from being asked.
+	r.trial, r.trialStart, r.active = true, time.Time{}, r.lanes
 	r.boundary = r.first.end
 	r.next = r.boundary
 	r.chunkCtx, r.chunkCancel = context.WithCancel(r.ctx)

@@ -389,9 +389,10 @@ func (w sharedLinkWriter) Write(p []byte) (int, error) {
 }
 
 // TestRangedTrialWithoutGain: on a link slow as a whole (every
-// connection shares 8 MB/s), the trial chunk brings nothing more, so the
-// fetch does not fan out: the first stream's window, the trial chunk, and
-// one stream for the rest, asking for each byte once.
+// connection shares 8 MB/s), the chunks bring nothing more, so no chunk
+// is asked beyond those of the trial (2 lanes, 2 ahead): the first
+// stream's window, those four, and one stream for the rest, asking for
+// each byte once.
 func TestRangedTrialWithoutGain(t *testing.T) {
 	const size = 4 << 20
 	f := newRangedFixture(t, size, 1<<40)
@@ -400,14 +401,14 @@ func TestRangedTrialWithoutGain(t *testing.T) {
 	f.inj.Add(faults.Rule{Method: http.MethodGet, Path: "/blobs/", Fault: faults.FaultFunc(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
 		next.ServeHTTP(sharedLinkWriter{w, link}, r)
 	})})
-	if _, err := f.pull(f.client(t, 8, 0)); err != nil {
+	if _, err := f.pull(f.client(t, 2, 0)); err != nil {
 		t.Fatal(err)
 	}
 	f.mu.Lock()
 	ranges := append([]string(nil), f.ranges...)
 	f.mu.Unlock()
-	if len(ranges) != 3 || !strings.HasSuffix(ranges[2], fmt.Sprint(size-1)) {
-		t.Errorf("requests %q, want the first window, one trial chunk and one stream for the rest", ranges)
+	if len(ranges) != 6 || !strings.HasPrefix(ranges[5], "bytes=2621440-") || !strings.HasSuffix(ranges[5], fmt.Sprint(size-1)) {
+		t.Errorf("requests %q, want the first window, the trial's four chunks and one stream for the rest", ranges)
 	}
 	if asked := f.askedBytes(t); asked != size {
 		t.Errorf("asked for %d bytes, want %d (no over-fetch)", asked, size)
