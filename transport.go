@@ -406,11 +406,19 @@ func (t *transport) sendOnce(ctx context.Context, req *request, method string, u
 		u = t.withNS(u)
 	}
 	wctx, wd := t.watch(ctx)
-	hreq, err := http.NewRequestWithContext(wctx, method, u.String(), nil)
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		wd.release()
+		return nil, false, backoff.Permanent(fmt.Errorf("%w: %q is not an http(s) URL", ErrInvalidReference, printable(u.Redacted(), 200)))
+	}
+	// The URL is already parsed: given as it is (a copy), not printed and
+	// parsed again for every request.
+	hreq, err := http.NewRequestWithContext(wctx, method, "", nil)
 	if err != nil {
 		wd.release()
 		return nil, false, backoff.Permanent(fmt.Errorf("%w: %v", ErrInvalidReference, err))
 	}
+	uc := *u
+	hreq.URL, hreq.Host = &uc, u.Host
 	h := hreq.Header
 	if sameOrigin {
 		t.addHeader(h)

@@ -71,7 +71,7 @@ type imageFixture struct {
 	layers []ocispec.Descriptor
 }
 
-func newImageFixture(b *testing.B, layerSizes ...int64) *imageFixture {
+func newImageFixture(b testing.TB, layerSizes ...int64) *imageFixture {
 	b.Helper()
 	mem := oci.NewMemory()
 	var layers []ocispec.Descriptor
