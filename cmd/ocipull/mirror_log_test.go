@@ -81,7 +81,17 @@ func TestMirrorLogFieldsJSON(t *testing.T) {
 			}
 		}
 	}
-	waitUntil(t, "the aborted stream's record", func() bool { parse(); return records["aborted"] != nil })
+	// A record is written when its request is done, which may be after
+	// the client has its answer.
+	waitUntil(t, "the five outcomes' records", func() bool {
+		parse()
+		for _, o := range []string{"miss", "coalesced", "hit", "stale", "aborted"} {
+			if records[o] == nil {
+				return false
+			}
+		}
+		return true
+	})
 	for _, outcome := range []string{"miss", "coalesced", "hit", "stale", "aborted"} {
 		rec := records[outcome]
 		if rec == nil {

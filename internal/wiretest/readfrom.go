@@ -3,7 +3,6 @@
 package wiretest
 
 import (
-	"fmt"
 	"io"
 	"net/http"
 	"sync"
@@ -50,7 +49,6 @@ func (s readFromSpy) ReadFrom(src io.Reader) (int64, error) {
 	// What net's sendfile takes: a reader with a file descriptor (an
 	// *os.File, or the wrapper os.File.WriteTo hands on).
 	_, isFile := under.(syscall.Conn)
-	println(fmt.Sprintf("%T", under))
 	n, err := s.ResponseWriter.(io.ReaderFrom).ReadFrom(src)
 	s.f.mu.Lock()
 	if isFile {
