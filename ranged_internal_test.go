@@ -389,10 +389,9 @@ func (w sharedLinkWriter) Write(p []byte) (int, error) {
 }
 
 // TestRangedTrialWithoutGain: on a link slow as a whole (every
-// connection shares 8 MB/s), the chunks bring nothing more, so no chunk
-// is asked beyond those of the trial (2 lanes and preopened ahead, of 256
-// KiB): the first stream's window, those, and one stream for the rest,
-// asking for each byte once.
+// connection shares 8 MB/s), the trial chunk brings nothing more, so the
+// fetch does not fan out: the first stream's window, the trial chunk and
+// one stream for the rest, asking for each byte once.
 func TestRangedTrialWithoutGain(t *testing.T) {
 	const size = 4 << 20
 	f := newRangedFixture(t, size, 1<<40)
@@ -401,16 +400,14 @@ func TestRangedTrialWithoutGain(t *testing.T) {
 	f.inj.Add(faults.Rule{Method: http.MethodGet, Path: "/blobs/", Fault: faults.FaultFunc(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
 		next.ServeHTTP(sharedLinkWriter{w, link}, r)
 	})})
-	c := f.client(t, 2, 0)
-	c.Registry().init().ranged.chunk = 256 << 10
-	if _, err := f.pull(c); err != nil {
+	if _, err := f.pull(f.client(t, 8, 0)); err != nil {
 		t.Fatal(err)
 	}
 	f.mu.Lock()
 	ranges := append([]string(nil), f.ranges...)
 	f.mu.Unlock()
-	trial := 2 + preopened
-	rest := fmt.Sprintf("bytes=%d-%d", (1+trial)*256<<10, size-1)
+	const trial = 1
+	rest := fmt.Sprintf("bytes=%d-%d", (1+trial)*512<<10, size-1)
 	if len(ranges) != 1+trial+1 || ranges[len(ranges)-1] != rest {
 		t.Errorf("requests %q, want the first window, the trial's %d chunks and one stream for the rest (%s)", ranges, trial, rest)
 	}
