@@ -52,7 +52,7 @@ import (
 const (
 	rangedMinSize   = 64 << 20
 	rangedChunk     = 8 << 20
-	trialGain       = 1.3
+	trialGain       = 1.5
 	probeBytes      = 1 << 20
 	probeTime       = 20 * time.Millisecond // and at least this long, for a rate worth the name
 	fastStream      = 200 << 20             // bytes per second
@@ -82,11 +82,13 @@ type rangedStream struct {
 	chunkCtx    context.Context // the chunks in flight; cancelled on a fall back
 	chunkCancel context.CancelFunc
 
-	pos        int64 // next byte to deliver (absolute)
-	probeFrom  int64
-	probeStart time.Time     // of the first Read
-	probeWait  time.Duration // spent inside the first stream's Read
-	decided    bool          // the single stream was measured (or ranges failed)
+	pos         int64 // next byte to deliver (absolute)
+	probeFrom   int64
+	probeStart  time.Time // of the first Read
+	probeMid    time.Time // when a quarter of the probe was read
+	probeMidPos int64
+	probeWait   time.Duration // spent inside the first stream's Read
+	decided     bool          // the single stream was measured (or ranges failed)
 
 	// The trial (see above): while trial is set one chunk runs beside the
 	// first stream. The two are measured together from the moment the
@@ -199,6 +201,12 @@ func (r *rangedStream) readFirst(p []byte) (int, error) {
 		if r.probeStart.IsZero() {
 			r.probeStart = t0
 		}
+		if r.probeMid.IsZero() && r.pos-r.probeFrom >= r.cfg.probe/4 {
+			// The connection's opening burst (what the socket held
+			// before the first Read) is behind: the single stream's own
+			// rate is measured from here.
+			r.probeMid, r.probeMidPos = t0, r.pos
+		}
 	}
 	n, err := r.first.Read(p)
 	if !r.decided {
@@ -244,7 +252,11 @@ func (r *rangedStream) decide() {
 	// The first stream finishes its bounded range while the trial chunk
 	// runs.
 	now := time.Now()
-	r.singleRate = float64(r.pos-r.probeFrom) / max(now.Sub(r.probeStart).Seconds(), 1e-9)
+	from, at := r.probeFrom, r.probeStart
+	if !r.probeMid.IsZero() && r.probeMidPos < r.pos {
+		from, at = r.probeMidPos, r.probeMid
+	}
+	r.singleRate = float64(r.pos-from) / max(now.Sub(at).Seconds(), 1e-9)
 	// One chunk is asked for the trial; the lanes follow its verdict.
 	// (Asking them all at once saves a round trip on a capped link, but a
 	// sender short of CPU — an upstream on the same machine — then gets
