@@ -53,6 +53,7 @@ const (
 	rangedMinSize   = 64 << 20
 	rangedChunk     = 8 << 20
 	trialGain       = 1.5
+	trialKeep       = 0.75
 	probeBytes      = 1 << 20
 	probeTime       = 20 * time.Millisecond // and at least this long, for a rate worth the name
 	fastStream      = 200 << 20             // bytes per second
@@ -292,8 +293,13 @@ func (r *rangedStream) judge(final bool) {
 		return
 	}
 	r.trial = false
-	together := float64(r.pos-r.trialFrom+got-r.trialGot) / max(elapsed.Seconds(), 1e-9)
-	if elapsed < probeTime || together >= trialGain*r.singleRate {
+	secs := max(elapsed.Seconds(), 1e-9)
+	together := float64(r.pos-r.trialFrom+got-r.trialGot) / secs
+	// On a link that caps each connection the first stream keeps its pace
+	// beside the chunk; where the two share one resource (a slow link, a
+	// sender short of CPU) the first slows down.
+	firstKept := float64(r.pos-r.trialFrom)/secs >= trialKeep*r.singleRate
+	if elapsed < probeTime || together >= trialGain*r.singleRate && firstKept {
 		r.active = r.lanes
 		r.schedule()
 		return
