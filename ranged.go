@@ -31,7 +31,8 @@ import (
 //     a bounded Range request on a kept-alive connection, retried and
 //     resumed on its own — after a trial: one chunk runs beside the first
 //     stream, and only if the two bring at least trialGain times what one
-//     stream did (the link caps each connection) do the lanes open; else
+//     stream did, the first keeping trialKeep of its pace (the link caps
+//     each connection), do the lanes open; else
 //     (a link that is simply slow, or a sender short of CPU, gets nothing
 //     from more connections) the chunk is read and one stream fetches the
 //     rest.
