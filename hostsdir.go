@@ -195,6 +195,19 @@ func dockerCertsTLS(dir string) (*tls.Config, error) {
 	return h.config()
 }
 
+// ClientTLSConfig loads a TLS client configuration from files, as the
+// hosts.toml and certs.d readers do: each CA file (PEM) is added to the
+// system's roots, and certFile with keyFile ("" when the key is in
+// certFile) is the client certificate. Both may be empty; nil when
+// nothing is given. Errors wrap [ErrInvalidConfig] and name the file.
+func ClientTLSConfig(caFiles []string, certFile, keyFile string) (*tls.Config, error) {
+	h := hostTLS{cas: caFiles}
+	if certFile != "" {
+		h.pairs = [][2]string{{certFile, keyFile}}
+	}
+	return h.config()
+}
+
 // hostTLS is the TLS part of one host's configuration, as file names.
 type hostTLS struct {
 	cas        []string

@@ -74,7 +74,8 @@ type parsedManifest struct {
 	names     []v1.Descriptor // children, config, layers
 }
 
-// names lists what manifest m names.
+// parseStoredManifest reads raw as an image manifest or index and lists
+// what it names; false when it is neither.
 func parseStoredManifest(raw []byte) (parsedManifest, bool) {
 	var m struct {
 		SchemaVersion int             `json:"schemaVersion"`
@@ -178,6 +179,17 @@ func Inspect(ctx context.Context, store Store) (Inventory, error) {
 	return inv, err
 }
 
+// remove removes stored content b and counts it.
+func (r *Removed) remove(ctx context.Context, store Store, b oci.BlobInfo) error {
+	if err := store.RemoveBlob(ctx, b.Digest); err != nil {
+		return err
+	}
+	r.Blobs++
+	r.Bytes += b.Size
+	r.Digests = append(r.Digests, b.Digest)
+	return nil
+}
+
 // ErrBadPurge means a purge reference is not REGISTRY/REPOSITORY,
 // REGISTRY/REPOSITORY:TAG or REGISTRY/REPOSITORY@DIGEST.
 var ErrBadPurge = errors.New("want REGISTRY/REPOSITORY, REGISTRY/REPOSITORY:TAG or REGISTRY/REPOSITORY@DIGEST")
@@ -213,7 +225,7 @@ func Purge(ctx context.Context, store Store, ref string) (Removed, error) {
 	}
 	var out Removed
 	err = store.Exclusive(ctx, func() error {
-		var roots []digest.Digest
+		var roots, named []digest.Digest
 		if err := store.UpdateIndex(ctx, func(idx *v1.Index) error {
 			kept := idx.Manifests[:0]
 			for _, d := range idx.Manifests {
@@ -223,6 +235,7 @@ func Purge(ctx context.Context, store Store, ref string) (Removed, error) {
 					continue
 				}
 				kept = append(kept, d)
+				named = append(named, d.Digest)
 			}
 			idx.Manifests = kept
 			return nil
@@ -239,15 +252,7 @@ func Purge(ctx context.Context, store Store, ref string) (Removed, error) {
 		if err != nil {
 			return err
 		}
-		idx, err := store.Index()
-		if err != nil {
-			return err
-		}
 		// What the remaining names need, through stored manifests.
-		var named []digest.Digest
-		for _, d := range idx.Manifests {
-			named = append(named, d.Digest)
-		}
 		keep := s.closure(named...)
 		// Manifests not purged keep what they name too.
 		purged := s.closure(roots...)
@@ -261,16 +266,11 @@ func Purge(ctx context.Context, store Store, ref string) (Removed, error) {
 			keep[d] = true
 		}
 		for d := range purged {
-			b, stored := s.blobs[d]
-			if keep[d] || !stored {
-				continue
+			if b, stored := s.blobs[d]; stored && !keep[d] {
+				if err := out.remove(ctx, store, b); err != nil {
+					return err
+				}
 			}
-			if err := store.RemoveBlob(ctx, d); err != nil {
-				return err
-			}
-			out.Blobs++
-			out.Bytes += b.Size
-			out.Digests = append(out.Digests, d)
 		}
 		return nil
 	})
@@ -302,15 +302,11 @@ func CollectGarbage(ctx context.Context, store Store, olderThan time.Time) (Remo
 		}
 		keep := s.closure(roots...)
 		for d, b := range s.blobs {
-			if keep[d] || !b.ModTime.Before(olderThan) {
-				continue
+			if !keep[d] && b.ModTime.Before(olderThan) {
+				if err := out.remove(ctx, store, b); err != nil {
+					return err
+				}
 			}
-			if err := store.RemoveBlob(ctx, d); err != nil {
-				return err
-			}
-			out.Blobs++
-			out.Bytes += b.Size
-			out.Digests = append(out.Digests, d)
 		}
 		for _, p := range s.partials {
 			removed, err := store.RemoveAbandoned(ctx, p.Digest, olderThan)

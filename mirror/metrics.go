@@ -90,10 +90,7 @@ func (c *Cache) serveMetrics(w http.ResponseWriter) {
 	c.flights.mu.Unlock()
 	b.WriteString("# HELP ocipull_mirror_store_items Items in the store, by kind: content (blobs and manifests stored), fetch (blobs this process is landing from upstream).\n# TYPE ocipull_mirror_store_items gauge\n")
 	fmt.Fprintf(&b, "ocipull_mirror_store_items{kind=\"content\"} %d\nocipull_mirror_store_items{kind=\"fetch\"} %d\n", content, fetching)
-	c.tags.mem.mu.Lock()
-	tags := len(c.tags.mem.items)
-	c.tags.mem.mu.Unlock()
-	metric("ocipull_mirror_tags", "gauge", "Tags the cache knows (at most MaxTags).", int64(tags))
+	metric("ocipull_mirror_tags", "gauge", "Tags the cache knows (at most MaxTags).", int64(c.tags.mem.len()))
 	b.WriteString("# HELP ocipull_mirror_requests_total Requests answered, by status class.\n# TYPE ocipull_mirror_requests_total counter\n")
 	for class := 1; class <= 5; class++ {
 		fmt.Fprintf(&b, "ocipull_mirror_requests_total{class=\"%dxx\"} %d\n", class, s.byClass[class].Load())

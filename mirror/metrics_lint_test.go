@@ -122,3 +122,28 @@ func anyPrefix(set map[string]bool, prefix string) bool {
 	}
 	return false
 }
+
+// TestRequestID: every answer carries X-Request-Id (the id its log record
+// has); a load balancer's own id is kept when it is a plain token of at
+// most 64 characters, and replaced otherwise, so that no client string
+// reaches the log raw.
+func TestRequestID(t *testing.T) {
+	up := newUpstream(t, 1000)
+	_, ms := newMirror(t, t.TempDir(), map[string]*upstreamFixture{"": up}, nil)
+	_, h, _, err := rawGet(t, ms, "GET", "/v2/")
+	if err != nil || h.Get("X-Request-Id") == "" {
+		t.Fatalf("no X-Request-Id of the cache's own: %v %v", h, err)
+	}
+	own := h.Get("X-Request-Id")
+	if _, h2, _, _ := rawGet(t, ms, "GET", "/v2/"); h2.Get("X-Request-Id") == own {
+		t.Error("two requests got the same id")
+	}
+	if _, h, _, _ := rawGet(t, ms, "GET", "/v2/", "X-Request-Id", "lb-7f3a.01_x"); h.Get("X-Request-Id") != "lb-7f3a.01_x" {
+		t.Errorf("the balancer's id was not kept: %q", h.Get("X-Request-Id"))
+	}
+	for _, bad := range []string{"a b", "../etc/passwd", `{"msg":"forged"}`, strings.Repeat("x", 65)} {
+		if _, h, _, _ := rawGet(t, ms, "GET", "/v2/", "X-Request-Id", bad); h.Get("X-Request-Id") == bad || h.Get("X-Request-Id") == "" {
+			t.Errorf("id %q: answered with %q, want one of the cache's own", bad, h.Get("X-Request-Id"))
+		}
+	}
+}

@@ -144,8 +144,8 @@ func (l *Layout) RemoveAbandoned(ctx context.Context, d digest.Digest, olderThan
 	}
 	// A landing of this Layout value holds the blob's lock for as long as
 	// it runs: it is not abandoned, and is not waited for.
-	unlock, ok := l.tryLockBlob(d)
-	if !ok {
+	unlock, busy := l.tryLockBlob(d)
+	if busy != nil {
 		return false, nil
 	}
 	defer unlock()

@@ -528,23 +528,10 @@ func (l *Layout) placeLanded(land *landing, partial, path string, durable bool) 
 // returns the function that lets the next one in.
 func (l *Layout) lockBlob(ctx context.Context, d digest.Digest) (unlock func(), err error) {
 	for {
-		l.blobMu.Lock()
-		busy, ok := l.landing[d]
-		if !ok {
-			if l.landing == nil {
-				l.landing = map[digest.Digest]chan struct{}{}
-			}
-			done := make(chan struct{})
-			l.landing[d] = done
-			l.blobMu.Unlock()
-			return func() {
-				l.blobMu.Lock()
-				delete(l.landing, d)
-				l.blobMu.Unlock()
-				close(done)
-			}, nil
+		unlock, busy := l.tryLockBlob(d)
+		if busy == nil {
+			return unlock, nil
 		}
-		l.blobMu.Unlock()
 		select {
 		case <-busy:
 		case <-ctx.Done():
@@ -553,13 +540,14 @@ func (l *Layout) lockBlob(ctx context.Context, d digest.Digest) (unlock func(), 
 	}
 }
 
-// tryLockBlob is lockBlob without the wait: ok is false while another
-// writer of this Layout value holds d.
-func (l *Layout) tryLockBlob(d digest.Digest) (unlock func(), ok bool) {
+// tryLockBlob is lockBlob without the wait: while another writer of this
+// Layout value holds d, it returns the channel closed when that one lets
+// go (and no unlock).
+func (l *Layout) tryLockBlob(d digest.Digest) (unlock func(), busy <-chan struct{}) {
 	l.blobMu.Lock()
 	defer l.blobMu.Unlock()
-	if _, busy := l.landing[d]; busy {
-		return nil, false
+	if held, ok := l.landing[d]; ok {
+		return nil, held
 	}
 	if l.landing == nil {
 		l.landing = map[digest.Digest]chan struct{}{}
@@ -571,7 +559,7 @@ func (l *Layout) tryLockBlob(d digest.Digest) (unlock func(), ok bool) {
 		delete(l.landing, d)
 		l.blobMu.Unlock()
 		close(done)
-	}, true
+	}, nil
 }
 
 // openPartial opens (creating it if need be) and locks the .partial file of

@@ -68,8 +68,8 @@ var lockCommand = &command{
 		platform := f.String("platform", "p", "", "for an index, also pin these `PLATFORMS` (comma list) to their manifests' digests (one GET of the index)")
 		out := f.String("output", "o", "", "write the lockfile to `FILE` (default: standard output)")
 		from := f.String("from", "", "", "read references from `FILE`, one a line (# starts a comment)")
-		referrers := f.Bool("referrers", "", "also pin the referrers (signatures, SBOMs, attestations) of each pinned manifest, and theirs; pull --lock then carries exactly those")
-		artifactTypes := f.String("artifact-type", "", "", "with --referrers: only referrers of these `TYPES` (comma list) of the pinned manifests (theirs are all pinned)")
+		refFlags := addReferrerFlags(f, "also pin the referrers (signatures, SBOMs, attestations) of each pinned manifest, and theirs; pull --lock then carries exactly those",
+			"with --referrers: only referrers of these `TYPES` (comma list) of the pinned manifests (theirs are all pinned)")
 		return func(ctx context.Context) error {
 			refs := append([]string(nil), e.args...)
 			if *from != "" {
@@ -89,13 +89,11 @@ var lockCommand = &command{
 			if all {
 				return usageErr("--platform all: name the platforms to pin")
 			}
-			lo := lockOptions{platforms: platforms, referrers: *referrers}
-			if *artifactTypes != "" {
-				if !*referrers {
-					return usageErr("--artifact-type goes with --referrers")
-				}
-				lo.artifactTypes = strings.Split(*artifactTypes, ",")
+			referrers, types, err := refFlags.value()
+			if err != nil {
+				return err
 			}
+			lo := lockOptions{platforms: platforms, referrers: referrers, artifactTypes: types}
 			lf, err := resolveLock(ctx, e, rf, refs, lo)
 			if err != nil {
 				return err

@@ -1,12 +1,12 @@
 package main
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -78,12 +78,21 @@ func readMirrorConfig(file string) (*mirrorSettings, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !st.Mode().IsRegular() || st.Size() > maxConfigSize {
-		return nil, &configError{file: file, msg: fmt.Sprintf("not a regular file of at most %d bytes", maxConfigSize)}
+	if !st.Mode().IsRegular() {
+		return nil, &configError{file: file, msg: "not a regular file"}
 	}
-	b, err := os.ReadFile(file)
+	f, err := os.Open(file)
 	if err != nil {
 		return nil, err
+	}
+	defer f.Close()
+	// Bounded however the file changes between the look and the read.
+	b, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxConfigSize {
+		return nil, &configError{file: file, msg: fmt.Sprintf("larger than %d bytes", maxConfigSize)}
 	}
 	root, err := toml.Parse(string(b))
 	if err != nil {
@@ -381,19 +390,10 @@ func (r *tomlReader) table(key string) *tomlReader {
 // is an error, never silently ignored.
 func (r *tomlReader) known(names ...string) {
 	for _, k := range r.t.Keys {
-		if !contains(names, k) {
+		if !slices.Contains(names, k) {
 			r.fail(k, "unknown key (known: "+strings.Join(names, ", ")+")")
 		}
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, e := range list {
-		if e == s {
-			return true
-		}
-	}
-	return false
 }
 
 // tomlKey quotes a key that is not bare, as it was written.
@@ -415,33 +415,11 @@ func (s *mirrorSettings) cacheConfig() (mirror.Config, error) {
 	for ns, up := range s.upstreams {
 		u := mirror.Upstream{URL: up.url, Credentials: up.credentials, Timeout: up.timeout, DialTimeout: up.dialTimeout,
 			NoRanges: up.noRanges, MaxConns: up.maxConns, TagTTL: up.tagTTL, ImmutableTags: up.immutable}
-		if len(up.ca) > 0 || up.clientCert != "" {
-			tc := &tls.Config{MinVersion: tls.VersionTLS12}
-			if len(up.ca) > 0 {
-				pool, err := x509.SystemCertPool()
-				if err != nil {
-					pool = x509.NewCertPool()
-				}
-				for _, f := range up.ca {
-					pem, err := os.ReadFile(f)
-					if err != nil {
-						return mirror.Config{}, fmt.Errorf("upstream %s: ca: %w", nsName(ns), err)
-					}
-					if !pool.AppendCertsFromPEM(pem) {
-						return mirror.Config{}, fmt.Errorf("upstream %s: ca %s: no PEM certificate", nsName(ns), safe(f))
-					}
-				}
-				tc.RootCAs = pool
-			}
-			if up.clientCert != "" {
-				pair, err := tls.LoadX509KeyPair(up.clientCert, up.clientKey)
-				if err != nil {
-					return mirror.Config{}, fmt.Errorf("upstream %s: client certificate: %w", nsName(ns), err)
-				}
-				tc.Certificates = []tls.Certificate{pair}
-			}
-			u.TLSConfig = tc
+		tc, err := registry.ClientTLSConfig(up.ca, up.clientCert, up.clientKey)
+		if err != nil {
+			return mirror.Config{}, fmt.Errorf("upstream %s: %w", nsName(ns), err)
 		}
+		u.TLSConfig = tc
 		cfg.Upstreams[ns] = u
 	}
 	return cfg, nil

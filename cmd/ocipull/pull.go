@@ -28,8 +28,8 @@ var pullCommand = &command{
 		quiet := f.Bool("quiet", "q", "print only the final digest")
 		format := f.String("format", "", "oci", "the `FORMAT` to write: oci (a layout directory) or docker-archive (a tarball for docker load and podman load)")
 		name := f.String("name", "", "", "the layout entry's tag `NAME` (org.opencontainers.image.ref.name; default: the reference's tag); the full reference is recorded beside it")
-		referrers := f.Bool("referrers", "", "also carry the referrers (signatures, SBOMs, attestations) of every manifest written, and theirs, into the layout")
-		artifactTypes := f.String("artifact-type", "", "", "with --referrers: only referrers of these `TYPES` (comma list) of the image's manifests (theirs are all carried)")
+		refFlags := addReferrerFlags(f, "also carry the referrers (signatures, SBOMs, attestations) of every manifest written, and theirs, into the layout",
+			"with --referrers: only referrers of these `TYPES` (comma list) of the image's manifests (theirs are all carried)")
 		lock := f.String("lock", "", "", "pull exactly what this lockfile (`FILE`, from ocipull lock) pins, by digest, into the layout DIR (the only argument)")
 		return func(ctx context.Context) error {
 			if *lock != "" {
@@ -48,14 +48,12 @@ var pullCommand = &command{
 			if err != nil {
 				return err
 			}
-			po := pullOptions{jobs: *jobs, quiet: *quiet, timeout: *rf.timeout, format: *format, name: *name, referrers: *referrers}
-			if *artifactTypes != "" {
-				if !*referrers {
-					return usageErr("--artifact-type goes with --referrers")
-				}
-				po.artifactTypes = strings.Split(*artifactTypes, ",")
+			referrers, types, err := refFlags.value()
+			if err != nil {
+				return err
 			}
-			if *referrers && *format != "oci" {
+			po := pullOptions{jobs: *jobs, quiet: *quiet, timeout: *rf.timeout, format: *format, name: *name, referrers: referrers, artifactTypes: types}
+			if referrers && *format != "oci" {
 				return usageErr("--referrers writes into an OCI layout (--format oci)")
 			}
 			if *jobs < 1 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -15,6 +16,30 @@ import (
 // maxCarriedReferrers bounds what --referrers brings along: a registry
 // that answers with referrers without end cannot fill the disk.
 const maxCarriedReferrers = 1000
+
+// referrerFlags are --referrers and --artifact-type, as pull and lock
+// take them; what differs is what the help says they act on.
+type referrerFlags struct {
+	on    *bool
+	types *string
+}
+
+func addReferrerFlags(f *flags, referrersUsage, typesUsage string) referrerFlags {
+	return referrerFlags{on: f.Bool("referrers", "", referrersUsage), types: f.String("artifact-type", "", "", typesUsage)}
+}
+
+// value is whether referrers are asked for, and the artifact types that
+// filter them (nil: all); --artifact-type without --referrers is a usage
+// error.
+func (r referrerFlags) value() (bool, []string, error) {
+	if *r.types == "" {
+		return *r.on, nil, nil
+	}
+	if !*r.on {
+		return false, nil, usageErr("--artifact-type goes with --referrers")
+	}
+	return true, strings.Split(*r.types, ","), nil
+}
 
 // foundReferrer is one referrer and the manifest it refers to.
 type foundReferrer struct {

@@ -88,6 +88,11 @@ func TestLockCarriesReferrers(t *testing.T) {
 	otherSig, _ := ocitest.Artifact(other, "application/vnd.dev.cosign.artifact.sig.v1+json", []byte("another image's"))
 	reg := ocitest.NewRegistry(t, nil, map[string]oci.Ref{"app/x:v1": img, "app/x:sig": sig, "app/x:sbom": sbom, "app/x:sbomsig": sbomSig})
 	lockPath := filepath.Join(t.TempDir(), "images.lock")
+	for _, cmd := range []string{"lock", "pull"} {
+		if code, _, errs := runCmd(t, "", cmd, "--artifact-type", "application/spdx+json", reg.Host+"/app/x:v1", t.TempDir()); code != 2 || !strings.Contains(errs, "--artifact-type goes with --referrers") {
+			t.Errorf("%s --artifact-type without --referrers: exit %d: %s", cmd, code, errs)
+		}
+	}
 	if code, _, errs := runCmd(t, "", "lock", "--referrers", "-o", lockPath, reg.Host+"/app/x:v1"); code != 0 {
 		t.Fatalf("lock --referrers: exit %d: %s", code, errs)
 	}
