@@ -32,10 +32,10 @@ func (l *Layout) WriteBlob(ctx context.Context, src Source, desc v1.Descriptor, 
 	}
 	pipelines := l.pipelines
 	l.blobMu.Unlock()
-	// Not durable: readers following the landing read it back from the
-	// page cache, and the cache verifies a stored blob before its first
-	// serve after a restart (see placeLanded).
-	return l.writeBlob(ctx, src, desc, progress, landOptions{pipelines: pipelines})
+	// Not durable: the cache verifies a stored blob before its first
+	// serve after a restart (see placeLanded). Large blobs land with
+	// direct I/O where the filesystem allows it (see landing.go).
+	return l.writeBlob(ctx, src, desc, progress, landOptions{pipelines: pipelines, direct: true})
 }
 
 // OpenPartial opens the .partial file of d read-only, to follow a landing

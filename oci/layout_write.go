@@ -322,6 +322,10 @@ func (l *Layout) writeContent(desc v1.Descriptor, b []byte) error {
 type landOptions struct {
 	pipelines chan struct{}
 	durable   bool
+	// direct writes a pipelined landing with direct I/O where the
+	// filesystem allows (see landing.go): for a landing that is not
+	// durable, whose followers read it back from the file.
+	direct bool
 	// again fetches content that did not verify once more (Layout.Write;
 	// not WriteBlob, whose readers follow the one landing's partial file).
 	again bool
@@ -479,7 +483,7 @@ func (l *Layout) landVerified(land *landing, vr *VerifyReader, partial string, l
 		select {
 		case lo.pipelines <- struct{}{}:
 			defer func() { <-lo.pipelines }()
-			return landPipelined(land, vr, abort)
+			return landPipelined(land, vr, abort, lo.direct && !lo.durable)
 		default:
 		}
 	}
