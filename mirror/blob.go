@@ -61,7 +61,7 @@ func (c *Cache) serveBlob(w *wire.Recorder, r *http.Request, t target, reference
 	if err != nil {
 		return c.fail(w, "blob", err)
 	}
-	defer f.leave()
+	defer f.leave(&c.windows)
 	kind := outMiss
 	if joined {
 		kind = outCoalesced
@@ -294,6 +294,7 @@ type follower struct {
 	rng  wire.ByteRange
 	rc   *http.ResponseController
 	buf  []byte
+	wbuf *[]byte // followBuffer bytes for copies out of the window, pooled
 	g    Growing // the landing file followed, or nil
 	own  bool    // g is the landing our fetch writes
 	sent bool    // the response has begun
@@ -304,6 +305,9 @@ type follower struct {
 func (fl *follower) close() {
 	if fl.g != nil {
 		fl.g.Close()
+	}
+	if fl.wbuf != nil {
+		fl.c.followBufs.Put(fl.wbuf)
 	}
 }
 
@@ -417,6 +421,9 @@ func (fl *follower) send(limit int64) {
 		fl.sent = true
 	}
 	fl.rc.SetWriteDeadline(time.Now().Add(fl.c.cfg.WriteTimeout))
+	if fl.own && fl.sendFromWindow(limit) {
+		return
+	}
 	if rw, ok := fl.g.(RangeWriter); ok {
 		n := min(copyChunk, limit-fl.pos)
 		fl.c.stats.servedBytes.Add(n)
@@ -442,6 +449,26 @@ func (fl *follower) send(limit int64) {
 	if rerr != nil && rerr != io.EOF {
 		fl.abort()
 	}
+}
+
+// sendFromWindow sends the next bytes below limit from the flight's
+// window (see window.go), reporting false when it holds none of them.
+func (fl *follower) sendFromWindow(limit int64) bool {
+	if fl.wbuf == nil {
+		fl.wbuf = fl.c.followBufs.Get().(*[]byte)
+	}
+	buf := (*fl.wbuf)[:min(int64(len(*fl.wbuf)), limit-fl.pos)]
+	k := fl.f.copyFromWindow(buf, fl.pos)
+	if k == 0 {
+		return false
+	}
+	fl.c.stats.servedBytes.Add(int64(k))
+	if _, err := fl.w.Write(buf[:k]); err != nil {
+		fl.abort()
+	}
+	fl.pos += int64(k)
+	fl.rc.Flush()
+	return true
 }
 
 // waitFlight waits for the flight to change (or, while it waits for

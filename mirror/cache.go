@@ -13,6 +13,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -141,6 +142,8 @@ type Cache struct {
 	lists       group[string, *listEntry]     // tag list and referrers fetches in flight
 	confirms    group[blobKey, struct{}]      // HEADs confirming an upstream repository holds content
 	flights     flights
+	windows     windows   // of the flights' newest bytes, at most maxWindows
+	followBufs  sync.Pool // *[]byte of followBuffer bytes, one per follower sending from a window
 	acct        *accounting
 	trust       *trust
 	tags        *tagStore
@@ -184,6 +187,8 @@ func New(store Store, cfg Config) (*Cache, error) {
 	rand.Read(id[:])
 	c.idPrefix = hex.EncodeToString(id[:])
 	c.flights.init(cfg.MaxFetches, cfg.MaxFetchesPerClient)
+	c.windows.init()
+	c.followBufs.New = func() any { b := make([]byte, followBuffer); return &b }
 	for key, ucfg := range cfg.Upstreams {
 		up, err := c.newUpstream(key, ucfg)
 		if err != nil {

@@ -13,7 +13,11 @@
 //     it completes as soon as its bytes landed: no client can assemble a
 //     blob that fails, and ranged clients do not stall on every chunk). A
 //     fetch whose digest or size fails is cut mid-stream (the connection
-//     aborted, never ended cleanly) and nothing of it is stored.
+//     aborted, never ended cleanly) and nothing of it is stored. Each
+//     byte is copied once on its way: the store lands it (a large blob
+//     with direct I/O, past the page cache), and the requests at the
+//     landing's edge send it from memory; a request behind reads the
+//     landing's file, a warm one the stored file, with sendfile.
 //   - Content is served to a repository only when that upstream
 //     repository is known to have it: fetched for it, named by a manifest
 //     fetched for it, or confirmed with one HEAD upstream (remembered).
@@ -26,6 +30,9 @@
 //     tags and lists live in capped LRU maps; upstream fetches are capped
 //     overall and per client; a fetch nobody follows any more is
 //     cancelled after a grace period; a client that stops reading is cut.
+//     The newest bytes of large landings are kept in memory for their
+//     followers in at most 4 windows of 16 MiB, cache-wide (see
+//     window.go); each request sending from one copies through 256 KiB.
 //   - When an upstream fails (refused, timed out, 5xx, 429) it is marked
 //     down for a back-off: stale tags and stored content answer at once
 //     with a Warning, and what the store cannot answer fails fast with

@@ -65,6 +65,10 @@ type flight struct {
 	changed   chan struct{} // closed and replaced on every change
 	followers int
 	idle      *time.Timer
+	// win holds the landing's newest bytes for followers (see window.go);
+	// noWin: none was free, the followers read the file.
+	win   *window
+	noWin bool
 }
 
 // flightState is a snapshot of a flight.
@@ -91,11 +95,13 @@ func (f *flight) update(fn func()) {
 }
 
 // leave is called by each follower when it stops following; the last one
-// out starts the grace period after which the fetch is cancelled.
-func (f *flight) leave() {
+// out starts the grace period after which the fetch is cancelled, or
+// returns the window of a fetch that ended.
+func (f *flight) leave(ws *windows) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.followers--
+	f.releaseWindow(ws)
 	if f.followers == 0 && !f.done {
 		f.idle = time.AfterFunc(f.grace, func() {
 			f.mu.Lock()
@@ -106,6 +112,41 @@ func (f *flight) leave() {
 			}
 		})
 	}
+}
+
+// keep records bytes the landing reported in the flight's window, taking
+// one from ws for a large blob at its first bytes. Called under f.mu.
+func (f *flight) keep(ws *windows, p []byte, end int64) {
+	if p == nil || f.noWin || f.desc.Size < windowMinSize {
+		return
+	}
+	if f.win == nil {
+		if f.win = ws.take(); f.win == nil {
+			f.noWin = true
+			return
+		}
+	}
+	f.win.add(p, end)
+}
+
+// releaseWindow returns the window to ws once the fetch ended and no
+// follower is left to read it. Called under f.mu.
+func (f *flight) releaseWindow(ws *windows) {
+	if f.win != nil && f.done && f.followers == 0 {
+		ws.give(f.win)
+		f.win = nil
+	}
+}
+
+// copyFromWindow copies into dst the landed bytes from off that the
+// window holds; 0 when it holds none of them.
+func (f *flight) copyFromWindow(dst []byte, off int64) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.win == nil {
+		return 0
+	}
+	return f.win.copyAt(dst, off)
 }
 
 // join adds a follower to a running flight.
@@ -180,6 +221,7 @@ func (c *Cache) runFlight(ctx context.Context, t target, f *flight) {
 			if f.idle != nil {
 				f.idle.Stop()
 			}
+			f.releaseWindow(&c.windows)
 		})
 		f.cancel()
 		fs.wg.Done()
@@ -199,6 +241,7 @@ func (c *Cache) land(ctx context.Context, t target, f *flight) error {
 		f.update(func() {
 			f.started = true
 			f.landed = max(f.landed, p.Complete)
+			f.keep(&c.windows, p.Landed, p.Complete)
 		})
 	}
 	src := t.client().Source()

@@ -54,9 +54,10 @@ func TestWarmHitReachesSendfile(t *testing.T) {
 	}
 }
 
-// TestFollowersReachSendfile: requests streaming a landing in flight (the
-// one that started the fetch and one that joined it) send the landed
-// bytes from the landing's file with sendfile, not through user space.
+// TestFollowersReachSendfile: requests streaming the landing of a blob
+// too small for a window (see TestFollowersSendFromWindow; the one that
+// started the fetch and one that joined it) send the landed bytes from the
+// landing's file with sendfile, not through user space.
 func TestFollowersReachSendfile(t *testing.T) {
 	const size = 3 << 20
 	up := newUpstream(t, size)

@@ -86,7 +86,7 @@ func (l *landing) write(p []byte, pos int64) error {
 	if len(p) == 0 {
 		return nil
 	}
-	end := pos + int64(len(p))
+	end, landed := pos+int64(len(p)), p
 	if l.direct {
 		if err := l.writeDirect(p, pos); err != nil {
 			return err
@@ -97,7 +97,7 @@ func (l *landing) write(p []byte, pos int64) error {
 	if l.behind != nil {
 		l.behind.wrote(l.f, end)
 	}
-	l.report(BlobProgress{Complete: end})
+	l.report(BlobProgress{Complete: end, Landed: landed})
 	return nil
 }
 

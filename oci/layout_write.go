@@ -65,6 +65,13 @@ type BlobProgress struct {
 	// Layout value) holds the blob; the blob is reported again when it
 	// lands or this writer takes over.
 	Waiting bool
+	// Landed, when not nil, holds the bytes this report adds: the blob's
+	// bytes [Complete-len(Landed), Complete), as written to the landing
+	// (not yet verified as a whole). It is valid only during the call: a
+	// caller that keeps the bytes copies them. A follower of the landing
+	// in the same process can serve them from memory instead of reading
+	// the file back.
+	Landed []byte
 }
 
 // Write stores ref and everything under it (child manifests and blobs) in
