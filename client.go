@@ -173,6 +173,7 @@ type Registry struct {
 	Trace func(RequestTrace)
 
 	initOnce sync.Once
+	invalid  error // what is wrong with the fields, found when built
 	t        *transport
 	mirrors  []*transport // one per Mirrors entry
 	rate     rateState
@@ -191,6 +192,7 @@ func (r *Registry) init() *transport {
 
 // build makes the client's transports: the registry's and one per mirror.
 func (r *Registry) build() {
+	r.invalid = r.validate()
 	r.t = newTransport(r, nil)
 	r.t.rate = &r.rate
 	for i := range r.Mirrors {
@@ -210,19 +212,26 @@ func (r *Registry) CloseIdleConnections() {
 	}
 }
 
-// start validates the registry's fields and returns its transport.
+// start returns the registry's transport, or what is wrong with its
+// fields. They are validated once, with the transport built from them:
+// they are fixed from the first use on.
 func (r *Registry) start() (*transport, error) {
 	t := r.init()
-	if s := r.Scheme; s != "" && s != "https" && s != "http" {
-		return nil, fmt.Errorf("%w: scheme %q: want https or http", ErrInvalidReference, printable(s, 20))
-	}
-	if err := validateHost(r.Host); err != nil {
-		return nil, err
-	}
-	if err := r.validateEndpoints(); err != nil {
-		return nil, err
+	if r.invalid != nil {
+		return nil, r.invalid
 	}
 	return t, nil
+}
+
+// validate checks the registry's fields.
+func (r *Registry) validate() error {
+	if s := r.Scheme; s != "" && s != "https" && s != "http" {
+		return fmt.Errorf("%w: scheme %q: want https or http", ErrInvalidReference, printable(s, 20))
+	}
+	if err := validateHost(r.Host); err != nil {
+		return err
+	}
+	return r.validateEndpoints()
 }
 
 // Client reads manifests and blobs from one repository of a [Registry],
@@ -233,9 +242,10 @@ func (r *Registry) start() (*transport, error) {
 // [Reference.Client]); its methods are safe for concurrent use. The
 // guarantees are those listed on [Registry].
 type Client struct {
-	reg   *Registry
-	name  string // the repository, as in "library/ubuntu"
-	scope string // its pull scope
+	reg     *Registry
+	name    string // the repository, as in "library/ubuntu"
+	scope   string // its pull scope
+	invalid error  // what is wrong with name, reported by every request
 }
 
 // Repository returns the handle for the repository name (as in
@@ -243,7 +253,7 @@ type Client struct {
 // handle's first request, which reports an invalid one as an error
 // wrapping [ErrInvalidReference].
 func (r *Registry) Repository(name string) *Client {
-	return &Client{reg: r, name: name, scope: wire.PullScope(name)}
+	return &Client{reg: r, name: name, scope: wire.PullScope(name), invalid: validateRepository(name)}
 }
 
 // Registry returns the registry the client reads from.
@@ -265,8 +275,8 @@ func (c *Client) start() (*transport, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := validateRepository(c.name); err != nil {
-		return nil, err
+	if c.invalid != nil {
+		return nil, c.invalid
 	}
 	return t, nil
 }

@@ -117,11 +117,13 @@ func unwrapPermanent(err error) error {
 	return err
 }
 
-// watchdog cancels a request when no progress is seen for d.
+// watchdog cancels a request when no progress is seen for d: its
+// transport's stallWatch looks at last, the time of the latest progress.
 type watchdog struct {
 	d       time.Duration
 	cancel  context.CancelFunc
-	timer   *time.Timer
+	watch   *stallWatch
+	last    atomic.Int64 // UnixNano of the latest progress
 	mu      sync.Mutex
 	stopped bool
 	didFire atomic.Bool
@@ -142,15 +144,12 @@ func (w *watchdog) fire() {
 
 func (w *watchdog) fired() bool { return w != nil && w.didFire.Load() }
 
+// kick records progress: the stall window starts again now.
 func (w *watchdog) kick() {
 	if w == nil {
 		return
 	}
-	w.mu.Lock()
-	if !w.stopped {
-		w.timer.Reset(w.d)
-	}
-	w.mu.Unlock()
+	w.last.Store(time.Now().UnixNano())
 }
 
 // stop disarms the watchdog.
@@ -160,8 +159,8 @@ func (w *watchdog) stop() {
 	}
 	w.mu.Lock()
 	w.stopped = true
-	w.timer.Stop()
 	w.mu.Unlock()
+	w.watch.remove(w)
 }
 
 // release disarms the watchdog and cancels its context: for a request

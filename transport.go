@@ -32,6 +32,7 @@ type transport struct {
 	host          string // the registry's host[:port]
 	userAgent     string
 	stall         time.Duration // <0: off
+	stalls        stallWatch    // of the requests in flight (see stallwatch.go)
 	maxRetryAfter time.Duration
 	getBackOff    func() backoff.BackOff
 	notify        backoff.Notify
@@ -118,6 +119,7 @@ func newTransport(c *Registry, ep *Endpoint) *transport {
 	if t.stall == 0 {
 		t.stall = defaultStallTimeout
 	}
+	t.stalls.d = t.stall
 	if t.maxRetryAfter == 0 {
 		t.maxRetryAfter = defaultMaxRetryAfter
 	}
@@ -513,8 +515,9 @@ func (t *transport) watch(ctx context.Context) (context.Context, *watchdog) {
 		return ctx, nil
 	}
 	actx, cancel := context.WithCancel(ctx)
-	wd := &watchdog{d: t.stall, cancel: cancel}
-	wd.timer = time.AfterFunc(t.stall, wd.fire)
+	wd := &watchdog{d: t.stall, cancel: cancel, watch: &t.stalls}
+	wd.kick()
+	t.stalls.add(wd)
 	return actx, wd
 }
 

@@ -25,6 +25,7 @@ import (
 const (
 	copyBufferSize    = 1 << 20
 	minCopyBufferSize = 32 << 10
+	minReadSize       = 16 << 10
 )
 
 // copyBuffers holds one pool per size class, from minCopyBufferSize up.
@@ -222,6 +223,12 @@ func (v *VerifyReader) WriteTo(w io.Writer) (int64, error) {
 	bp, class := getCopyBuffer(v.desc.Size - v.n)
 	defer copyBuffers[class].Put(bp)
 	buf := *bp
+	// A small blob is read a quarter at a time (at least minReadSize):
+	// hashing each piece while the next arrives beat one read of the whole
+	// on loopback, 100 blobs of 64 KiB in 0.90x the time (BENCHMARKS.md).
+	if q := max((v.desc.Size-v.n)/4, minReadSize); q < int64(len(buf)) {
+		buf = buf[:q]
+	}
 	var written int64
 	for {
 		n, err := v.Read(buf)
