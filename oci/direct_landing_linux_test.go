@@ -111,3 +111,25 @@ func TestWriteBlobDirect(t *testing.T) {
 		}
 	}
 }
+
+// TestLayoutWriteDirect: a durable landing (Layout.Write) of a large blob
+// goes to the disk with direct I/O too where the filesystem takes it:
+// only its unaligned tail passed through the page cache.
+func TestLayoutWriteDirect(t *testing.T) {
+	f := newLargeFixture(t)
+	dir := t.TempDir()
+	if !onDirectFilesystem(dir) {
+		t.Skipf("%s: no direct I/O here", dir)
+	}
+	l, err := oci.CreateLayout(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Write(context.Background(), "v1", f.img, nil); err != nil {
+		t.Fatal(err)
+	}
+	if resident, total := residentPages(t, l.BlobPath(f.layer.Digest)); resident > 1 {
+		t.Errorf("%d of %d pages of the landed blob in the page cache, want at most 1", resident, total)
+	}
+	f.check(t, l)
+}

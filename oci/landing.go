@@ -15,26 +15,29 @@ import (
 // writing overlaps the hashing of what follows and the download runs at
 // the speed of SHA-256.
 //
+// Large blobs are written with direct I/O where the filesystem supports it
+// (Linux: ext4, XFS, Btrfs, F2FS): the bytes go from the pipeline's ring
+// to the disk without a copy into the page cache. What cannot go direct (a
+// blob's unaligned tail, a resumed landing, a small blob, another
+// filesystem) goes through the page cache.
+//
 // A durable landing (Layout.Write) is made durable explicitly before it
-// is renamed into place: its writes go through the page cache with
-// write-behind (on Linux, writeback of each batch is started as it is
-// written, and 64 MiB behind the writer the pages are waited for and
-// dropped, so dirty pages never pile up and the final fdatasync has little
-// left to do), then fdatasync, then the rename, then an fsync of the
-// directory. Measured on this project's 2-core VM (BENCHMARKS.md), this is
-// faster than O_DIRECT followed by fdatasync (0.68x its time for 1 GiB)
-// and than buffered writes with one fdatasync at the end.
+// is renamed into place: fdatasync, then the rename, then an fsync of the
+// directory. Its writes through the page cache get write-behind (on
+// Linux, writeback of each batch is started as it is written, and 64 MiB
+// behind the writer the pages are waited for and dropped, so dirty pages
+// never pile up and the final fdatasync has little left to do). Measured
+// on this project's 2-core VM (BenchmarkLandingDurability, BENCHMARKS.md,
+// session 8): direct I/O and fdatasync land 1 GiB in 0.80x the time of
+// write-behind and 0.24x that of buffered writes with one fdatasync, and
+// spend far less CPU (no copy into the page cache), which the cache and
+// its clients share. (Session 7 measured write-behind faster on the same
+// kind of VM; the figures it rested on no longer reproduce.)
 //
 // The cache's landing (Layout.WriteBlob) is not made durable: a blob a
 // crash garbled is found when it is verified before its first serve after
-// a restart. Its large blobs are written with direct I/O where the
-// filesystem supports it (Linux: ext4, XFS, Btrfs, F2FS): the bytes go from
-// the pipeline's ring to the disk without a copy into the page cache
-// (a resumed landing, and a blob's unaligned tail, go through it),
-// which on this project's VM was the largest cost of a cold miss after
-// SHA-256 (BENCHMARKS.md); the cache's followers then read the landing
-// back from the disk (sendfile, DMA) instead of from pages the landing
-// filled with the CPU.
+// a restart. Its followers in the same process get the newest bytes from
+// memory (BlobProgress.Landed); others read the file.
 const (
 	// pipelineMinSize is the smallest blob landed through the pipeline;
 	// smaller ones are copied by one goroutine with [VerifyReader.WriteTo].
@@ -87,14 +90,15 @@ func (l *landing) write(p []byte, pos int64) error {
 		return nil
 	}
 	end, landed := pos+int64(len(p)), p
-	if l.direct {
+	direct := l.direct
+	if direct {
 		if err := l.writeDirect(p, pos); err != nil {
 			return err
 		}
 	} else if _, err := l.f.WriteAt(p, pos); err != nil {
 		return err
 	}
-	if l.behind != nil {
+	if l.behind != nil && !direct {
 		l.behind.wrote(l.f, end)
 	}
 	l.report(BlobProgress{Complete: end, Landed: landed})

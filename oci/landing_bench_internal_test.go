@@ -54,6 +54,12 @@ func BenchmarkLandingDurability(b *testing.B) {
 		{"durable-write-behind", func(l *Layout) error {
 			return l.writeBlob(ctx, mem, desc, nil, landOptions{pipelines: make(chan struct{}, maxPipelines), durable: true})
 		}},
+		{"cache-direct", func(l *Layout) error {
+			return l.writeBlob(ctx, mem, desc, nil, landOptions{pipelines: make(chan struct{}, maxPipelines), direct: true})
+		}},
+		{"durable-direct", func(l *Layout) error {
+			return l.writeBlob(ctx, mem, desc, nil, landOptions{pipelines: make(chan struct{}, maxPipelines), durable: true, direct: true})
+		}},
 	}
 	times := make([][]time.Duration, len(ways))
 	b.SetBytes(int64(size))

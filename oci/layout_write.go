@@ -157,7 +157,7 @@ func (l *Layout) Write(ctx context.Context, tag string, ref Ref, opts *WriteOpti
 		go func() {
 			defer wg.Done()
 			for j := range next {
-				if err := l.writeBlob(ctx, j.src, j.desc, opts.Progress, landOptions{pipelines: pipelines, again: true, durable: true}); err != nil {
+				if err := l.writeBlob(ctx, j.src, j.desc, opts.Progress, landOptions{pipelines: pipelines, again: true, durable: true, direct: true}); err != nil {
 					errOnce.Do(func() { firstErr = err; cancel() })
 				}
 			}
@@ -330,8 +330,9 @@ type landOptions struct {
 	pipelines chan struct{}
 	durable   bool
 	// direct writes a pipelined landing with direct I/O where the
-	// filesystem allows (see landing.go): for a landing that is not
-	// durable, whose followers read it back from the file.
+	// filesystem allows (see landing.go); what goes through the page
+	// cache instead (where it does not, a resumed landing, a small blob)
+	// gets write-behind when the landing is durable.
 	direct bool
 	// again fetches content that did not verify once more (Layout.Write;
 	// not WriteBlob, whose readers follow the one landing's partial file).
@@ -490,7 +491,7 @@ func (l *Layout) landVerified(land *landing, vr *VerifyReader, partial string, l
 		select {
 		case lo.pipelines <- struct{}{}:
 			defer func() { <-lo.pipelines }()
-			return landPipelined(land, vr, abort, lo.direct && !lo.durable)
+			return landPipelined(land, vr, abort, lo.direct)
 		default:
 		}
 	}
