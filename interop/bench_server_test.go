@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,15 +49,26 @@ import (
 // can and the server's own cost shows in the ratios.
 func loadgen(b *testing.B, url, path string, conns int) {
 	b.Helper()
+	b.ResetTimer()
+	el, err := loadSlice(url, path, conns, b.N)
+	b.StopTimer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/el.Seconds(), "req/s")
+}
+
+// loadSlice makes n GETs of path over conns keep-alive connections to url
+// (127.0.0.1 only) and returns how long they took.
+func loadSlice(url, path string, conns, n int) (time.Duration, error) {
 	addr := strings.TrimPrefix(url, "http://")
 	if !strings.HasPrefix(addr, "127.0.0.1:") {
-		b.Fatalf("load generator only targets 127.0.0.1, not %s", addr)
+		return 0, fmt.Errorf("load generator only targets 127.0.0.1, not %s", addr)
 	}
 	req := []byte("GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nUser-Agent: ocipull-loadgen\r\n\r\n")
 	var next atomic.Int64
 	var failed atomic.Value
 	var wg sync.WaitGroup
-	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < conns; i++ {
 		wg.Add(1)
@@ -69,7 +81,7 @@ func loadgen(b *testing.B, url, path string, conns int) {
 			}
 			defer conn.Close()
 			br := bufio.NewReaderSize(conn, 64<<10)
-			for next.Add(1) <= int64(b.N) {
+			for next.Add(1) <= int64(n) {
 				if _, err := conn.Write(req); err != nil {
 					failed.Store(err)
 					return
@@ -83,11 +95,10 @@ func loadgen(b *testing.B, url, path string, conns int) {
 	}
 	wg.Wait()
 	el := time.Since(start)
-	b.StopTimer()
 	if err, _ := failed.Load().(error); err != nil {
-		b.Fatal(err)
+		return 0, err
 	}
-	b.ReportMetric(float64(b.N)/el.Seconds(), "req/s")
+	return el, nil
 }
 
 // readResponse reads one HTTP/1.1 response with a Content-Length body and
@@ -128,6 +139,53 @@ func readResponse(br *bufio.Reader) error {
 // pkg/registry and the reference registry (in-memory storage), all serving
 // the same pushed image.
 func BenchmarkServers(b *testing.B) {
+	servers, ld := benchServers(b)
+	// handler-only: the server's own cost per request, without the network
+	// and the load generator that share the machine's two cores.
+	for _, what := range []struct{ name, path string }{
+		{"manifest-by-tag", "/v2/bench/img/manifests/v1"},
+		{"blob-4KiB", "/v2/bench/img/blobs/" + ld},
+	} {
+		for _, s := range servers {
+			b.Run("handler-only/"+what.name+"/"+s.name, func(b *testing.B) {
+				h := s.ts.Config.Handler
+				w := &discardWriter{h: http.Header{}}
+				b.ReportAllocs()
+				for i := 0; i < b.N; i++ {
+					req := httptest.NewRequest(http.MethodGet, what.path, nil)
+					clear(w.h)
+					w.status = 0
+					h.ServeHTTP(w, req)
+					if w.status != 0 && w.status != 200 {
+						b.Fatalf("status %d", w.status)
+					}
+				}
+			})
+		}
+	}
+	for _, what := range []struct{ name, path string }{
+		{"manifest-by-tag", "/v2/bench/img/manifests/v1"},
+		{"blob-4KiB", "/v2/bench/img/blobs/" + ld},
+	} {
+		for _, s := range servers {
+			b.Run(what.name+"/"+s.name, func(b *testing.B) {
+				b.ReportAllocs()
+				loadgen(b, s.ts.URL, what.path, 32)
+			})
+		}
+	}
+}
+
+// benchServer is one server under load.
+type benchServer struct {
+	name string
+	ts   *httptest.Server
+}
+
+// benchServers starts our Server, go-containerregistry's pkg/registry and
+// the reference registry (in-memory storage), all serving the same pushed
+// image, and returns them with the digest of the image's 4 KiB layer.
+func benchServers(b *testing.B) ([]benchServer, string) {
 	img, err := random.Image(4096, 1)
 	if err != nil {
 		b.Fatal(err)
@@ -136,11 +194,11 @@ func BenchmarkServers(b *testing.B) {
 	ld, _ := layers[0].Digest()
 
 	ggcrTS := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
-	defer ggcrTS.Close()
+	b.Cleanup(ggcrTS.Close)
 	cfg := &configuration.Configuration{}
 	cfg.Storage = configuration.Storage{"inmemory": configuration.Parameters{}}
 	distTS := httptest.NewServer(handlers.NewApp(context.Background(), cfg))
-	defer distTS.Close()
+	b.Cleanup(distTS.Close)
 	for _, ts := range []*httptest.Server{ggcrTS, distTS} {
 		ref, _ := name.ParseReference(hostOf(b, ts)+"/bench/img:v1", name.Insecure)
 		if err := remote.Write(ref, img, remote.WithAuth(authn.Anonymous)); err != nil {
@@ -173,44 +231,52 @@ func BenchmarkServers(b *testing.B) {
 		b.Fatal(err)
 	}
 	oursTS := httptest.NewServer(srv)
-	defer oursTS.Close()
+	b.Cleanup(oursTS.Close)
 
-	servers := []struct {
-		name string
-		ts   *httptest.Server
-	}{{"ocipull", oursTS}, {"ggcr", ggcrTS}, {"distribution", distTS}}
-	// handler-only: the server's own cost per request, without the network
-	// and the load generator that share the machine's two cores.
-	for _, what := range []struct{ name, path string }{
+	return []benchServer{{"ocipull", oursTS}, {"ggcr", ggcrTS}, {"distribution", distTS}}, ld.String()
+}
+
+// BenchmarkServersInterleaved compares the servers of BenchmarkServers in
+// short alternating slices: each round (each b.N) sends every server, in
+// an order rotated every round, 2,000 GETs over 32 keep-alive connections
+// of each kind (manifest by tag, 4 KiB blob), so that a machine whose
+// speed drifts cannot favour one. Reports each server's median requests
+// per second per kind and ours over each other's (above 1: ours faster).
+func BenchmarkServersInterleaved(b *testing.B) {
+	servers, ld := benchServers(b)
+	kinds := []struct{ name, path string }{
 		{"manifest-by-tag", "/v2/bench/img/manifests/v1"},
-		{"blob-4KiB", "/v2/bench/img/blobs/" + ld.String()},
-	} {
-		for _, s := range servers {
-			b.Run("handler-only/"+what.name+"/"+s.name, func(b *testing.B) {
-				h := s.ts.Config.Handler
-				w := &discardWriter{h: http.Header{}}
-				b.ReportAllocs()
-				for i := 0; i < b.N; i++ {
-					req := httptest.NewRequest(http.MethodGet, what.path, nil)
-					clear(w.h)
-					w.status = 0
-					h.ServeHTTP(w, req)
-					if w.status != 0 && w.status != 200 {
-						b.Fatalf("status %d", w.status)
-					}
+		{"blob-4KiB", "/v2/bench/img/blobs/" + ld},
+	}
+	const slice, conns = 2000, 32
+	rates := map[string][]float64{}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for j := range servers {
+			s := servers[(i+j)%len(servers)]
+			for _, k := range kinds {
+				el, err := loadSlice(s.ts.URL, k.path, conns, slice)
+				if err != nil {
+					b.Fatalf("%s %s: %v", s.name, k.name, err)
 				}
-			})
+				rates[k.name+"/"+s.name] = append(rates[k.name+"/"+s.name], slice/el.Seconds())
+			}
 		}
 	}
-	for _, what := range []struct{ name, path string }{
-		{"manifest-by-tag", "/v2/bench/img/manifests/v1"},
-		{"blob-4KiB", "/v2/bench/img/blobs/" + ld.String()},
-	} {
+	b.StopTimer()
+	med := func(v []float64) float64 {
+		v = append([]float64(nil), v...)
+		sort.Float64s(v)
+		return v[len(v)/2]
+	}
+	for _, k := range kinds {
+		ours := med(rates[k.name+"/ocipull"])
 		for _, s := range servers {
-			b.Run(what.name+"/"+s.name, func(b *testing.B) {
-				b.ReportAllocs()
-				loadgen(b, s.ts.URL, what.path, 32)
-			})
+			m := med(rates[k.name+"/"+s.name])
+			b.ReportMetric(m, k.name+"-"+s.name+"-req/s")
+			if s.name != "ocipull" {
+				b.ReportMetric(ours/m, k.name+"-ocipull/"+s.name)
+			}
 		}
 	}
 }
