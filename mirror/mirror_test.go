@@ -483,6 +483,18 @@ func TestEviction(t *testing.T) {
 	if _, err := mirrorPull(context.Background(), clientFor(t, ms, "team/app"), "v1"); err != nil {
 		t.Fatal(err)
 	}
+	// The items gauge, kept as items land and go, still counts what the
+	// store holds.
+	stored := 0
+	ents, _ = os.ReadDir(filepath.Join(dir, "blobs", "sha256"))
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".partial") {
+			stored++
+		}
+	}
+	if n := mirrorMetrics(t, ms)[`ocipull_mirror_store_items{kind="content"}`]; n != int64(stored) {
+		t.Errorf("store items gauge %d, the store holds %d", n, stored)
+	}
 }
 
 // TestRestartResumesPartial: a partial fetch left by a killed
