@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -22,6 +24,7 @@ func TestMirrorTLSClientCertsAndReload(t *testing.T) {
 	dir := t.TempDir()
 	certA, keyA, _ := selfSignedCert(t, "127.0.0.1")
 	certB, keyB, _ := selfSignedCert(t, "127.0.0.1")
+	certC, keyC, _ := selfSignedCert(t, "127.0.0.1")
 	clientCert, clientKey, _ := selfSigned(t, "127.0.0.1", x509.ExtKeyUsageClientAuth)
 	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	copyFile := func(from, to string) {
@@ -36,12 +39,15 @@ func TestMirrorTLSClientCertsAndReload(t *testing.T) {
 	copyFile(certA, cert)
 	copyFile(keyA, key)
 	config := filepath.Join(dir, "mirror.toml")
-	os.WriteFile(config, []byte(fmt.Sprintf("store = %q\n[tls]\ncert = %q\nkey = %q\nclient_ca = %q\n[upstream.a]\ndefault = true\nurl = \"http://%s\"\n",
-		filepath.Join(dir, "store"), cert, key, clientCert, f.host)), 0o644)
-	_, addr, _ := startMirrorProcess(t, "--config", config)
+	writeConfig := func(cert, key string) {
+		os.WriteFile(config, []byte(fmt.Sprintf("store = %q\n[tls]\ncert = %q\nkey = %q\nclient_ca = %q\n[upstream.a]\ndefault = true\nurl = \"http://%s\"\n",
+			filepath.Join(dir, "store"), cert, key, clientCert, f.host)), 0o644)
+	}
+	writeConfig(cert, key)
+	cmd, addr, stderr := startMirrorProcess(t, "--config", config)
 
 	roots := x509.NewCertPool()
-	for _, c := range []string{certA, certB} {
+	for _, c := range []string{certA, certB, certC} {
 		b, _ := os.ReadFile(c)
 		roots.AppendCertsFromPEM(b)
 	}
@@ -84,6 +90,26 @@ func TestMirrorTLSClientCertsAndReload(t *testing.T) {
 	waitUntil(t, "the renewed certificate served", func() bool {
 		_, leaf := served()
 		return bytes.Equal(leaf, derOf(t, certB))
+	})
+
+	// A reload (SIGHUP) whose configuration names files that do not load
+	// keeps the certificate served; one that names other, good files
+	// serves theirs.
+	writeConfig(filepath.Join(dir, "missing.pem"), key)
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the failed reload logged", func() bool { return strings.Contains(stderr.String(), "missing.pem") })
+	if _, leaf := served(); !bytes.Equal(leaf, derOf(t, certB)) {
+		t.Fatal("a reload naming a missing certificate changed the one served")
+	}
+	writeConfig(certC, keyC)
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the certificate named by the reloaded configuration served", func() bool {
+		_, leaf := served()
+		return bytes.Equal(leaf, derOf(t, certC))
 	})
 }
 
