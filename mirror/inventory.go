@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -96,6 +97,17 @@ func parseStoredManifest(raw []byte) (parsedManifest, bool) {
 	return p, true
 }
 
+// startsAsJSONObject reports whether stored content d begins, after
+// white space, with '{' (true when it cannot tell).
+func startsAsJSONObject(ctx context.Context, p Peeker, d digest.Digest) bool {
+	b, err := p.PeekBlob(ctx, d, 512)
+	if err != nil {
+		return true
+	}
+	b = bytes.TrimLeft(b, " \t\r\n")
+	return len(b) == 0 || b[0] == '{'
+}
+
 func scanStore(ctx context.Context, store Store) (*storeScan, error) {
 	s := &storeScan{blobs: map[digest.Digest]oci.BlobInfo{}, manifests: map[digest.Digest]parsedManifest{}}
 	for info, err := range store.Blobs(ctx) {
@@ -109,6 +121,9 @@ func scanStore(ctx context.Context, store Store) (*storeScan, error) {
 		s.blobs[info.Digest] = info
 		if info.Size > oci.MaxManifestSize || len(s.manifests) >= maxInventoryManifests {
 			continue
+		}
+		if p, ok := store.(Peeker); ok && !startsAsJSONObject(ctx, p, info.Digest) {
+			continue // a layer: a manifest is a JSON object
 		}
 		raw, err := store.Manifest(ctx, v1.Descriptor{Digest: info.Digest, Size: info.Size})
 		if err != nil || digest.FromBytes(raw) != info.Digest {

@@ -120,3 +120,49 @@ func TestInventoryPurgeAndGC(t *testing.T) {
 		t.Errorf("pull after purge: %v", err)
 	}
 }
+
+// manifestReads is a store that records which content Manifest reads.
+type manifestReads struct {
+	mirror.LayoutStore
+	read map[digest.Digest]int
+}
+
+func (s *manifestReads) Manifest(ctx context.Context, desc v1.Descriptor) ([]byte, error) {
+	s.read[desc.Digest]++
+	return s.LayoutStore.Manifest(ctx, desc)
+}
+
+// TestInventoryReadsNoLayer: listing a store that can peek (a layout)
+// reads in whole only the content that starts as a JSON object — the
+// manifest and the config — never a layer, and still finds the image
+// whole.
+func TestInventoryReadsNoLayer(t *testing.T) {
+	ctx := context.Background()
+	up := newUpstream(t, 4096, 300_000)
+	dir := t.TempDir()
+	_, ms := newMirror(t, dir, map[string]*upstreamFixture{"": up}, nil)
+	if _, err := mirrorPull(ctx, clientFor(t, ms, "team/app"), "v1"); err != nil {
+		t.Fatal(err)
+	}
+	l, err := oci.OpenLayout(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &manifestReads{LayoutStore: mirror.LayoutStore{Layout: l}, read: map[digest.Digest]int{}}
+	var inv mirror.Inventory
+	waitFor(t, "the tag in the store's index", func() bool {
+		inv, err = mirror.Inspect(ctx, store)
+		return err == nil && len(inv.Images) == 1
+	})
+	if inv.Images[0].Missing != 0 || inv.Manifests != 1 || inv.Blobs != 3 {
+		t.Errorf("inventory: %+v", inv)
+	}
+	for _, layer := range up.img.Layers() {
+		if n := store.read[layer.Digest]; n != 0 {
+			t.Errorf("layer %s read %d times to list the store", layer.Digest, n)
+		}
+	}
+	if store.read[up.img.Descriptor().Digest] == 0 {
+		t.Error("the manifest was not read")
+	}
+}

@@ -72,6 +72,15 @@ type RangeWriter interface {
 	WriteRangeTo(w io.Writer, off, n int64) (int64, error)
 }
 
+// Peeker is what a [Store] may also do: return the first n bytes of
+// stored content, unverified ([oci.Layout.PeekBlob] does). Listing and
+// collecting the store then read only the content that starts as JSON
+// could (manifests, configs) in whole; without it, every stored item of
+// at most oci.MaxManifestSize bytes is read.
+type Peeker interface {
+	PeekBlob(ctx context.Context, d digest.Digest, n int) ([]byte, error)
+}
+
 // LayoutStore is an OCI image layout as a [Store].
 type LayoutStore struct{ *oci.Layout }
 
@@ -84,4 +93,7 @@ func (s LayoutStore) FollowBlob(ctx context.Context, d digest.Digest) (Growing, 
 	return g, nil
 }
 
-var _ Store = LayoutStore{}
+var (
+	_ Store  = LayoutStore{}
+	_ Peeker = LayoutStore{}
+)

@@ -192,6 +192,31 @@ func (l *Layout) Manifest(_ context.Context, desc v1.Descriptor) ([]byte, error)
 	return b, nil
 }
 
+// PeekBlob returns up to n of the first bytes of stored content d,
+// unverified: enough to tell a JSON document (a manifest, a config) from a
+// layer without reading the layer. Only regular files inside the layout
+// are read ([ErrNotRegular] otherwise); the error wraps [ErrNotFound] when
+// d is not stored.
+func (l *Layout) PeekBlob(_ context.Context, d digest.Digest, n int) ([]byte, error) {
+	if err := ValidateDigest(d); err != nil {
+		return nil, err
+	}
+	if err := l.checkBlobDir(d); err != nil {
+		return nil, err
+	}
+	f, err := l.fs.openRegular(blobRel(d), os.O_RDONLY)
+	if err != nil {
+		return nil, l.notFound(v1.Descriptor{Digest: d}, err)
+	}
+	defer f.Close()
+	b := make([]byte, n)
+	k, err := io.ReadFull(f, b)
+	if err == io.ErrUnexpectedEOF || err == io.EOF {
+		err = nil
+	}
+	return b[:k], err
+}
+
 // Blob implements [Source]. The stream is an *os.File, so it seeks. The
 // file is verified against desc (size and digest) before it is returned,
 // once per file: the Layout remembers files it verified, by device, inode,
