@@ -20,17 +20,16 @@ type htpasswd struct {
 	path string
 	log  func(msg string)
 
-	mu      sync.Mutex
-	users   map[string][]byte // user → bcrypt hash
-	stamp   string            // size and time of the file read
-	checked time.Time
+	mu    sync.Mutex
+	users map[string][]byte // user → bcrypt hash
+	watch fileWatch         // of the file read
 }
 
 // maxHtpasswd caps the file: a users file is a few kilobytes.
 const maxHtpasswd = 4 << 20
 
 func loadHtpasswd(path string, log func(string)) (*htpasswd, error) {
-	h := &htpasswd{path: path, log: log}
+	h := &htpasswd{path: path, log: log, watch: fileWatch{interval: time.Second}}
 	if err := h.reload(); err != nil {
 		return nil, err
 	}
@@ -90,7 +89,7 @@ func (h *htpasswd) reload() error {
 		return fmt.Errorf("%s: %w", safe(h.path), err)
 	}
 	h.mu.Lock()
-	h.users, h.stamp, h.checked = users, fmt.Sprint(st.Size(), st.ModTime().UnixNano()), time.Now()
+	h.users, h.watch.loaded = users, stampEntry(h.path, st)
 	h.mu.Unlock()
 	return nil
 }
@@ -98,17 +97,10 @@ func (h *htpasswd) reload() error {
 // fresh re-reads the file when it changed since it was read.
 func (h *htpasswd) fresh() {
 	h.mu.Lock()
-	due := time.Since(h.checked) >= time.Second
-	if due {
-		h.checked = time.Now()
-	}
-	stamp := h.stamp
+	due := h.watch.due()
+	_, changed := h.watch.changed(h.path)
 	h.mu.Unlock()
-	if !due {
-		return
-	}
-	st, err := os.Stat(h.path)
-	if err != nil || fmt.Sprint(st.Size(), st.ModTime().UnixNano()) == stamp {
+	if !due || !changed {
 		return
 	}
 	if err := h.reload(); err != nil && h.log != nil {

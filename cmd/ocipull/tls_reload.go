@@ -16,19 +16,17 @@ import (
 // no restart and no connection dropped); a file that fails to load keeps
 // what was loaded before, and the failure is reported.
 type reloadingTLS struct {
-	mu               sync.Mutex
-	cert, key, ca    string
-	stamp            string // of the files last loaded
-	pair             *tls.Certificate
-	pool             *x509.CertPool
-	checked          time.Time
-	report           func(error)
-	minCheckInterval time.Duration
+	mu            sync.Mutex
+	cert, key, ca string
+	watch         fileWatch // of the files last loaded
+	pair          *tls.Certificate
+	pool          *x509.CertPool
+	report        func(error)
 }
 
 // newReloadingTLS loads the files once: an error here is fatal.
 func newReloadingTLS(cert, key, ca string, report func(error)) (*reloadingTLS, error) {
-	r := &reloadingTLS{cert: cert, key: key, ca: ca, report: report, minCheckInterval: time.Second}
+	r := &reloadingTLS{cert: cert, key: key, ca: ca, report: report, watch: fileWatch{interval: time.Second}}
 	if err := r.load(); err != nil {
 		return nil, err
 	}
@@ -40,10 +38,10 @@ func newReloadingTLS(cert, key, ca string, report func(error)) (*reloadingTLS, e
 func (r *reloadingTLS) setFiles(cert, key, ca string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	oldCert, oldKey, oldCA, oldStamp := r.cert, r.key, r.ca, r.stamp
-	r.cert, r.key, r.ca, r.stamp = cert, key, ca, ""
+	oldCert, oldKey, oldCA, oldStamp := r.cert, r.key, r.ca, r.watch.loaded
+	r.cert, r.key, r.ca, r.watch.loaded = cert, key, ca, ""
 	if err := r.loadLocked(); err != nil {
-		r.cert, r.key, r.ca, r.stamp = oldCert, oldKey, oldCA, oldStamp
+		r.cert, r.key, r.ca, r.watch.loaded = oldCert, oldKey, oldCA, oldStamp
 		return err
 	}
 	return nil
@@ -55,25 +53,9 @@ func (r *reloadingTLS) load() error {
 	return r.loadLocked()
 }
 
-// stampOf identifies the files' current versions.
-func stampOf(files ...string) string {
-	s := ""
-	for _, f := range files {
-		if f == "" {
-			continue
-		}
-		if st, err := os.Stat(f); err == nil {
-			s += fmt.Sprintf("%s:%d:%d;", f, st.Size(), st.ModTime().UnixNano())
-		} else {
-			s += f + ":missing;"
-		}
-	}
-	return s
-}
-
 func (r *reloadingTLS) loadLocked() error {
-	stamp := stampOf(r.cert, r.key, r.ca)
-	if stamp == r.stamp {
+	stamp, changed := r.watch.changed(r.cert, r.key, r.ca)
+	if !changed {
 		return nil
 	}
 	pair, err := tls.LoadX509KeyPair(r.cert, r.key)
@@ -91,19 +73,18 @@ func (r *reloadingTLS) loadLocked() error {
 			return errors.New("client CA: no PEM certificate in " + safe(r.ca))
 		}
 	}
-	r.pair, r.pool, r.stamp = &pair, pool, stamp
+	r.pair, r.pool, r.watch.loaded = &pair, pool, stamp
 	return nil
 }
 
-// refresh re-reads the files when they changed, at most once a
-// minCheckInterval.
+// refresh re-reads the files when they changed, looking at most once a
+// second.
 func (r *reloadingTLS) refresh() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if time.Since(r.checked) < r.minCheckInterval {
+	if !r.watch.due() {
 		return
 	}
-	r.checked = time.Now()
 	if err := r.loadLocked(); err != nil && r.report != nil {
 		r.report(err)
 	}
