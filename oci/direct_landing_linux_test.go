@@ -47,7 +47,7 @@ func onDirectFilesystem(dir string) bool {
 	if syscall.Statfs(dir, &st) != nil {
 		return false
 	}
-	switch st.Type {
+	switch uint32(st.Type) {
 	case 0xEF53, 0x58465342, 0x9123683E, 0xF2F52010:
 		return true
 	}

@@ -10,7 +10,7 @@ import (
 // F2FS. Elsewhere (network filesystems, where a direct write is a
 // synchronous round trip; FUSE; overlay; tmpfs) landings go through the
 // page cache.
-var directFilesystems = map[int64]bool{
+var directFilesystems = map[uint32]bool{
 	0xEF53:     true, // ext2, ext3, ext4
 	0x58465342: true, // XFS
 	0x9123683E: true, // Btrfs
@@ -24,7 +24,7 @@ func setDirect(f *os.File, on bool) bool {
 	fd := int(f.Fd())
 	if on {
 		var st syscall.Statfs_t
-		if err := syscall.Fstatfs(fd, &st); err != nil || !directFilesystems[int64(st.Type)] {
+		if err := syscall.Fstatfs(fd, &st); err != nil || !directFilesystems[uint32(st.Type)] {
 			return false
 		}
 	}

@@ -26,7 +26,7 @@ const (
 // startWriteback starts writeback of n bytes at off without waiting for
 // it. Errors are left to the final fdatasync, which reports them.
 func startWriteback(f *os.File, off, n int64) {
-	syscall.SyncFileRange(int(f.Fd()), off, n, syncRangeWrite)
+	syncFileRange(int(f.Fd()), off, n, syncRangeWrite)
 }
 
 // waitAndDrop waits until n bytes at off are on disk and drops them from
@@ -34,7 +34,7 @@ func startWriteback(f *os.File, off, n int64) {
 // when it is served or unpacked, long after).
 func waitAndDrop(f *os.File, off, n int64) {
 	fd := int(f.Fd())
-	if syscall.SyncFileRange(fd, off, n, syncRangeWaitBefore|syncRangeWrite|syncRangeWaitAfter) == nil {
+	if syncFileRange(fd, off, n, syncRangeWaitBefore|syncRangeWrite|syncRangeWaitAfter) == nil {
 		fadviseDontNeed(fd, off, n)
 	}
 }
