@@ -35,6 +35,9 @@ import (
 // 2-core machine a cold miss, which hashes every byte twice, cannot take
 // less than about half its CPU time.
 //
+// OCIPULL_BENCH_NO_RANGES=1 turns ranged fetching off for the caches'
+// upstream fetches.
+//
 // It reports each candidate's median milliseconds per pull and the
 // ratios cold/direct (the cost of a miss, into a discarding client and
 // into a layout on disk) and warm/serve.
@@ -51,7 +54,7 @@ func benchMirror(b *testing.B, sizes []int64) {
 	f := newImageFixture(b, sizes...)
 	ctx := context.Background()
 	newMirror := func(dir string) (*mirror.Cache, *httptest.Server) {
-		m, err := mirror.Open(dir, mirror.Config{Upstreams: map[string]mirror.Upstream{"": {URL: f.ts.URL, NoRanges: os.Getenv("NR") != ""}}})
+		m, err := mirror.Open(dir, mirror.Config{Upstreams: map[string]mirror.Upstream{"": {URL: f.ts.URL, NoRanges: os.Getenv("OCIPULL_BENCH_NO_RANGES") != ""}}})
 		if err != nil {
 			b.Fatal(err)
 		}
