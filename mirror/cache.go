@@ -82,6 +82,12 @@ type Config struct {
 	// MetricsOnAdminOnly keeps /metrics off the serving handler (it is
 	// then served by [Cache.Admin] alone, on a listener of its own).
 	MetricsOnAdminOnly bool
+	// Metrics, when not nil, are the counters and histograms the cache
+	// reports on /metrics, shared with other caches given the same (the
+	// generations of a server that reloads its configuration): each
+	// continues the others' counts instead of starting from zero. Nil: the
+	// cache's own.
+	Metrics *Metrics
 }
 
 // Upstream is a registry a [Cache] fills its store from.
@@ -132,7 +138,7 @@ type Cache struct {
 	def       *upstream            // the "" upstream, or nil
 	ctx       context.Context      // the cache's lifetime: fetches run under it
 	cancel    context.CancelFunc
-	stats     stats
+	stats     *stats    // cfg.Metrics's, or its own
 	started   time.Time // when New made it (process_start_time_seconds)
 	log       *slog.Logger
 	idPrefix  string        // of the request ids it makes
@@ -183,6 +189,11 @@ func New(store Store, cfg Config) (*Cache, error) {
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics()
+		c.cfg.Metrics = cfg.Metrics
+	}
+	c.stats = &cfg.Metrics.s
 	var id [6]byte
 	rand.Read(id[:])
 	c.idPrefix = hex.EncodeToString(id[:])
@@ -265,7 +276,7 @@ type upstream struct {
 	tagTTL    time.Duration
 	immutable []string // tag patterns never revalidated
 	breaker   breaker
-	latency   histogram // of its requests
+	latency   *histogram // of its requests (shared through Metrics)
 }
 
 // isImmutable reports whether tag matches one of the upstream's
@@ -294,6 +305,7 @@ func (c *Cache) newUpstream(key string, cfg Upstream) (*upstream, error) {
 	if up.name == "" {
 		up.name = registry.RegistryName(u.Host)
 	}
+	up.latency = c.cfg.Metrics.upstreamLatency(up.key, up.name)
 	if up.timeout <= 0 {
 		up.timeout = 10 * time.Second
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -15,6 +16,36 @@ import (
 )
 
 // stats are the counters /metrics reports.
+// Metrics are what a [Cache] counts for /metrics: requests, hits, misses,
+// bytes, upstream requests and their latency. Caches given the same
+// Metrics (Config.Metrics) count together, so a server that replaces its
+// cache to reload its configuration keeps counting where it was; the
+// process start time stays each cache's. A Metrics holds a fixed set of
+// counters and one latency histogram per upstream ever configured with it
+// (by its name and the ns it answers to): bounded by the configuration,
+// not by requests. Safe for concurrent use.
+type Metrics struct {
+	s         stats
+	mu        sync.Mutex
+	upstreams map[[2]string]*histogram
+}
+
+// NewMetrics returns counters at zero.
+func NewMetrics() *Metrics { return &Metrics{upstreams: map[[2]string]*histogram{}} }
+
+// upstreamLatency is the latency histogram of the upstream key (its ns)
+// named name, made on first use.
+func (m *Metrics) upstreamLatency(key, name string) *histogram {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	h := m.upstreams[[2]string{key, name}]
+	if h == nil {
+		h = &histogram{}
+		m.upstreams[[2]string{key, name}] = h
+	}
+	return h
+}
+
 type stats struct {
 	hits, misses, coalesced, stale, evictions atomic.Int64
 	upstreamRequests, upstreamBytes           atomic.Int64
@@ -43,7 +74,7 @@ func (s *stats) answered(status int, d time.Duration) {
 // and resumes included) and the body bytes read, and logs it at debug
 // level.
 func (c *Cache) traceUpstream(up *upstream, t registry.RequestTrace) {
-	s := &c.stats
+	s := c.stats
 	up.latency.observe(t.Duration)
 	if c.log.Enabled(context.Background(), slog.LevelDebug) {
 		attrs := []any{"method", t.Method, "url", safe(t.URL), "status", t.Status, "bytes", t.Bytes, "duration", t.Duration.Round(time.Millisecond)}
@@ -65,7 +96,7 @@ func (c *Cache) traceUpstream(up *upstream, t registry.RequestTrace) {
 // serveMetrics writes the counters in the Prometheus text exposition
 // format (version 0.0.4).
 func (c *Cache) serveMetrics(w http.ResponseWriter) {
-	s := &c.stats
+	s := c.stats
 	var b strings.Builder
 	metric := func(name, typ, help string, v int64) {
 		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", name, help, name, typ, name, v)

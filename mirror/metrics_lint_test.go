@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ocipull/registry/faults"
+	"github.com/ocipull/registry/mirror"
 )
 
 // TestMetricsStoreAndRateLimit: after real traffic, /metrics counts the
@@ -144,6 +145,31 @@ func TestRequestID(t *testing.T) {
 	for _, bad := range []string{"a b", "../etc/passwd", `{"msg":"forged"}`, strings.Repeat("x", 65)} {
 		if _, h, _, _ := rawGet(t, ms, "GET", "/v2/", "X-Request-Id", bad); h.Get("X-Request-Id") == bad || h.Get("X-Request-Id") == "" {
 			t.Errorf("id %q: answered with %q, want one of the cache's own", bad, h.Get("X-Request-Id"))
+		}
+	}
+}
+
+// TestMetricsSharedAcrossCaches: a cache given the Metrics of another
+// (the next generation of a reloading server) reports the counts the
+// first one made — requests, misses, the upstream's latency histogram —
+// and adds its own to them.
+func TestMetricsSharedAcrossCaches(t *testing.T) {
+	up := newUpstream(t, 1000)
+	shared := mirror.NewMetrics()
+	dir := t.TempDir()
+	share := func(c *mirror.Config) { c.Metrics = shared }
+	_, first := newMirror(t, dir, map[string]*upstreamFixture{"": up}, share)
+	if _, err := mirrorPull(t.Context(), clientFor(t, first, "team/app"), "v1"); err != nil {
+		t.Fatal(err)
+	}
+	was := mirrorMetrics(t, first)
+	_, next := newMirror(t, dir, map[string]*upstreamFixture{"": up}, share)
+	now := mirrorMetrics(t, next)
+	label := fmt.Sprintf(`{ns="",upstream=%q}`, strings.TrimPrefix(up.ts.URL, "http://"))
+	for _, name := range []string{"ocipull_mirror_misses_total", `ocipull_mirror_requests_total{class="2xx"}`,
+		"ocipull_mirror_upstream_request_duration_seconds_count" + label} {
+		if was[name] == 0 || now[name] < was[name] {
+			t.Errorf("%s: %d in the first cache, %d in the next", name, was[name], now[name])
 		}
 	}
 }

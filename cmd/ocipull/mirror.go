@@ -203,7 +203,10 @@ var mirrorCommand = &command{
 				return err
 			}
 			out := &lockedWriter{w: stderr}
-			g, err := startMirrorGeneration(s, out, e.verbose)
+			// One set of counters for every generation: a reload does not
+			// reset /metrics.
+			metrics := mirror.NewMetrics()
+			g, err := startMirrorGeneration(s, out, e.verbose, metrics)
 			if err != nil {
 				return err
 			}
@@ -253,7 +256,7 @@ var mirrorCommand = &command{
 						return
 					}
 				}
-				ng, err := startMirrorGeneration(next, out, e.verbose)
+				ng, err := startMirrorGeneration(next, out, e.verbose, metrics)
 				if err != nil {
 					running.logger.Error("SIGHUP: configuration refused; the running one stays", "cause", safe(err.Error()))
 					return

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -139,14 +140,35 @@ func TestMirrorReloadUnderTraffic(t *testing.T) {
 			}
 		})
 	}
-	waitUntil(t, "traffic", func() bool { return sent.Load() > 50 })
+	waitUntil(t, "traffic", func() bool { return sent.Load() > 200 })
 	if code, _ := get("/v2/app/x/manifests/v1?ns=b.example"); code == 200 {
 		t.Fatal("an upstream not configured yet answered")
 	}
+	answered := func() int64 {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, `ocipull_mirror_requests_total{class="2xx"} `); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				return n
+			}
+		}
+		t.Fatalf("no 2xx requests counter on /metrics")
+		return 0
+	}
+	before := answered()
 	// A valid change: a second upstream.
 	write(base + fmt.Sprintf("[upstream.\"b.example\"]\nurl = \"http://%s\"\n", b.host))
 	cmd.Process.Signal(syscall.SIGHUP)
 	waitUntil(t, "the reload", func() bool { return strings.Contains(stderr.String(), "configuration reloaded") })
+	// The counters carry on across the reload.
+	if after := answered(); after < before {
+		t.Errorf("requests answered: %d before the reload, %d after (reset)", before, after)
+	}
 	if code, err := get("/v2/app/x/manifests/v1?ns=b.example"); code != 200 {
 		t.Errorf("the upstream added by the reload: %d %v", code, err)
 	}

@@ -25,8 +25,9 @@ type mirrorGeneration struct {
 	idle    chan struct{} // closed when retired and idle
 }
 
-// startMirrorGeneration opens the store with the settings s.
-func startMirrorGeneration(s *mirrorSettings, log io.Writer, verbose bool) (*mirrorGeneration, error) {
+// startMirrorGeneration opens the store with the settings s, counting
+// into metrics (shared by every generation).
+func startMirrorGeneration(s *mirrorSettings, log io.Writer, verbose bool, metrics *mirror.Metrics) (*mirrorGeneration, error) {
 	logger, err := mirrorLogger(log, s.logFormat, s.quiet, verbose)
 	if err != nil {
 		return nil, err
@@ -36,6 +37,7 @@ func startMirrorGeneration(s *mirrorSettings, log io.Writer, verbose bool) (*mir
 		return nil, err
 	}
 	cfg.Log = logger
+	cfg.Metrics = metrics
 	var users *htpasswd
 	if s.htpasswd != "" {
 		users, err = loadHtpasswd(s.htpasswd, func(msg string) { logger.Warn(msg) })
