@@ -15,7 +15,10 @@ import (
 // than those already watched) leaves it alone. When it fires, requests
 // without progress for the stall window are cancelled and it is armed
 // again for the next deadline, or left unarmed when none is in flight
-// (no goroutine waits for it).
+// (no goroutine waits for it). An armed timer keeps its transport
+// reachable until it fires, at most one stall window after the last
+// request: a program that makes a Registry per pull and drops it holds
+// each for up to that long.
 type stallWatch struct {
 	d      time.Duration
 	mu     sync.Mutex
