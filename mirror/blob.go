@@ -374,7 +374,11 @@ func (fl *follower) available(st flightState) (limit int64, ok bool) {
 	if st.started && !fl.own {
 		// Our fetch has begun landing: make sure g is its file.
 		if _, state, _ := fl.g.Progress(); state == oci.Abandoned {
+			// Our landing let go of it (failing, or about to start
+			// again): wait for the flight to move instead of looking
+			// again at once.
 			fl.drop()
+			fl.wait(st)
 			return 0, false
 		}
 		fl.own = true

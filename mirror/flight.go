@@ -65,6 +65,8 @@ type flight struct {
 	changed   chan struct{} // closed and replaced on every change
 	followers int
 	idle      *time.Timer
+	abandoned bool     // cancelled for want of followers; out of fs.running
+	fs        *flights // the flights it runs among
 	// win holds the landing's newest bytes for followers (see window.go);
 	// noWin: none was free, the followers read the file.
 	win   *window
@@ -103,14 +105,30 @@ func (f *flight) leave(ws *windows) {
 	f.followers--
 	f.releaseWindow(ws)
 	if f.followers == 0 && !f.done {
-		f.idle = time.AfterFunc(f.grace, func() {
-			f.mu.Lock()
-			abandon := f.followers == 0 && !f.done
-			f.mu.Unlock()
-			if abandon {
-				f.cancel()
-			}
-		})
+		f.idle = time.AfterFunc(f.grace, f.abandonIfIdle)
+	}
+}
+
+// abandonIfIdle cancels the fetch when nobody follows it still. It is
+// taken out of the running flights at once, under their lock, so that a
+// request arriving while it winds down starts a fetch of its own (which
+// resumes the landing once this one let go of it) instead of joining one
+// that will fail and cut its response.
+func (f *flight) abandonIfIdle() {
+	fs := f.fs
+	fs.mu.Lock()
+	f.mu.Lock()
+	abandon := f.followers == 0 && !f.done && !f.abandoned
+	if abandon {
+		f.abandoned = true
+		if fs.running[f.key] == f {
+			delete(fs.running, f.key)
+		}
+	}
+	f.mu.Unlock()
+	fs.mu.Unlock()
+	if abandon {
+		f.cancel()
 	}
 }
 
@@ -149,15 +167,20 @@ func (f *flight) copyFromWindow(dst []byte, off int64) int {
 	return f.win.copyAt(dst, off)
 }
 
-// join adds a follower to a running flight.
-func (f *flight) join() {
+// join adds a follower to a running flight, unless it was abandoned.
+// Called under the flights' lock.
+func (f *flight) join() bool {
 	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.abandoned {
+		return false
+	}
 	f.followers++
 	if f.idle != nil {
 		f.idle.Stop()
 		f.idle = nil
 	}
-	f.mu.Unlock()
+	return true
 }
 
 // startFlight returns the flight fetching desc for t, starting it when
@@ -167,9 +190,8 @@ func (c *Cache) startFlight(t target, desc v1.Descriptor, client string) (f *fli
 	fs := &c.flights
 	k := t.blob(desc.Digest)
 	fs.mu.Lock()
-	if f := fs.running[k]; f != nil {
+	if f := fs.running[k]; f != nil && f.join() {
 		fs.mu.Unlock()
-		f.join()
 		c.stats.coalesced.Add(1)
 		return f, true, nil
 	}
@@ -185,7 +207,7 @@ func (c *Cache) startFlight(t target, desc v1.Descriptor, client string) (f *fli
 	}
 	ctx, cancel := context.WithCancel(c.ctx)
 	f = &flight{key: k, desc: desc, client: client, cancel: cancel, grace: c.cfg.AbandonAfter,
-		changed: make(chan struct{}), followers: 1}
+		changed: make(chan struct{}), followers: 1, fs: fs}
 	fs.running[k] = f
 	fs.perClient[client]++
 	fs.wg.Add(1)
@@ -209,7 +231,9 @@ func (c *Cache) runFlight(ctx context.Context, t target, f *flight) {
 		}
 		fs := &c.flights
 		fs.mu.Lock()
-		delete(fs.running, f.key)
+		if fs.running[f.key] == f { // not when abandoned and replaced
+			delete(fs.running, f.key)
+		}
 		if fs.perClient[f.client]--; fs.perClient[f.client] <= 0 {
 			delete(fs.perClient, f.client)
 		}

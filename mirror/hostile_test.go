@@ -884,3 +884,103 @@ func TestHostileCacheDirIsAlwaysServable(t *testing.T) {
 	m.Close()
 	servable(1) // both children stored: the tag is recorded
 }
+
+// slowToFailStore holds the first landing of blob that fails until
+// release is closed (a landing that takes its time to wind down), and
+// reports each later landing of blob on called.
+type slowToFailStore struct {
+	mirror.Store
+	blob    digest.Digest
+	calls   atomic.Int64
+	called  chan struct{}
+	release chan struct{}
+}
+
+func (s *slowToFailStore) WriteBlob(ctx context.Context, src oci.Source, desc v1.Descriptor, progress func(oci.BlobProgress)) error {
+	if desc.Digest != s.blob {
+		return s.Store.WriteBlob(ctx, src, desc, progress)
+	}
+	n := s.calls.Add(1)
+	if n > 1 {
+		s.called <- struct{}{}
+	}
+	err := s.Store.WriteBlob(ctx, src, desc, progress)
+	if err != nil && n == 1 {
+		<-s.release
+	}
+	return err
+}
+
+// TestAbandonedFetchNotJoined: a request that arrives while an abandoned
+// fetch winds down (cancelled for want of followers, its landing not yet
+// returned) starts a fetch of its own, which resumes the landing, and
+// gets the whole blob — it does not join the dying fetch and have its
+// response cut. The wind-down is held open by the store until the second
+// request has either started a fetch or joined the first.
+func TestAbandonedFetchNotJoined(t *testing.T) {
+	up := newUpstream(t, 8<<20)
+	layer := up.img.Layers()[0]
+	up.inj.Add(faults.Rule{Path: string(layer.Digest), Times: 1, Fault: faults.Drip(0, 64<<10, 10*time.Millisecond)})
+	var upstreamGone atomic.Bool
+	inner := up.inj.Next
+	up.inj.Next = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inner.ServeHTTP(w, r)
+		if strings.Contains(r.URL.Path, string(layer.Digest)) && r.Method == "GET" && r.Context().Err() != nil {
+			upstreamGone.Store(true)
+		}
+	})
+	l, err := oci.CreateLayout(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &slowToFailStore{Store: mirror.LayoutStore{Layout: l}, blob: layer.Digest, called: make(chan struct{}, 4), release: make(chan struct{})}
+	m, err := mirror.New(store, mirror.Config{AbandonAfter: 50 * time.Millisecond, Log: testLogger(t),
+		Upstreams: map[string]mirror.Upstream{"": {URL: up.ts.URL}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ms := httptest.NewServer(m)
+	defer ms.Close()
+	var releaseOnce sync.Once
+	release := func() { releaseOnce.Do(func() { close(store.release) }) }
+	defer release()
+	path := "/v2/team/app/blobs/" + string(layer.Digest)
+	rawGet(t, ms, "GET", "/v2/team/app/manifests/v1")
+	resp, err := http.Get(ms.URL + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadFull(resp.Body, make([]byte, 1000))
+	resp.Body.Close()
+	waitFor(t, "the upstream fetch to be cancelled", upstreamGone.Load)
+
+	type result struct {
+		code int
+		body []byte
+		err  error
+	}
+	second := make(chan result, 1)
+	go func() {
+		code, _, b, err := rawGet(t, ms, "GET", path)
+		second <- result{code, b, err}
+	}()
+	started := false
+	waitFor(t, "the second request to start a fetch or join the dying one", func() bool {
+		select {
+		case <-store.called:
+			started = true
+			return true
+		default:
+		}
+		return mirrorMetrics(t, ms)["ocipull_mirror_coalesced_total"] > 0
+	})
+	release()
+	r := <-second
+	if !started {
+		t.Error("the second request joined the abandoned fetch")
+	}
+	if r.err != nil || r.code != 200 || digest.FromBytes(r.body) != layer.Digest {
+		t.Fatalf("a request during the wind-down of an abandoned fetch: %d, %d bytes, %v", r.code, len(r.body), r.err)
+	}
+}
