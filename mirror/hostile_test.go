@@ -431,14 +431,7 @@ func TestHostileAbandonedFetchIsCancelled(t *testing.T) {
 	up := newUpstream(t, 8<<20)
 	layer := up.img.Layers()[0]
 	up.inj.Add(faults.Rule{Path: string(layer.Digest), Fault: faults.Drip(0, 64<<10, 10*time.Millisecond)})
-	var upstreamGone atomic.Bool
-	inner := up.inj.Next
-	up.inj.Next = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		inner.ServeHTTP(w, r)
-		if strings.Contains(r.URL.Path, string(layer.Digest)) && r.Method == "GET" && r.Context().Err() != nil {
-			upstreamGone.Store(true)
-		}
-	})
+	upstreamGone := cancelledGets(up, layer.Digest)
 	dir := t.TempDir()
 	_, ms := newMirror(t, dir, map[string]*upstreamFixture{"": up}, func(c *mirror.Config) { c.AbandonAfter = 50 * time.Millisecond })
 	rawGet(t, ms, "GET", "/v2/team/app/manifests/v1")
@@ -885,6 +878,20 @@ func TestHostileCacheDirIsAlwaysServable(t *testing.T) {
 	servable(1) // both children stored: the tag is recorded
 }
 
+// cancelledGets reports, once it is true, that a GET of d from the
+// upstream ended with its request cancelled (the mirror gave up on it).
+func cancelledGets(up *upstreamFixture, d digest.Digest) *atomic.Bool {
+	var gone atomic.Bool
+	inner := up.inj.Next
+	up.inj.Next = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inner.ServeHTTP(w, r)
+		if strings.Contains(r.URL.Path, string(d)) && r.Method == "GET" && r.Context().Err() != nil {
+			gone.Store(true)
+		}
+	})
+	return &gone
+}
+
 // slowToFailStore holds the first landing of blob that fails until
 // release is closed (a landing that takes its time to wind down), and
 // reports each later landing of blob on called.
@@ -921,14 +928,7 @@ func TestAbandonedFetchNotJoined(t *testing.T) {
 	up := newUpstream(t, 8<<20)
 	layer := up.img.Layers()[0]
 	up.inj.Add(faults.Rule{Path: string(layer.Digest), Times: 1, Fault: faults.Drip(0, 64<<10, 10*time.Millisecond)})
-	var upstreamGone atomic.Bool
-	inner := up.inj.Next
-	up.inj.Next = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		inner.ServeHTTP(w, r)
-		if strings.Contains(r.URL.Path, string(layer.Digest)) && r.Method == "GET" && r.Context().Err() != nil {
-			upstreamGone.Store(true)
-		}
-	})
+	upstreamGone := cancelledGets(up, layer.Digest)
 	l, err := oci.CreateLayout(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
