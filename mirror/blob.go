@@ -458,6 +458,9 @@ func (fl *follower) send(limit int64) {
 // sendFromWindow sends the next bytes below limit from the flight's
 // window (see window.go), reporting false when it holds none of them.
 func (fl *follower) sendFromWindow(limit int64) bool {
+	if fl.f.desc.Size < windowMinSize {
+		return false // no window for a small blob: no buffer either
+	}
 	if fl.wbuf == nil {
 		fl.wbuf = fl.c.followBufs.Get().(*[]byte)
 	}

@@ -13,11 +13,12 @@
 //     it completes as soon as its bytes landed: no client can assemble a
 //     blob that fails, and ranged clients do not stall on every chunk). A
 //     fetch whose digest or size fails is cut mid-stream (the connection
-//     aborted, never ended cleanly) and nothing of it is stored. Each
-//     byte is copied once on its way: the store lands it (a large blob
+//     aborted, never ended cleanly) and nothing of it is stored. No new
+//     byte is read back from the disk: the store lands it (a large blob
 //     with direct I/O, past the page cache), and the requests at the
-//     landing's edge send it from memory; a request behind reads the
-//     landing's file, a warm one the stored file, with sendfile.
+//     landing's edge send it from a window in memory the landing's
+//     reports fill; a request behind reads the landing's file, a warm one
+//     the stored file, with sendfile.
 //   - Content is served to a repository only when that upstream
 //     repository is known to have it: fetched for it, named by a manifest
 //     fetched for it, or confirmed with one HEAD upstream (remembered).

@@ -24,6 +24,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ocipull/registry/internal/testwait"
+
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -441,7 +443,7 @@ func TestHostileAbandonedFetchIsCancelled(t *testing.T) {
 	}
 	io.ReadFull(resp.Body, make([]byte, 1000))
 	resp.Body.Close()
-	waitFor(t, "the upstream fetch to be cancelled", upstreamGone.Load)
+	testwait.Until(t, "the upstream fetch to be cancelled", upstreamGone.Load)
 	if _, err := os.Stat(blobPath(dir, layer.Digest)); err == nil {
 		t.Fatal("the abandoned blob was stored in full")
 	}
@@ -449,19 +451,6 @@ func TestHostileAbandonedFetchIsCancelled(t *testing.T) {
 	code, _, body, err := rawGet(t, ms, "GET", "/v2/team/app/blobs/"+string(layer.Digest))
 	if err != nil || code != 200 || digest.FromBytes(body) != layer.Digest {
 		t.Fatalf("after the abandoned fetch: %d %v", code, err)
-	}
-}
-
-// waitFor polls cond until it holds; it fails the test after a minute (a
-// poll ends as soon as the condition holds: the minute is a hang guard,
-// not a speed claim).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(time.Minute); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: gave up", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -517,7 +506,7 @@ func TestHostileStalledReaderIsCut(t *testing.T) {
 		tc.SetReadBuffer(4096)
 	}
 	io.WriteString(conn, "GET /v2/team/app/blobs/"+string(layer.Digest)+" HTTP/1.1\r\nHost: x\r\n\r\n")
-	waitFor(t, "the stalled reader to be cut", func() bool { return metric(t, ms, "ocipull_mirror_aborted_total") >= 1 })
+	testwait.Until(t, "the stalled reader to be cut", func() bool { return metric(t, ms, "ocipull_mirror_aborted_total") >= 1 })
 	_ = m
 }
 
@@ -594,7 +583,7 @@ func TestHostileFailuresAreLoggedAndCounted(t *testing.T) {
 	if rerr == nil && code == 200 && int64(len(body)) == layer.Size {
 		t.Fatal("the corrupt stream ended cleanly")
 	}
-	waitFor(t, "the aborted request's log record", func() bool {
+	testwait.Until(t, "the aborted request's log record", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return strings.Contains(logged.String(), `"outcome":"aborted"`)
@@ -953,7 +942,7 @@ func TestAbandonedFetchNotJoined(t *testing.T) {
 	}
 	io.ReadFull(resp.Body, make([]byte, 1000))
 	resp.Body.Close()
-	waitFor(t, "the upstream fetch to be cancelled", upstreamGone.Load)
+	testwait.Until(t, "the upstream fetch to be cancelled", upstreamGone.Load)
 
 	type result struct {
 		code int
@@ -966,7 +955,7 @@ func TestAbandonedFetchNotJoined(t *testing.T) {
 		second <- result{code, b, err}
 	}()
 	started := false
-	waitFor(t, "the second request to start a fetch or join the dying one", func() bool {
+	testwait.Until(t, "the second request to start a fetch or join the dying one", func() bool {
 		select {
 		case <-store.called:
 			started = true

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ocipull/registry/internal/testwait"
+
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -46,7 +48,7 @@ func TestInventoryPurgeAndGC(t *testing.T) {
 	host := strings.TrimPrefix(up.ts.URL, "http://")
 	appName, otherName := host+"/team/app:v1", host+"/team/other:v1"
 	var inv mirror.Inventory
-	waitFor(t, "both tags in the store's index", func() bool {
+	testwait.Until(t, "both tags in the store's index", func() bool {
 		inv, err = m.Inspect(ctx)
 		return err == nil && len(inv.Images) == 2
 	})
@@ -97,7 +99,7 @@ func TestInventoryPurgeAndGC(t *testing.T) {
 	bm, bs := newMirror(t, dir, map[string]*upstreamFixture{"": big}, nil)
 	pulled := make(chan error, 1)
 	go func() { _, err := mirrorPull(ctx, clientFor(t, bs, "team/app"), "v1"); pulled <- err }()
-	waitFor(t, "the landing", func() bool {
+	testwait.Until(t, "the landing", func() bool {
 		st, err := os.Stat(blobPath(dir, big.img.Layers()[0].Digest) + ".partial")
 		return err == nil && st.Size() > 0
 	})
@@ -150,7 +152,7 @@ func TestInventoryReadsNoLayer(t *testing.T) {
 	}
 	store := &manifestReads{LayoutStore: mirror.LayoutStore{Layout: l}, read: map[digest.Digest]int{}}
 	var inv mirror.Inventory
-	waitFor(t, "the tag in the store's index", func() bool {
+	testwait.Until(t, "the tag in the store's index", func() bool {
 		inv, err = mirror.Inspect(ctx, store)
 		return err == nil && len(inv.Images) == 1
 	})

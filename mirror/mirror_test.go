@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ocipull/registry/internal/testwait"
+
 	"github.com/cenkalti/backoff/v4"
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -567,7 +569,7 @@ func TestTwoCachesShareStore(t *testing.T) {
 		if i == 1 {
 			// The second starts once the first is landing the big
 			// layer, so that it must follow the first's landing.
-			waitFor(t, "the first landing", func() bool {
+			testwait.Until(t, "the first landing", func() bool {
 				st, err := os.Stat(blobPath(dir, big.Digest) + ".partial")
 				return err == nil && st.Size() > 0
 			})
@@ -615,7 +617,7 @@ func TestRangeOfFlight(t *testing.T) {
 		}
 		first <- err
 	}()
-	waitFor(t, "the fetch to be landing", func() bool {
+	testwait.Until(t, "the fetch to be landing", func() bool {
 		st, err := os.Stat(blobPath(dir, big.Digest) + ".partial")
 		return err == nil && st.Size() > 0
 	})

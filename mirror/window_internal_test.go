@@ -43,3 +43,26 @@ func TestWindowRing(t *testing.T) {
 	w.add(blob[45:90], 90) // larger than the ring
 	check(74, 90)
 }
+
+// TestWindowsBounded: the pool hands out at most maxWindows windows of
+// windowSize bytes; a flight finding none free gets nil, and a window
+// given back is handed out again.
+func TestWindowsBounded(t *testing.T) {
+	var ws windows
+	ws.init()
+	var taken []*window
+	for range maxWindows {
+		w := ws.take()
+		if w == nil || len(w.buf) != windowSize {
+			t.Fatalf("window %d: %v", len(taken), w)
+		}
+		taken = append(taken, w)
+	}
+	if w := ws.take(); w != nil {
+		t.Fatalf("window %d handed out beyond the bound of %d", maxWindows+1, maxWindows)
+	}
+	ws.give(taken[0])
+	if w := ws.take(); w != taken[0] {
+		t.Fatal("a window given back was not handed out again")
+	}
+}

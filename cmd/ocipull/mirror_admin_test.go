@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ocipull/registry/internal/testwait"
+
 	"github.com/ocipull/registry"
 	"github.com/ocipull/registry/mirror"
 	"github.com/ocipull/registry/oci"
@@ -43,7 +45,7 @@ func TestMirrorAdminOnLiveStore(t *testing.T) {
 		t.Fatalf("pull: %v", err)
 	}
 	name := f.host + "/app/x:v1"
-	waitUntil(t, "the tag in the store", func() bool {
+	testwait.Until(t, "the tag in the store", func() bool {
 		_, out, _ := runCmd(t, "", "mirror", "ls", "--cache", dir)
 		return strings.Contains(out, name)
 	})
@@ -85,7 +87,7 @@ func TestMirrorAdminOnLiveStore(t *testing.T) {
 			t.Errorf("admin API as %q/%q: %d, want 401", c.user, c.pass, code)
 		}
 	}
-	waitUntil(t, "the tag recorded again", func() bool {
+	testwait.Until(t, "the tag recorded again", func() bool {
 		code, body := call("GET", "/admin/v1/store", "ops", "ops-pw")
 		return code == 200 && strings.Contains(body, name)
 	})

@@ -13,19 +13,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// waitUntil polls cond until it holds; it fails the test after a minute
-// (the minute is a hang guard, not a speed claim).
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(time.Minute); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: gave up", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+	"github.com/ocipull/registry/internal/testwait"
+)
 
 // TestMirrorConfigRefusedWithLine: every kind of mistake in a --config
 // file is refused with the file, the line and the reason.
@@ -140,7 +130,7 @@ func TestMirrorReloadUnderTraffic(t *testing.T) {
 			}
 		})
 	}
-	waitUntil(t, "traffic", func() bool { return sent.Load() > 200 })
+	testwait.Until(t, "traffic", func() bool { return sent.Load() > 200 })
 	if code, _ := get("/v2/app/x/manifests/v1?ns=b.example"); code == 200 {
 		t.Fatal("an upstream not configured yet answered")
 	}
@@ -164,7 +154,7 @@ func TestMirrorReloadUnderTraffic(t *testing.T) {
 	// A valid change: a second upstream.
 	write(base + fmt.Sprintf("[upstream.\"b.example\"]\nurl = \"http://%s\"\n", b.host))
 	cmd.Process.Signal(syscall.SIGHUP)
-	waitUntil(t, "the reload", func() bool { return strings.Contains(stderr.String(), "configuration reloaded") })
+	testwait.Until(t, "the reload", func() bool { return strings.Contains(stderr.String(), "configuration reloaded") })
 	// The counters carry on across the reload.
 	if after := answered(); after < before {
 		t.Errorf("requests answered: %d before the reload, %d after (reset)", before, after)
@@ -175,7 +165,7 @@ func TestMirrorReloadUnderTraffic(t *testing.T) {
 	// An invalid change: refused with its line, the running one stays.
 	write(base + "[upstream.\"b.example\"]\nurl = \"http://" + b.host + "\"\ntag_ttl = \"soon\"\n")
 	cmd.Process.Signal(syscall.SIGHUP)
-	waitUntil(t, "the refusal", func() bool { return strings.Contains(stderr.String(), "configuration refused") })
+	testwait.Until(t, "the refusal", func() bool { return strings.Contains(stderr.String(), "configuration refused") })
 	if !strings.Contains(stderr.String(), "mirror.toml:8: upstream.\\\"b.example\\\".tag_ttl") {
 		t.Errorf("the refusal does not name the line and key:\n%s", lastLines(stderr.String(), 3))
 	}
@@ -183,7 +173,7 @@ func TestMirrorReloadUnderTraffic(t *testing.T) {
 		t.Errorf("after a refused reload, the running configuration's upstream: %d %v", code, err)
 	}
 	n := sent.Load()
-	waitUntil(t, "more traffic", func() bool { return sent.Load() > n+50 })
+	testwait.Until(t, "more traffic", func() bool { return sent.Load() > n+50 })
 	close(stop)
 	wg.Wait()
 	if failed.Load() != 0 {

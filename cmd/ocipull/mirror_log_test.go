@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/ocipull/registry/internal/testwait"
+
 	"github.com/ocipull/registry/faults"
 	"github.com/ocipull/registry/oci"
 	"github.com/ocipull/registry/ocitest"
@@ -83,7 +85,7 @@ func TestMirrorLogFieldsJSON(t *testing.T) {
 	}
 	// A record is written when its request is done, which may be after
 	// the client has its answer.
-	waitUntil(t, "the five outcomes' records", func() bool {
+	testwait.Until(t, "the five outcomes' records", func() bool {
 		parse()
 		for _, o := range []string{"miss", "coalesced", "hit", "stale", "aborted"} {
 			if records[o] == nil {

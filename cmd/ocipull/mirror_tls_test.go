@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/ocipull/registry/internal/testwait"
 )
 
 // TestMirrorTLSClientCertsAndReload: with tls.client_ca, only clients
@@ -87,7 +89,7 @@ func TestMirrorTLSClientCertsAndReload(t *testing.T) {
 	}
 	copyFile(certB, cert)
 	copyFile(keyB, key)
-	waitUntil(t, "the renewed certificate served", func() bool {
+	testwait.Until(t, "the renewed certificate served", func() bool {
 		_, leaf := served()
 		return bytes.Equal(leaf, derOf(t, certB))
 	})
@@ -99,7 +101,7 @@ func TestMirrorTLSClientCertsAndReload(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the failed reload logged", func() bool { return strings.Contains(stderr.String(), "missing.pem") })
+	testwait.Until(t, "the failed reload logged", func() bool { return strings.Contains(stderr.String(), "missing.pem") })
 	if _, leaf := served(); !bytes.Equal(leaf, derOf(t, certB)) {
 		t.Fatal("a reload naming a missing certificate changed the one served")
 	}
@@ -107,7 +109,7 @@ func TestMirrorTLSClientCertsAndReload(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the certificate named by the reloaded configuration served", func() bool {
+	testwait.Until(t, "the certificate named by the reloaded configuration served", func() bool {
 		_, leaf := served()
 		return bytes.Equal(leaf, derOf(t, certC))
 	})
